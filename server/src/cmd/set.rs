@@ -1,0 +1,28 @@
+//! `set [TIME] KEY VALUE` stores a value and answers `OK `; `qset` does the same silently.
+//! A first argument of digits is a time only when a key and a value follow it.
+
+use super::Session;
+use crate::counters::Stat;
+use crate::protocol::parse;
+use crate::protocol::reply::Error;
+
+pub(super) fn apply(args: &[u8], quiet: bool, s: &mut Session) {
+    let Some((first, rest)) = parse::key_and_rest(args) else {
+        return s.reply().err(Error::NeedTwoArgs);
+    };
+    let (time, key, value) = match parse::key_and_rest(rest) {
+        Some((key, value)) if first.bytes().all(|b| b.is_ascii_digit()) => {
+            let Ok(time) = first.parse::<u64>() else {
+                return s.reply().err(Error::BadTime);
+            };
+            (time, key, value)
+        }
+        _ => (s.now, first, rest),
+    };
+    let done = s.server.set_unchecked(key, value, time);
+    s.counts.add(Stat::SetImmediate, done.lines);
+    s.counts.add(Stat::SlowSubscribers, done.cut_off);
+    if !quiet {
+        s.reply().ok(&[]);
+    }
+}

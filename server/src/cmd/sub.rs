@@ -1,0 +1,21 @@
+//! `sub PATTERN` (any word starting with `sub`) subscribes this connection: every later set
+//! of a matching key is pushed to it as `SET <time> <key> <value>`. Answers the converted
+//! expression; the same pattern twice is answered twice and kept once.
+
+use super::Session;
+use crate::protocol::parse;
+use crate::protocol::reply::Error;
+use crate::Pattern;
+
+pub(super) fn apply(args: &[u8], s: &mut Session) {
+    if parse::is_missing(args) {
+        return s.reply().err(Error::NoArgs);
+    }
+    let pattern = match Pattern::new(args) {
+        Ok(p) => p,
+        Err(e) => return s.reply().err(Error::BadPattern(e.reason)),
+    };
+    let converted = pattern.converted().to_vec();
+    s.server.subscriptions().add(&s.sink, pattern);
+    s.reply().ok(&[&converted]);
+}

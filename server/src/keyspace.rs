@@ -1,0 +1,102 @@
+//! Every key and its history, in shards so that setters on different keys rarely meet.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crossbeam_utils::CachePadded;
+use hashbrown::hash_table::Entry as TableEntry;
+use hashbrown::{DefaultHashBuilder, HashTable};
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::history::History;
+use crate::subscriptions::SinkList;
+
+const SHARDS: usize = 64;
+
+pub(crate) struct Entry {
+    pub(crate) key: Box<str>,
+    pub(crate) history: History,
+    /// Subscribers of this key, valid while `subs_generation` is the registry's.
+    pub(crate) subs: SinkList,
+    pub(crate) subs_generation: u64,
+}
+
+pub(crate) struct Shard {
+    table: HashTable<Entry>,
+}
+
+pub(crate) struct Keyspace {
+    shards: Box<[CachePadded<Mutex<Shard>>]>,
+    hasher: DefaultHashBuilder,
+    len: AtomicUsize,
+}
+
+impl Keyspace {
+    pub(crate) fn new() -> Keyspace {
+        Keyspace {
+            shards: (0..SHARDS)
+                .map(|_| {
+                    CachePadded::new(Mutex::new(Shard {
+                        table: HashTable::new(),
+                    }))
+                })
+                .collect(),
+            hasher: DefaultHashBuilder::default(),
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Bits 40..46 pick the shard: the table itself uses the low bits for the bucket and
+    /// the top seven for its tags, so these say nothing about a key's place in its shard.
+    fn locate(&self, key: &str) -> (u64, &Mutex<Shard>) {
+        let hash = self.hasher.hash_one(key);
+        (hash, &self.shards[(hash >> 40) as usize % SHARDS])
+    }
+
+    /// Runs `f` on the key's entry, creating it if needed, under its shard's lock.
+    pub(crate) fn with_entry<R>(&self, key: &str, f: impl FnOnce(&mut Entry) -> R) -> R {
+        let (hash, shard) = self.locate(key);
+        let mut shard = shard.lock();
+        let hasher = &self.hasher;
+        match shard
+            .table
+            .entry(hash, |e| &*e.key == key, |e| hasher.hash_one(&*e.key))
+        {
+            TableEntry::Occupied(mut o) => f(o.get_mut()),
+            TableEntry::Vacant(v) => {
+                self.len.fetch_add(1, Ordering::Relaxed);
+                let mut o = v.insert(Entry {
+                    key: key.into(),
+                    history: History::default(),
+                    subs: SinkList::default(),
+                    subs_generation: u64::MAX,
+                });
+                f(o.get_mut())
+            }
+        }
+    }
+
+    /// Runs `f` on the key's entry if it exists.
+    pub(crate) fn read<R>(&self, key: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+        let (hash, shard) = self.locate(key);
+        let shard = shard.lock();
+        shard.table.find(hash, |e| &*e.key == key).map(f)
+    }
+
+    /// Visits every entry, one shard at a time; each shard is locked only while visited.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Entry)) {
+        self.for_each_shard(|entries| entries.for_each(&mut f));
+    }
+
+    /// Hands `f` the entries of one shard at a time, under that shard's lock.
+    pub(crate) fn for_each_shard(&self, mut f: impl FnMut(&mut dyn Iterator<Item = &Entry>)) {
+        for shard in self.shards.iter() {
+            let shard: MutexGuard<'_, Shard> = shard.lock();
+            f(&mut shard.table.iter());
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The SPUD stat server.
+//!
+//! It keeps the newest samples of every key, answers `get`, and pushes updates to
+//! subscribers by pattern, over the original SPUD line protocol (`PROTOCOL.md`).
+//!
+//! [`Server`] is the whole server in-process, with no socket: `spud-host` embeds it and
+//! its plugins' samples go straight into the store. [`net::serve`] puts it on TCP.
+//!
+//! ```
+//! use spud_server::{Config, Pattern, Server};
+//!
+//! let server = Server::new(Config::default());
+//! server.set("memcached.local.curr_items", "42", None).unwrap();
+//! let history = server.get("memcached.local.curr_items").unwrap();
+//! assert_eq!(history[0].value.number(), Some(42.0));
+//! let newest = server.get_matching(&Pattern::new("memcached.*").unwrap());
+//! assert_eq!(newest.len(), 1);
+//! ```
+
+mod cmd;
+mod counters;
+mod history;
+mod keyspace;
+pub mod net;
+mod outbox;
+mod pattern;
+mod protocol;
+mod server;
+pub mod snapshot;
+mod subscriptions;
+mod value;
+
+pub use counters::Stat;
+pub use pattern::{Pattern, PatternError};
+pub use server::{is_valid_key, unix_now, Config, Server, SetError, Subscription, Update};
+pub use value::Value;
+
+/// One stored sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Unix seconds: given by the setter, or the time it arrived.
+    pub time: u64,
+    /// The value, exactly as set.
+    pub value: Value,
+}
+
+impl Sample {
+    pub(crate) fn new(time: u64, text: impl Into<Vec<u8>>) -> Sample {
+        Sample {
+            time,
+            value: Value::new(text),
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! `spud-server`: the stat server on its own.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use spud_server::net::{serve, ServeOptions};
+use spud_server::snapshot::{self, SnapshotError};
+use spud_server::{Config, Server};
+
+/// The SPUD stat server: keeps the newest values of every key, answers `get`, and pushes
+/// updates to subscribers, over the original SPUD line protocol.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on. Anything beyond loopback refuses the `shutdown` command.
+    #[arg(long, default_value = "127.0.0.1:9107", value_name = "ADDR")]
+    listen: SocketAddr,
+
+    /// Samples kept per key, newest first.
+    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    history: u16,
+
+    /// Snapshot file: loaded at start, written atomically every --snapshot-every seconds
+    /// and at shutdown. Without it, a restart starts empty.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+
+    /// Seconds between periodic snapshots (with --state).
+    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_every: u64,
+
+    /// Longest request line accepted, in bytes; a longer one closes the connection.
+    #[arg(long, default_value_t = 128 * 1024, value_name = "BYTES")]
+    max_line: usize,
+
+    /// Bytes of updates that may wait for one slow subscriber before it is disconnected.
+    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
+    max_pending: usize,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    // Many clients each hold a descriptor; the usual soft limit of 1024 is too few.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        warn!("could not raise the open-files limit: {e}");
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let config = Config {
+        history: args.history.into(),
+        max_pending_pushes: args.max_pending,
+        ..Config::default()
+    };
+    let server = match &args.state {
+        Some(path) => load_state(path, config),
+        None => Server::new(config),
+    };
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let mut options = ServeOptions::for_addr(addr);
+    options.max_line = args.max_line;
+    info!("listening on {addr}");
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let snapshots = args.state.clone().map(|path| {
+        tokio::spawn(snapshot_periodically(
+            server.clone(),
+            path,
+            Duration::from_secs(args.snapshot_every),
+            shutdown.clone(),
+        ))
+    });
+
+    serve(server.clone(), listener, options, shutdown.clone()).await?;
+
+    if let (Some(task), Some(path)) = (snapshots, args.state) {
+        let _ = task.await;
+        save(server, path).await;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+/// Loads the snapshot; a missing one starts empty, a bad one is moved aside (never
+/// overwritten) and the server starts empty.
+fn load_state(path: &std::path::Path, config: Config) -> Server {
+    match snapshot::load(path, config.clone()) {
+        Ok(server) => {
+            info!("loaded {} keys from {}", server.key_count(), path.display());
+            server
+        }
+        Err(SnapshotError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            info!("no snapshot at {} yet; starting empty", path.display());
+            Server::new(config)
+        }
+        Err(e) => {
+            match snapshot::move_aside(path) {
+                Ok(to) => error!("{e}; moved it to {} and starting empty", to.display()),
+                Err(m) => error!("{e}; could not move it aside ({m}); starting empty"),
+            }
+            Server::new(config)
+        }
+    }
+}
+
+async fn save(server: Server, path: PathBuf) {
+    let started = std::time::Instant::now();
+    let result = tokio::task::spawn_blocking(move || snapshot::save(&server, &path)).await;
+    match result {
+        Ok(Ok(samples)) => info!(
+            "snapshot written: {samples} samples in {:?}",
+            started.elapsed()
+        ),
+        Ok(Err(e)) => error!("snapshot not written, the previous one is kept: {e}"),
+        Err(e) => error!("snapshot task failed: {e}"),
+    }
+}
+
+async fn snapshot_periodically(
+    server: Server,
+    path: PathBuf,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => save(server.clone(), path.clone()).await,
+        }
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        warn!("cannot install signal handlers; stop with the shutdown command");
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => info!("interrupted; shutting down"),
+        _ = term.recv() => info!("terminated; shutting down"),
+    }
+    shutdown.cancel();
+}

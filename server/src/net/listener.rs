@@ -1,0 +1,83 @@
+//! Accepting connections, and stopping gracefully: stop accepting, let every connection
+//! flush what it owes, then return.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::connection;
+use crate::Server;
+
+/// How the TCP layer treats clients.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Longest line accepted; a longer one gets `ERR line_too_long` and the connection closes.
+    pub max_line: usize,
+    /// Whether any client may `shutdown` the server (only when listening on loopback).
+    pub allow_shutdown: bool,
+    /// How long connections get to flush their replies when the server stops.
+    pub drain_timeout: Duration,
+}
+
+impl ServeOptions {
+    /// The defaults for a server listening on `addr`.
+    pub fn for_addr(addr: SocketAddr) -> ServeOptions {
+        ServeOptions {
+            max_line: 128 * 1024,
+            allow_shutdown: addr.ip().is_loopback(),
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves `server` on `listener` until `shutdown` is cancelled (by the caller or by a
+/// client's `shutdown`), then waits for connections to flush.
+pub async fn serve(
+    server: Server,
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let options = Arc::new(options);
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                tracker.spawn(connection::run(
+                    stream,
+                    peer,
+                    server.clone(),
+                    Arc::clone(&options),
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: say so, and keep serving the others.
+                tracing::warn!("accepting a connection failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    if tokio::time::timeout(options.drain_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "{} connections had not finished writing after {:?}; closing them",
+            tracker.len(),
+            options.drain_timeout
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,391 @@
+//! The stat server in-process: a cloneable handle to the store, the subscriptions and the
+//! server's own counters. The TCP listener is a thin layer over it; `spud-host` embeds it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use crate::counters::{Counters, Stat};
+use crate::keyspace::Keyspace;
+use crate::outbox::Outbox;
+use crate::subscriptions::{self, Delivered, Push, Sink, Subscriptions};
+use crate::value::Encoded;
+use crate::{Pattern, Sample, Value};
+
+/// How the server behaves; `Config::default()` is the original's.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Samples kept per key, newest first.
+    pub history: usize,
+    /// Bytes of pushes that may wait for one subscriber connection before it is cut off.
+    pub max_pending_pushes: usize,
+    /// Updates that may wait for one in-process subscriber before it is cut off.
+    pub channel_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            history: 100,
+            max_pending_pushes: 8 << 20,
+            channel_capacity: 65_536,
+        }
+    }
+}
+
+/// Why a set was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetError {
+    /// Keys are `[-A-Za-z0-9_.:]+`.
+    #[error("invalid key {0:?}: keys are made of letters, digits and - _ . :")]
+    InvalidKey(String),
+    /// The line protocol cannot carry a line break inside a value.
+    #[error("value for {0} contains a line break")]
+    LineBreakInValue(String),
+}
+
+/// A handle to one stat server. Clones share it.
+#[derive(Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("keys", &self.shared.keys.len())
+            .field("subscriptions", &self.shared.subscriptions.len())
+            .finish()
+    }
+}
+
+struct Shared {
+    config: Config,
+    keys: Keyspace,
+    subscriptions: Subscriptions,
+    counters: Counters,
+    started: Instant,
+    next_id: AtomicU64,
+}
+
+/// Whether `key` is a valid key.
+pub fn is_valid_key(key: &str) -> bool {
+    !key.is_empty() && key.bytes().all(is_key_byte)
+}
+
+#[inline]
+pub(crate) fn is_key_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Server {
+    /// A new, empty server.
+    pub fn new(config: Config) -> Server {
+        let counters = Counters::new(config.history);
+        Server {
+            shared: Arc::new(Shared {
+                config,
+                keys: Keyspace::new(),
+                subscriptions: Subscriptions::default(),
+                counters,
+                started: Instant::now(),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The configuration it was made with.
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Stores `value` under `key` at `time` (default: now) and pushes it to subscribers.
+    pub fn set(
+        &self,
+        key: &str,
+        value: impl AsRef<[u8]>,
+        time: Option<u64>,
+    ) -> Result<(), SetError> {
+        let value = value.as_ref();
+        if !is_valid_key(key) {
+            return Err(SetError::InvalidKey(key.to_string()));
+        }
+        if value.contains(&b'\n') {
+            return Err(SetError::LineBreakInValue(key.to_string()));
+        }
+        let now = unix_now();
+        let done = self.set_unchecked(key, value, time.unwrap_or(now));
+        self.count_delivered(done, now);
+        Ok(())
+    }
+
+    /// The set behind `set` and the protocol: the caller has checked key and value.
+    pub(crate) fn set_unchecked(&self, key: &str, value: &[u8], time: u64) -> Delivered {
+        let shared = &*self.shared;
+        let encoded = Encoded::classify(value);
+        let generation = shared.subscriptions.generation();
+        shared.keys.with_entry(key, |entry| {
+            entry.history.push(time, encoded, shared.config.history);
+            if entry.subs_generation != generation {
+                let (subs, generation) = shared.subscriptions.matching(key);
+                entry.subs = subs;
+                entry.subs_generation = generation;
+            }
+            if entry.subs.is_empty() {
+                return Delivered::default();
+            }
+            // Delivered under the key's lock, so that every subscriber sees one key's
+            // values in the order they were stored.
+            subscriptions::deliver(&entry.subs, &mut Push::new(time, key, value))
+        })
+    }
+
+    pub(crate) fn count_delivered(&self, done: Delivered, now: u64) {
+        self.shared
+            .counters
+            .add(Stat::SetImmediate, done.lines, now);
+        self.shared
+            .counters
+            .add(Stat::SlowSubscribers, done.cut_off, now);
+    }
+
+    /// The history of `key`, newest first; None if the key was never set.
+    /// The server's own counters are keys too (`server.com_get`).
+    pub fn get(&self, key: &str) -> Option<Vec<Sample>> {
+        if let Some(history) = self.shared.counters.history(key) {
+            return Some(history);
+        }
+        self.shared.keys.read(key, |entry| {
+            entry
+                .history
+                .newest_first()
+                .into_iter()
+                .map(|(time, value)| Sample {
+                    time,
+                    value: value.to_value(),
+                })
+                .collect()
+        })
+    }
+
+    /// Whether `key` exists (was set, or is a counter that has counted).
+    pub fn contains(&self, key: &str) -> bool {
+        self.shared.counters.history(key).is_some() || self.shared.keys.read(key, |_| ()).is_some()
+    }
+
+    /// The newest sample of every key matching `pattern`, keys in byte order.
+    pub fn get_matching(&self, pattern: &Pattern) -> Vec<(String, Sample)> {
+        let mut out = Vec::new();
+        self.shared.keys.for_each(|entry| {
+            if pattern.is_match(&entry.key) {
+                if let Some((time, value)) = entry.history.newest() {
+                    out.push((
+                        entry.key.to_string(),
+                        Sample {
+                            time,
+                            value: value.to_value(),
+                        },
+                    ));
+                }
+            }
+        });
+        for (key, sample) in self.shared.counters.newest_all() {
+            if pattern.is_match(&key) {
+                // A counter shadows a key of the same name that a client set.
+                out.retain(|(k, _)| *k != key);
+                out.push((key, sample));
+            }
+        }
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Every key, the server's own counters included.
+    pub fn key_count(&self) -> usize {
+        let counters = self.shared.counters.newest_all();
+        let shadowed = counters
+            .iter()
+            .filter(|(k, _)| self.shared.keys.read(k, |_| ()).is_some())
+            .count();
+        self.shared.keys.len() + counters.len() - shadowed
+    }
+
+    /// Subscriptions of every subscriber.
+    pub fn subscription_count(&self) -> usize {
+        self.shared.subscriptions.len()
+    }
+
+    /// How long this server has been up.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.shared.started.elapsed()
+    }
+
+    /// A counter's current total.
+    pub fn stat(&self, stat: Stat) -> u64 {
+        self.shared.counters.value(stat)
+    }
+
+    /// Subscribes in-process. Updates to matching keys arrive on the returned subscription
+    /// until it is dropped; one that falls `channel_capacity` updates behind is cut off.
+    pub fn subscribe(&self, pattern: Pattern, label: &str) -> Subscription {
+        let (tx, rx) = mpsc::channel(self.shared.config.channel_capacity);
+        let id = self.next_id();
+        let sink = Arc::new(Sink::channel(id, format!("{label}#{id}"), tx));
+        self.shared.subscriptions.add(&sink, pattern);
+        Subscription {
+            rx,
+            id,
+            server: self.clone(),
+        }
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.shared.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    pub(crate) fn subscriptions(&self) -> &Subscriptions {
+        &self.shared.subscriptions
+    }
+
+    pub(crate) fn keyspace(&self) -> &Keyspace {
+        &self.shared.keys
+    }
+
+    pub(crate) fn connection_sink(&self, label: String, outbox: Arc<Outbox>) -> Arc<Sink> {
+        Arc::new(Sink::connection(self.next_id(), label, outbox))
+    }
+}
+
+/// An in-process subscription; dropping it unsubscribes.
+pub struct Subscription {
+    rx: mpsc::Receiver<Update>,
+    id: u64,
+    server: Server,
+}
+
+/// One pushed set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Update {
+    /// When the sample was taken (Unix seconds).
+    pub time: u64,
+    /// Which key was set.
+    pub key: String,
+    /// What it was set to.
+    pub value: Value,
+}
+
+impl Subscription {
+    /// The next update; None once the server cut this subscription off for falling behind.
+    pub async fn recv(&mut self) -> Option<Update> {
+        self.rx.recv().await
+    }
+
+    /// The next update if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Update> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.server.shared.subscriptions.remove_sink(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(samples: &[Sample]) -> Vec<String> {
+        samples.iter().map(|s| s.value.to_string_lossy()).collect()
+    }
+
+    #[test]
+    fn set_get_and_history_cap() {
+        let s = Server::new(Config {
+            history: 3,
+            ..Config::default()
+        });
+        for i in 0..5 {
+            s.set("a.b", i.to_string(), Some(100 + i)).unwrap();
+        }
+        let h = s.get("a.b").unwrap();
+        assert_eq!(texts(&h), ["4", "3", "2"]);
+        assert_eq!(h[0].time, 104);
+        assert!(s.get("nope").is_none());
+        assert_eq!(h[0].value.number(), Some(4.0));
+    }
+
+    #[test]
+    fn rejects_bad_keys_and_line_breaks() {
+        let s = Server::new(Config::default());
+        assert!(matches!(
+            s.set("a b", "1", None),
+            Err(SetError::InvalidKey(_))
+        ));
+        assert!(matches!(s.set("", "1", None), Err(SetError::InvalidKey(_))));
+        assert!(matches!(
+            s.set("a", "1\n2", None),
+            Err(SetError::LineBreakInValue(_))
+        ));
+    }
+
+    #[test]
+    fn pattern_get_is_sorted_newest_only() {
+        let s = Server::new(Config::default());
+        s.set("b.x", "1", Some(1)).unwrap();
+        s.set("a.x", "2", Some(2)).unwrap();
+        s.set("a.x", "3", Some(3)).unwrap();
+        s.set("c", "4", Some(4)).unwrap();
+        let got = s.get_matching(&Pattern::new("*.x").unwrap());
+        let keys: Vec<_> = got.iter().map(|(k, s)| (k.as_str(), s.time)).collect();
+        assert_eq!(keys, [("a.x", 3), ("b.x", 1)]);
+    }
+
+    #[tokio::test]
+    async fn in_process_subscribers_get_each_set_once() {
+        let s = Server::new(Config::default());
+        let mut sub = s.subscribe(Pattern::new("cpu.*").unwrap(), "test");
+        s.set("cpu.user", "5", Some(10)).unwrap();
+        s.set("mem.free", "9", Some(10)).unwrap();
+        let u = sub.recv().await.unwrap();
+        assert_eq!(
+            (u.time, u.key.as_str(), u.value.number()),
+            (10, "cpu.user", Some(5.0))
+        );
+        assert!(sub.try_recv().is_none());
+        assert_eq!(s.subscription_count(), 1);
+        drop(sub);
+        assert_eq!(s.subscription_count(), 0);
+    }
+
+    #[test]
+    fn in_process_subscriber_that_falls_behind_is_cut_off() {
+        let s = Server::new(Config {
+            channel_capacity: 2,
+            ..Config::default()
+        });
+        let mut sub = s.subscribe(Pattern::new("*").unwrap(), "test");
+        for i in 0..5 {
+            s.set("k", i.to_string(), None).unwrap();
+        }
+        assert_eq!(s.stat(Stat::SlowSubscribers), 1);
+        assert!(sub.try_recv().is_some());
+        assert!(sub.try_recv().is_some());
+        assert!(sub.try_recv().is_none());
+    }
+}

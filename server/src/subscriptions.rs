@@ -1,0 +1,206 @@
+//! Who wants which keys.
+//!
+//! The registry keeps every subscription in the order it was made. Each key caches the
+//! list of subscribers that match it, tagged with the registry's generation; a set only
+//! matches patterns again when subscriptions changed since, so it costs O(subscribers of
+//! that key), not O(all patterns).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::mpsc;
+
+use crate::outbox::{Outbox, Pushed};
+use crate::{Pattern, Update, Value};
+
+/// The subscribers of one key, each once.
+pub(crate) type SinkList = Arc<[Arc<Sink>]>;
+
+/// Where the pushes for one subscriber go.
+pub(crate) struct Sink {
+    pub(crate) id: u64,
+    /// Shown by `list` and `listall`.
+    pub(crate) label: String,
+    kind: SinkKind,
+}
+
+enum SinkKind {
+    /// A protocol connection: pushes are `SET <time> <key> <value>` lines.
+    Connection(Arc<Outbox>),
+    /// An in-process subscriber.
+    /// An in-process subscriber; the sender is dropped when it is cut off, which ends
+    /// its stream once it has read what was queued.
+    Channel(Mutex<Option<mpsc::Sender<Update>>>),
+}
+
+/// The push line, built once per set and only if some connection needs it.
+pub(crate) struct Push<'a> {
+    pub(crate) time: u64,
+    pub(crate) key: &'a str,
+    pub(crate) value: &'a [u8],
+    line: Vec<u8>,
+}
+
+impl<'a> Push<'a> {
+    pub(crate) fn new(time: u64, key: &'a str, value: &'a [u8]) -> Push<'a> {
+        Push {
+            time,
+            key,
+            value,
+            line: Vec::new(),
+        }
+    }
+
+    fn line(&mut self) -> &[u8] {
+        if self.line.is_empty() {
+            let mut time = itoa::Buffer::new();
+            let time = time.format(self.time).as_bytes();
+            let parts: [&[u8]; 7] = [
+                b"SET ",
+                time,
+                b" ",
+                self.key.as_bytes(),
+                b" ",
+                self.value,
+                b"\r\n",
+            ];
+            self.line.reserve(parts.iter().map(|p| p.len()).sum());
+            parts.iter().for_each(|p| self.line.extend_from_slice(p));
+        }
+        &self.line
+    }
+}
+
+/// What a delivery did, for the server's counters.
+#[derive(Default, Debug, Clone, Copy)]
+pub(crate) struct Delivered {
+    pub(crate) lines: u64,
+    pub(crate) cut_off: u64,
+}
+
+impl Sink {
+    pub(crate) fn connection(id: u64, label: String, outbox: Arc<Outbox>) -> Sink {
+        Sink {
+            id,
+            label,
+            kind: SinkKind::Connection(outbox),
+        }
+    }
+
+    pub(crate) fn channel(id: u64, label: String, tx: mpsc::Sender<Update>) -> Sink {
+        Sink {
+            id,
+            label,
+            kind: SinkKind::Channel(Mutex::new(Some(tx))),
+        }
+    }
+
+    fn deliver(&self, push: &mut Push<'_>, done: &mut Delivered) {
+        match &self.kind {
+            SinkKind::Connection(outbox) => match outbox.push(push.line()) {
+                Pushed::Queued => done.lines += 1,
+                Pushed::CutOff => done.cut_off += 1,
+                Pushed::Closed => {}
+            },
+            SinkKind::Channel(tx) => {
+                let mut tx = tx.lock();
+                let Some(sender) = tx.as_ref() else { return };
+                let update = Update {
+                    time: push.time,
+                    key: push.key.to_string(),
+                    value: Value::new(push.value),
+                };
+                match sender.try_send(update) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        *tx = None;
+                        done.cut_off += 1;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => *tx = None,
+                }
+            }
+        }
+    }
+}
+
+/// Sends one set to every subscriber in `sinks`.
+pub(crate) fn deliver(sinks: &[Arc<Sink>], push: &mut Push<'_>) -> Delivered {
+    let mut done = Delivered::default();
+    for sink in sinks {
+        sink.deliver(push, &mut done);
+    }
+    done
+}
+
+struct Subscription {
+    sink: Arc<Sink>,
+    pattern: Pattern,
+}
+
+#[derive(Default)]
+pub(crate) struct Subscriptions {
+    list: RwLock<Vec<Subscription>>,
+    /// Bumped (under the write lock) on every change to `list`.
+    generation: AtomicU64,
+}
+
+impl Subscriptions {
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Adds a subscription; false if this sink already has this exact pattern.
+    pub(crate) fn add(&self, sink: &Arc<Sink>, pattern: Pattern) -> bool {
+        let mut list = self.list.write();
+        if list
+            .iter()
+            .any(|s| s.sink.id == sink.id && s.pattern.converted() == pattern.converted())
+        {
+            return false;
+        }
+        list.push(Subscription {
+            sink: Arc::clone(sink),
+            pattern,
+        });
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        true
+    }
+
+    pub(crate) fn remove_sink(&self, id: u64) {
+        let mut list = self.list.write();
+        let before = list.len();
+        list.retain(|s| s.sink.id != id);
+        if list.len() != before {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The subscribers of `key`, each once however many of its patterns match, and the
+    /// generation the answer is valid for.
+    pub(crate) fn matching(&self, key: &str) -> (SinkList, u64) {
+        let list = self.list.read();
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut sinks: Vec<Arc<Sink>> = Vec::new();
+        for s in list.iter() {
+            if !sinks.iter().any(|k| k.id == s.sink.id) && s.pattern.is_match(key) {
+                sinks.push(Arc::clone(&s.sink));
+            }
+        }
+        (sinks.into(), generation)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.list.read().len()
+    }
+
+    /// `(label, converted pattern)` in the order made; only `sink`'s when given.
+    pub(crate) fn describe(&self, sink: Option<u64>) -> Vec<(String, Vec<u8>)> {
+        self.list
+            .read()
+            .iter()
+            .filter(|s| sink.is_none_or(|id| s.sink.id == id))
+            .map(|s| (s.sink.label.clone(), s.pattern.converted().to_vec()))
+            .collect()
+    }
+}

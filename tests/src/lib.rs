@@ -1,0 +1,386 @@
+//! The harness for SPUD's integration tests and benchmarks: the real binaries, started on
+//! port 0 in temporary directories, spoken to over real sockets.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The workspace's top folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// The profile this harness was built in; binaries are built in the same one.
+fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
+/// The path of a workspace binary, built (once per process) in this harness's profile.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let path = target.join(profile()).join(name);
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace_root())
+            .args(["build", "--quiet", "--bin", name]);
+        if profile() == "release" {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo runs");
+        assert!(status.success(), "building {name} failed");
+        built.push(name.to_string());
+    }
+    path
+}
+
+/// A process that is killed when dropped, with its stderr kept for failure messages.
+pub struct Process {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    /// Starts `cmd` and waits until a stderr line contains `ready`; returns that line too.
+    pub fn start(mut cmd: Command, ready: &str, within: Duration) -> (Process, String) {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let stderr = child.stderr.take().expect("piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let ready = ready.to_string();
+        let keep = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains(&ready) {
+                    let _ = tx.send(line.clone());
+                }
+                keep.lock().unwrap().push(line);
+            }
+        });
+        let mut process = Process { child, log };
+        match rx.recv_timeout(within) {
+            Ok(line) => (process, line),
+            Err(_) => {
+                let _ = process.child.kill();
+                panic!(
+                    "{cmd:?} did not become ready within {within:?}; it said:\n{}",
+                    process.log()
+                );
+            }
+        }
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (`libc`-free: through `kill`).
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([format!("-{sig}"), self.pid().to_string()])
+            .status();
+    }
+
+    /// Waits for it to exit; None if it is still running after `within`.
+    pub fn wait(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Resident memory in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `spud-server`.
+pub struct SpudServer {
+    /// The process.
+    pub process: Process,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl SpudServer {
+    /// Starts `spud-server` on a free loopback port with extra arguments.
+    pub fn start(args: &[&str]) -> SpudServer {
+        let mut cmd = Command::new(binary("spud-server"));
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(args);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        let (process, line) = Process::start(cmd, "listening on ", Duration::from_secs(60));
+        let addr = line
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        SpudServer { process, addr }
+    }
+
+    /// A new client connection.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+}
+
+/// The original 2004 Perl server, extracted from the seed and run unmodified.
+pub struct OriginalServer {
+    /// The process.
+    pub process: Process,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl OriginalServer {
+    /// Starts it, or says why it cannot run here.
+    pub fn start() -> Result<OriginalServer, String> {
+        let source = original_source("src/spud/bin/server")?;
+        let probe = Command::new("perl")
+            .args(["-MDanga::Socket", "-e", "1"])
+            .stderr(Stdio::null())
+            .status();
+        if !matches!(probe, Ok(s) if s.success()) {
+            return Err(
+                "perl with Danga::Socket is missing (scripts/setup-test-deps installs it)".into(),
+            );
+        }
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let script = dir.path().join("server");
+        std::fs::write(&script, source).map_err(|e| e.to_string())?;
+        // Its port is a flag; take a free one from the kernel and hand it over.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let mut child = Command::new("perl")
+            .arg(&script)
+            .args(["-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run perl: {e}"))?;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+                let _ = child.kill();
+                return Err("the original server did not start".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // That probe connection counted as a client; the original cannot forget it.
+        Ok(OriginalServer {
+            process: Process {
+                child,
+                log: Default::default(),
+            },
+            addr,
+            _dir: dir,
+        })
+    }
+}
+
+/// One file of the original system, extracted from seed `000_*` beside the checkout
+/// (`../shared/seeds`, or `$SPUD_SEEDS`). It is never copied into the project.
+pub fn original_source(path_in_seed: &str) -> Result<String, String> {
+    let dir = std::env::var_os("SPUD_SEEDS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("../shared/seeds"));
+    let seed = std::fs::read_dir(&dir)
+        .map_err(|_| format!("the seeds are not beside the checkout ({})", dir.display()))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("000_"))
+        })
+        .ok_or_else(|| format!("no seed 000_* in {}", dir.display()))?;
+    let text = std::fs::read_to_string(&seed).map_err(|e| e.to_string())?;
+    let header = format!("+++ b/{path_in_seed}");
+    let start = text
+        .find(&header)
+        .ok_or_else(|| format!("{path_in_seed} is not in {}", seed.display()))?;
+    let mut out = String::new();
+    for line in text[start..].lines().skip(1) {
+        if line.starts_with("diff -r") {
+            break;
+        }
+        if line.starts_with("@@") {
+            continue;
+        }
+        if let Some(l) = line.strip_prefix('+') {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    Ok(out)
+}
+
+/// A raw protocol connection.
+pub struct Client {
+    stream: TcpStream,
+    /// Bytes read but not yet taken.
+    pending: Vec<u8>,
+}
+
+impl Client {
+    /// Connects, or panics.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_nodelay(true).ok();
+        Client {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Sends raw bytes.
+    pub fn send(&mut self, bytes: impl AsRef<[u8]>) {
+        self.stream.write_all(bytes.as_ref()).expect("send");
+    }
+
+    /// Reads until the bytes read end with `end`, and returns them all.
+    pub fn read_until_suffix(&mut self, end: &[u8], within: Duration) -> Vec<u8> {
+        self.read_until(within, |buf| buf.ends_with(end))
+    }
+
+    /// Reads until `done(bytes so far)`, and returns them all.
+    pub fn read_until(&mut self, within: Duration, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+        let deadline = Instant::now() + within;
+        let mut chunk = [0u8; 65536];
+        while !done(&self.pending) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "timed out; got so far: {:?}",
+                String::from_utf8_lossy(&self.pending)
+            );
+            self.stream.set_read_timeout(Some(left)).ok();
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!(
+                    "connection closed; got: {:?}",
+                    String::from_utf8_lossy(&self.pending)
+                ),
+                Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Reads everything until the server closes the connection.
+    pub fn read_to_close(&mut self, within: Duration) -> Vec<u8> {
+        let deadline = Instant::now() + within;
+        let mut chunk = [0u8; 65536];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "the server did not close the connection");
+            self.stream.set_read_timeout(Some(left)).ok();
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return std::mem::take(&mut self.pending),
+                Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(_) => return std::mem::take(&mut self.pending),
+            }
+        }
+    }
+
+    /// Whatever arrives within `wait` (for checking that nothing does).
+    pub fn read_for(&mut self, wait: Duration) -> Vec<u8> {
+        let deadline = Instant::now() + wait;
+        let mut chunk = [0u8; 65536];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return std::mem::take(&mut self.pending);
+            }
+            self.stream.set_read_timeout(Some(left)).ok();
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return std::mem::take(&mut self.pending),
+                Ok(n) => self.pending.extend_from_slice(&chunk[..n]),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Sends one line and reads a reply that ends with `end` (e.g. `OK done\r\n`).
+    pub fn ask(&mut self, line: &str, end: &str) -> String {
+        self.send(format!("{line}\r\n"));
+        String::from_utf8(self.read_until_suffix(end.as_bytes(), Duration::from_secs(20)))
+            .expect("utf-8 reply")
+    }
+
+    /// `get` of a multi-line answer: every line before `OK done`.
+    pub fn get(&mut self, arg: &str) -> Vec<String> {
+        let reply = self.ask(&format!("get {arg}"), "OK done\r\n");
+        reply
+            .trim_end_matches("OK done\r\n")
+            .split_terminator("\r\n")
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The underlying stream.
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}
