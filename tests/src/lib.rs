@@ -92,6 +92,33 @@ impl Process {
         }
     }
 
+    /// Starts `cmd` and waits until `addr` accepts connections (for programs that do
+    /// not say when they are ready). That probe counts as one client.
+    pub fn start_listening(
+        mut cmd: Command,
+        addr: SocketAddr,
+        within: Duration,
+    ) -> Result<Process, String> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+        let mut process = Process {
+            child,
+            log: Default::default(),
+        };
+        let deadline = Instant::now() + within;
+        while TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline || matches!(process.child.try_wait(), Ok(Some(_))) {
+                return Err(format!("{cmd:?} did not start listening on {addr}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(process)
+    }
+
     /// Everything it wrote to stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
@@ -199,38 +226,25 @@ impl OriginalServer {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let script = dir.path().join("server");
         std::fs::write(&script, source).map_err(|e| e.to_string())?;
-        // Its port is a flag; take a free one from the kernel and hand it over.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let mut child = Command::new("perl")
-            .arg(&script)
-            .args(["-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot run perl: {e}"))?;
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
-            if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
-                let _ = child.kill();
-                return Err("the original server did not start".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let addr = free_port();
+        let mut cmd = Command::new("perl");
+        cmd.arg(&script).args(["-p", &addr.port().to_string()]);
+        let process = Process::start_listening(cmd, addr, Duration::from_secs(20))?;
         // That probe connection counted as a client; the original cannot forget it.
         Ok(OriginalServer {
-            process: Process {
-                child,
-                log: Default::default(),
-            },
+            process,
             addr,
             _dir: dir,
         })
     }
+}
+
+/// A loopback address with a port that was free a moment ago, for programs whose port is
+/// a flag and cannot be 0.
+pub fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
 }
 
 /// One file of the original system, extracted from seed `000_*` beside the checkout
