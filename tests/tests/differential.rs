@@ -84,14 +84,17 @@ fn spud_server_now() -> u64 {
         .as_secs()
 }
 
+/// The original server, or None (with a line saying why the test is skipped).
+fn original_or_skip() -> Option<OriginalServer> {
+    OriginalServer::start()
+        .map_err(|why| eprintln!("SKIP differential test: {why}"))
+        .ok()
+}
+
 /// Runs `steps` against both servers and compares every connection's whole stream.
 fn compare(connections: usize, steps: &[Step]) {
-    let original = match OriginalServer::start() {
-        Ok(o) => o,
-        Err(why) => {
-            eprintln!("SKIP differential test: {why}");
-            return;
-        }
+    let Some(original) = original_or_skip() else {
+        return;
     };
     let ours = SpudServer::start(&[]);
     // The original's readiness probe counted as a client; make ours count one too.
@@ -221,12 +224,8 @@ fn the_servers_own_counters() {
 /// session shows its defect there and the fix here.
 #[test]
 fn the_original_defects_show_there_and_not_here() {
-    let original = match OriginalServer::start() {
-        Ok(o) => o,
-        Err(why) => {
-            eprintln!("SKIP differential test: {why}");
-            return;
-        }
+    let Some(original) = original_or_skip() else {
+        return;
     };
     let ours = SpudServer::start(&[]);
     for (addr, is_original) in [(original.addr, true), (ours.addr, false)] {
