@@ -1,3 +1,89 @@
-//! The interface SPUD collectors are written against. The stable ABI arrives with the
-//! plugin-api issue; until then this crate only reserves its place in the workspace.
+//! Write a SPUD collector.
+//!
+//! A plugin is a `cdylib` crate that depends on this crate alone. It implements
+//! [`Plugin`] and exports it with [`export_plugin!`]; `spud-host` loads the `.so` through a
+//! stable ABI (`abi_stable`), checks that it was built against a compatible version of this
+//! crate, and runs its jobs.
+//!
+//! A job is a [`Pull`] collector (the host calls `collect` once per interval and owns time
+//! and deadlines) or a [`Service`] (a loop that runs until the host asks it to stop). Jobs
+//! emit samples through their [`Host`]: `set` (relative to the job's name, so `curr_items`
+//! lands at `memcached.local.curr_items`), `set_absolute`, `count`, logging, and the
+//! config's `[vars]`.
+//!
+//! Every entry point is wrapped in `catch_unwind` on the plugin's side: a panic in a
+//! collector becomes an error the host reports, never a crash of the host.
+//!
+//! # A complete collector
+//!
+//! ```
+//! use serde::Deserialize;
+//! use spud_plugin_api::{export_plugin, Collector, Error, Host, Job, Plugin, Pull};
+//!
+//! /// Reports how many entries a directory holds.
+//! struct DirCount;
+//!
+//! #[derive(Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct Options {
+//!     path: String,
+//! }
+//!
+//! struct Counter {
+//!     path: String,
+//!     host: Host,
+//! }
+//!
+//! impl Plugin for DirCount {
+//!     const NAME: &'static str = "dircount";
+//!     const DESCRIPTION: &'static str = "Entries in a directory";
+//!
+//!     fn new_job(job: &Job, host: Host) -> Result<Collector, Error> {
+//!         let options: Options = job.options()?;
+//!         Ok(Collector::pull(Counter { path: options.path, host }))
+//!     }
+//! }
+//!
+//! impl Pull for Counter {
+//!     fn collect(&mut self) -> Result<(), Error> {
+//!         let entries = std::fs::read_dir(&self.path)
+//!             .map_err(|e| format!("cannot read {}: {e}", self.path))?
+//!             .count();
+//!         self.host.set("entries", entries);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! export_plugin!(DirCount);
+//! ```
+//!
+//! With `[lib] crate-type = ["cdylib", "rlib"]` in its `Cargo.toml`, `cargo build --release`
+//! makes `target/release/libdircount.so`; drop it into the host's plugins directory and add
+//! a job to `gatherer.toml`:
+//!
+//! ```toml
+//! [[job]]
+//! name = "spool"
+//! plugin = "dircount"
+//! interval = "10s"
+//! options = { path = "/var/spool/mail" }
+//! ```
+//!
+//! # Versions
+//!
+//! The host accepts a plugin built against a compatible version of this crate:
+//! while it is 0.x, the same 0.minor (0.1.0 and 0.1.7 load together; 0.2 does not); from
+//! 1.0, the same major. New capabilities are appended to the root module and the traits,
+//! so a plugin built against an older compatible version keeps loading.
 #![deny(missing_docs)]
+
+pub mod ffi;
+mod host;
+mod plugin;
+
+pub use abi_stable;
+pub use ffi::Level;
+pub use host::Host;
+pub use plugin::{guard, job_def_to_ffi, Collector, Error, Job, JobDef, Plugin, Pull, Service};
+pub use serde;
+pub use toml;

@@ -1,0 +1,135 @@
+//! The stable ABI between `spud-host` and a plugin. Plugin authors do not touch this
+//! module: [`export_plugin!`](crate::export_plugin) builds it from a [`Plugin`](crate::Plugin).
+//!
+//! Everything here is `#[repr(C)]` and checked by `abi_stable` when the host loads a plugin:
+//! a plugin whose types do not match the host's is refused, never called.
+
+// `#[sabi_trait]` expands to impls inside a const block.
+#![allow(non_local_definitions)]
+
+use abi_stable::library::RootModule;
+use abi_stable::sabi_types::VersionStrings;
+use abi_stable::std_types::{RBox, ROption, RResult, RStr, RString, RVec};
+use abi_stable::{declare_root_module_statics, package_version_strings, sabi_trait, StableAbi};
+
+/// The root module a plugin exports. A prefix type: later API versions append fields
+/// after the last one here, and older plugins still load.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginModRef)))]
+#[sabi(missing_field(panic))]
+pub struct PluginMod {
+    /// The plugin's declared name, version and description.
+    pub info: extern "C" fn() -> PluginInfo,
+    /// Creates one job.
+    pub new_job: extern "C" fn(spec: JobSpec, host: HostBox) -> RResult<CollectorBox, RString>,
+    /// For helper plugins: the jobs the helper wants now.
+    #[sabi(last_prefix_field)]
+    pub helper_jobs: extern "C" fn(spec: JobSpec, host: HostBox) -> RResult<RVec<JobDef>, RString>,
+}
+
+impl RootModule for PluginModRef {
+    declare_root_module_statics! {PluginModRef}
+    const BASE_NAME: &'static str = "spud_plugin";
+    const NAME: &'static str = "spud_plugin";
+    // The version of this crate: the host refuses a plugin built against an incompatible one.
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// What a plugin says about itself.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct PluginInfo {
+    /// The name jobs use in `plugin = "..."`.
+    pub name: RString,
+    /// The plugin's own version.
+    pub version: RString,
+    /// One line about what it collects.
+    pub description: RString,
+    /// Whether it can act as a helper.
+    pub is_helper: bool,
+}
+
+/// One job as the host hands it to the plugin.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone)]
+pub struct JobSpec {
+    /// The job's name; relative keys land under it.
+    pub name: RString,
+    /// The job's `options` table, as TOML text.
+    pub options: RString,
+    /// How often the host collects, in milliseconds.
+    pub interval_ms: u64,
+    /// How long one collect may take, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+/// A job a helper wants.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq)]
+pub struct JobDef {
+    /// Its name.
+    pub name: RString,
+    /// The plugin that runs it.
+    pub plugin: RString,
+    /// Its options, as TOML text.
+    pub options: RString,
+    /// Its interval in milliseconds; 0 for the host's default.
+    pub interval_ms: u64,
+}
+
+/// How a job runs.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStyle {
+    /// `collect` once per interval, on the host's schedule.
+    Pull,
+    /// `run` until the host says stop.
+    Service,
+}
+
+/// Log levels, as the host's `tracing` has them.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Level {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// The host, as a plugin's job sees it.
+#[sabi_trait]
+pub trait HostApi: Send + Sync {
+    /// Stores a sample; `absolute` keys are not put under the job's name.
+    fn set(&self, key: RStr<'_>, value: RStr<'_>, time: ROption<u64>, absolute: bool);
+    /// Adds `delta` to a counter kept by the host.
+    fn count(&self, key: RStr<'_>, delta: f64, absolute: bool);
+    /// Logs under the job's name.
+    fn log(&self, level: Level, message: RStr<'_>);
+    /// A value from the config's `[vars]`.
+    fn var(&self, name: RStr<'_>) -> ROption<RString>;
+    /// Waits up to `ms` milliseconds; true once the host asked the job to stop.
+    #[sabi(last_prefix_field)]
+    fn stop_requested(&self, ms: u64) -> bool;
+}
+
+/// The host handle as it crosses the boundary.
+pub type HostBox = HostApi_TO<'static, RBox<()>>;
+
+/// A job, as the host drives it.
+#[sabi_trait]
+pub trait CollectorApi: Send {
+    /// Pull or service.
+    fn style(&self) -> JobStyle;
+    /// Pull jobs: one collection. Errors (panics included) come back as `RErr`.
+    fn collect(&mut self) -> RResult<(), RString>;
+    /// Service jobs: runs until `HostApi::stop_requested` says so.
+    #[sabi(last_prefix_field)]
+    fn run(&mut self) -> RResult<(), RString>;
+}
+
+/// The collector as it crosses the boundary.
+pub type CollectorBox = CollectorApi_TO<'static, RBox<()>>;

@@ -1,0 +1,84 @@
+//! What a job can do with the host: store samples, count, log, read `[vars]`.
+
+use std::fmt::Display;
+use std::sync::Arc;
+use std::time::Duration;
+
+use abi_stable::std_types::{RNone, RSome};
+
+use crate::ffi::{HostBox, Level};
+
+/// The host, as a job sees it. Cheap to clone; keys are relative to the job's name unless
+/// set with the `_absolute` methods.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<HostBox>,
+}
+
+impl Host {
+    #[doc(hidden)]
+    pub fn from_ffi(inner: HostBox) -> Host {
+        Host {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Stores `value` under `<job>.<key>`, timed now.
+    pub fn set(&self, key: &str, value: impl Display) {
+        self.inner
+            .set(key.into(), value.to_string().as_str().into(), RNone, false);
+    }
+
+    /// Stores `value` under `<job>.<key>` at `time` (Unix seconds).
+    pub fn set_at(&self, key: &str, value: impl Display, time: u64) {
+        self.inner
+            .set(key.into(), value.to_string().as_str().into(), RSome(time), false);
+    }
+
+    /// Stores `value` under `key` exactly as given.
+    pub fn set_absolute(&self, key: &str, value: impl Display) {
+        self.inner
+            .set(key.into(), value.to_string().as_str().into(), RNone, true);
+    }
+
+    /// Adds `delta` to the counter `<job>.<key>` (kept by the host; starts at 0).
+    pub fn count(&self, key: &str, delta: f64) {
+        self.inner.count(key.into(), delta, false);
+    }
+
+    /// A value from the config's `[vars]` (the original's `get_var`).
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.inner.var(name.into()).into_option().map(Into::into)
+    }
+
+    /// Logs at `level` under the job's name, in the host's log.
+    pub fn log(&self, level: Level, message: impl Display) {
+        self.inner.log(level, message.to_string().as_str().into());
+    }
+
+    /// Logs an error.
+    pub fn error(&self, message: impl Display) {
+        self.log(Level::Error, message);
+    }
+
+    /// Logs a warning.
+    pub fn warn(&self, message: impl Display) {
+        self.log(Level::Warn, message);
+    }
+
+    /// Logs information.
+    pub fn info(&self, message: impl Display) {
+        self.log(Level::Info, message);
+    }
+
+    /// Logs detail for debugging.
+    pub fn debug(&self, message: impl Display) {
+        self.log(Level::Debug, message);
+    }
+
+    /// For services: waits up to `wait`, returning true as soon as the host asks the job to
+    /// stop. A service loop is `while !host.stop_requested(interval) { ... }`.
+    pub fn stop_requested(&self, wait: Duration) -> bool {
+        self.inner.stop_requested(wait.as_millis() as u64)
+    }
+}
