@@ -1,7 +1,70 @@
-//! `spud-host`: the gatherer daemon. Its jobs, plugins and reloading arrive with the
-//! spud-host issue; for now `spud-server` runs the stat server on its own.
+//! `spud-host`: the gatherer daemon. Runs in the foreground; see `conf/spud-host.service`.
+
+mod config;
+mod daemon;
+mod elf;
+mod job;
+mod loader;
+mod plugins;
+mod remote;
+mod scheduler;
+mod sink;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// The SPUD gatherer: loads collector plugins (.so) and runs their jobs, pushing samples
+/// into its embedded stat server or a remote one.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// The configuration file.
+    #[arg(
+        long,
+        global = true,
+        default_value = "conf/gatherer.toml",
+        value_name = "FILE"
+    )]
+    conf: PathBuf,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check the configuration: every plugin loads and every job's options are accepted.
+    /// Prints one line per problem and exits non-zero if there is any.
+    CheckConfig,
+}
 
 fn main() {
-    eprintln!("spud-host is not built yet: run spud-server for the stat server");
-    std::process::exit(2);
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match args.command {
+        Some(Command::CheckConfig) => {
+            let problems = daemon::check(&args.conf);
+            for p in &problems {
+                println!("{p}");
+            }
+            if problems.is_empty() {
+                println!("{}: OK", args.conf.display());
+            } else {
+                std::process::exit(1);
+            }
+        }
+        None => {
+            if let Err(e) = daemon::run(&args.conf) {
+                eprintln!("spud-host: {e:#}");
+                std::process::exit(1);
+            }
+        }
+    }
 }

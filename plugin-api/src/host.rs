@@ -31,8 +31,12 @@ impl Host {
 
     /// Stores `value` under `<job>.<key>` at `time` (Unix seconds).
     pub fn set_at(&self, key: &str, value: impl Display, time: u64) {
-        self.inner
-            .set(key.into(), value.to_string().as_str().into(), RSome(time), false);
+        self.inner.set(
+            key.into(),
+            value.to_string().as_str().into(),
+            RSome(time),
+            false,
+        );
     }
 
     /// Stores `value` under `key` exactly as given.

@@ -245,7 +245,10 @@ mod tests {
     fn the_exported_header_has_the_name_abi_stable_looks_for() {
         let macro_text = include_str!("plugin.rs");
         let name = abi_stable::library::ROOT_MODULE_LOADER_NAME;
-        assert!(macro_text.contains(&format!("#[export_name = \"{name}\"]")), "{name}");
+        assert!(
+            macro_text.contains(&format!("#[export_name = \"{name}\"]")),
+            "{name}"
+        );
     }
 
     #[test]
@@ -271,7 +274,10 @@ mod tests {
             options: "adress = \"x\"\n".into(),
         };
         let err = job.options::<Opts>().unwrap_err();
-        assert!(err.starts_with("job memcached.local: bad options: unknown field `adress`"), "{err}");
+        assert!(
+            err.starts_with("job memcached.local: bad options: unknown field `adress`"),
+            "{err}"
+        );
         assert!(err.contains("address"), "{err}");
     }
 }

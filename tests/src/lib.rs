@@ -28,26 +28,42 @@ fn profile() -> &'static str {
 
 /// The path of a workspace binary, built (once per process) in this harness's profile.
 pub fn binary(name: &str) -> PathBuf {
+    build(&["--bin", name], name);
+    target_dir().join(profile()).join(name)
+}
+
+/// The path of a workspace plugin's `.so` (crate `spud-plugin-NAME`), built once per process.
+pub fn plugin(name: &str) -> PathBuf {
+    let krate = format!("spud-plugin-{name}");
+    build(&["-p", &krate, "--lib"], &krate);
+    target_dir()
+        .join(profile())
+        .join(format!("lib{}.so", krate.replace('-', "_")))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+fn build(args: &[&str], what: &str) {
     static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
     let mut built = built.lock().unwrap_or_else(|e| e.into_inner());
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let path = target.join(profile()).join(name);
-    if !built.iter().any(|b| b == name) {
+    if !built.iter().any(|b| b == what) {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.current_dir(workspace_root())
-            .args(["build", "--quiet", "--bin", name]);
+            .args(["build", "--quiet"])
+            .args(args);
         if profile() == "release" {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("cargo runs");
-        assert!(status.success(), "building {name} failed");
-        built.push(name.to_string());
+        assert!(status.success(), "building {what} failed");
+        built.push(what.to_string());
     }
-    path
 }
 
 /// A process that is killed when dropped, with its stderr kept for failure messages.
@@ -198,6 +214,89 @@ impl SpudServer {
     /// A new client connection.
     pub fn connect(&self) -> Client {
         Client::connect(self.addr)
+    }
+}
+
+/// A running `spud-host` in a temporary directory of its own: `gatherer.toml` and a
+/// `plugins/` folder holding copies of the named plugins.
+pub struct SpudHost {
+    /// The process.
+    pub process: Process,
+    /// Where its embedded server listens (None with a remote server).
+    pub addr: Option<SocketAddr>,
+    /// The directory holding the config and plugins.
+    pub dir: tempfile::TempDir,
+}
+
+impl SpudHost {
+    /// Writes `config` (its `[server]` section is added unless it has one) and starts the host.
+    pub fn start(plugins: &[&str], config: &str) -> SpudHost {
+        let dir = SpudHost::prepare(plugins, config);
+        SpudHost::start_in(dir)
+    }
+
+    /// A temporary directory with the plugins and config, not yet started.
+    pub fn prepare(plugins: &[&str], config: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("plugins")).unwrap();
+        for name in plugins {
+            std::fs::copy(
+                plugin(name),
+                dir.path().join("plugins").join(format!("{name}.so")),
+            )
+            .expect("copy plugin");
+        }
+        let config = if config.contains("[server]") {
+            config.to_string()
+        } else {
+            format!("[server]\nlisten = \"127.0.0.1:0\"\n\n{config}")
+        };
+        std::fs::write(dir.path().join("gatherer.toml"), config).unwrap();
+        dir
+    }
+
+    /// Starts the host on a prepared directory.
+    pub fn start_in(dir: tempfile::TempDir) -> SpudHost {
+        let mut cmd = Command::new(binary("spud-host"));
+        cmd.arg("--conf").arg(dir.path().join("gatherer.toml"));
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        let (process, line) = Process::start(cmd, "running ", Duration::from_secs(60));
+        let _ = line;
+        let log = process.log();
+        let addr = log
+            .lines()
+            .find(|l| l.contains("stat server listening on "))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|a| a.parse().ok());
+        SpudHost { process, addr, dir }
+    }
+
+    /// A client of its embedded server.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr.expect("an embedded server"))
+    }
+
+    /// Waits until `key`'s newest value satisfies `ok`, and returns it.
+    pub fn wait_for(&self, key: &str, within: Duration, ok: impl Fn(&str) -> bool) -> String {
+        let mut c = self.connect();
+        let deadline = Instant::now() + within;
+        loop {
+            let reply = c.history(key).join("\n");
+            if let Some(first) = reply.lines().next().filter(|l| l.starts_with("OK 1 ")) {
+                let value = first.splitn(4, ' ').nth(3).unwrap_or("").to_string();
+                if ok(&value) {
+                    return value;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{key} never became what was expected; last reply {reply:?}\nhost log:\n{}",
+                self.process.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
@@ -387,6 +486,19 @@ impl Client {
     pub fn get(&mut self, arg: &str) -> Vec<String> {
         let reply = self.ask(&format!("get {arg}"), "OK done\r\n");
         reply
+            .trim_end_matches("OK done\r\n")
+            .split_terminator("\r\n")
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// `get KEY`: its history lines (`OK n time value`), or the error line.
+    pub fn history(&mut self, key: &str) -> Vec<String> {
+        self.send(format!("get {key}\r\n"));
+        let reply = self.read_until(Duration::from_secs(20), |b| {
+            b.ends_with(b"OK done\r\n") || (b.starts_with(b"ERR") && b.ends_with(b"\r\n"))
+        });
+        String::from_utf8_lossy(&reply)
             .trim_end_matches("OK done\r\n")
             .split_terminator("\r\n")
             .map(str::to_string)

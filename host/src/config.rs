@@ -1,0 +1,348 @@
+//! `gatherer.toml`: the user's interface. Names here are a contract: add, never rename.
+//! Unknown fields are errors, and every error names the file, the line and the field.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub host: HostSection,
+    /// What plugins read with `Host::var` (the original's `get_var`).
+    #[serde(default)]
+    pub vars: BTreeMap<String, toml::Value>,
+    #[serde(default, rename = "job")]
+    pub jobs: Vec<JobConfig>,
+    #[serde(default, rename = "helper")]
+    pub helpers: Vec<HelperConfig>,
+}
+
+/// Where samples go: the embedded server (the default) or a remote one.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// The embedded stat server's address (default `127.0.0.1:9107`).
+    pub listen: Option<SocketAddr>,
+    /// Push to a remote `spud-server` instead.
+    pub remote: Option<String>,
+    /// Samples kept while the remote server is away (default 100,000).
+    pub buffer: Option<usize>,
+    /// The embedded server's snapshot file, relative to this file.
+    pub state: Option<PathBuf>,
+}
+
+/// The host's own settings.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HostSection {
+    /// The plugins directory, relative to this file.
+    #[serde(default = "default_plugins")]
+    pub plugins: PathBuf,
+    /// Default interval for jobs that name none.
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    /// Default collect deadline.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Threads that run pull collectors (collectors may block on sockets).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+}
+
+impl Default for HostSection {
+    fn default() -> Self {
+        HostSection {
+            plugins: default_plugins(),
+            interval: default_interval(),
+            timeout: default_timeout(),
+            workers: default_workers(),
+        }
+    }
+}
+
+fn default_plugins() -> PathBuf {
+    "plugins".into()
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_workers() -> usize {
+    16
+}
+
+/// One `[[job]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    /// Samples land under this name (`memcached.local.curr_items`).
+    pub name: String,
+    /// The name the plugin declares.
+    pub plugin: String,
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Handed to the plugin, which parses it into its own type.
+    #[serde(default)]
+    pub options: toml::Table,
+}
+
+/// One `[[helper]]`: a plugin that decides which jobs exist.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HelperConfig {
+    /// Its name (default: the plugin's name).
+    pub name: Option<String>,
+    pub plugin: String,
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    #[serde(default)]
+    pub options: toml::Table,
+}
+
+/// A config that cannot be used, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    /// One line per problem, each naming the file and, where known, the line.
+    pub problems: Vec<String>,
+}
+
+/// A job with every default filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSpec {
+    pub name: String,
+    pub plugin: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub options: toml::Table,
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![format!("{}: {e}", path.display())],
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and checks `text`, naming `path` in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            problems: vec![describe_toml_error(&e, text, path)],
+        })?;
+        let problems = config.problems(text, path);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+
+    fn problems(&self, text: &str, path: &Path) -> Vec<String> {
+        let at = |needle: &str| locate(text, needle, path);
+        let mut problems = Vec::new();
+        if self.server.listen.is_some() && self.server.remote.is_some() {
+            problems.push(format!(
+                "{}: [server] has both `listen` and `remote`; choose one",
+                at("remote")
+            ));
+        }
+        if self.host.workers == 0 {
+            problems.push(format!(
+                "{}: [host] workers must be at least 1",
+                at("workers")
+            ));
+        }
+        let mut seen = HashMap::new();
+        for job in &self.jobs {
+            let where_ = at(&format!("\"{}\"", job.name));
+            if !spud_server::is_valid_key(&job.name) {
+                problems.push(format!(
+                    "{where_}: job name {:?} must be made of letters, digits and - _ . :",
+                    job.name
+                ));
+            }
+            if seen.insert(job.name.as_str(), ()).is_some() {
+                problems.push(format!("{where_}: job {:?} is defined twice", job.name));
+            }
+            if job.interval.is_some_and(|d| d.is_zero()) {
+                problems.push(format!(
+                    "{where_}: job {:?}: interval must be more than 0",
+                    job.name
+                ));
+            }
+        }
+        if self.host.interval.is_zero() {
+            problems.push(format!(
+                "{}: [host] interval must be more than 0",
+                at("interval")
+            ));
+        }
+        problems
+    }
+
+    /// The jobs, with the host's defaults filled in.
+    pub fn job_specs(&self) -> Vec<JobSpec> {
+        self.jobs
+            .iter()
+            .map(|j| JobSpec {
+                name: j.name.clone(),
+                plugin: j.plugin.clone(),
+                interval: j.interval.unwrap_or(self.host.interval),
+                timeout: j.timeout.unwrap_or(self.host.timeout),
+                options: j.options.clone(),
+            })
+            .collect()
+    }
+
+    /// `[vars]` as text, the way plugins read them.
+    pub fn vars_as_text(&self) -> HashMap<String, String> {
+        self.vars
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect()
+    }
+
+    /// Where the plugins are: `[host] plugins`, relative to the config file's folder.
+    pub fn plugins_dir(&self, config_path: &Path) -> PathBuf {
+        relative_to(config_path, &self.host.plugins)
+    }
+}
+
+/// `p` relative to the folder holding `config_path`, unless absolute.
+pub fn relative_to(config_path: &Path, p: &Path) -> PathBuf {
+    let base = config_path.parent().unwrap_or(Path::new("."));
+    base.join(p)
+}
+
+/// toml's message names the line and column and shows the line; make it one line.
+fn describe_toml_error(e: &toml::de::Error, text: &str, path: &Path) -> String {
+    let message = e.message().trim();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("{}:{line}: {message}", path.display())
+        }
+        None => format!("{}: {message}", path.display()),
+    }
+}
+
+/// `file:line` of the first occurrence of `needle`, or just the file.
+fn locate(text: &str, needle: &str, path: &Path) -> String {
+    match text.find(needle) {
+        Some(i) => format!("{}:{}", path.display(), text[..i].matches('\n').count() + 1),
+        None => path.display().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("gatherer.toml"))
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let c = parse(
+            r#"
+[server]
+listen = "127.0.0.1:9107"
+
+[host]
+plugins = "../plugins"
+interval = "5s"
+timeout = "3s"
+
+[vars]
+site = "ams1"
+
+[[job]]
+name = "memcached.local"
+plugin = "memcached"
+interval = "5s"
+options = { address = "127.0.0.1:11211" }
+
+[[helper]]
+plugin = "discovery"
+interval = "30s"
+options = { file = "targets.toml" }
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.jobs[0].options["address"].as_str(),
+            Some("127.0.0.1:11211")
+        );
+        assert_eq!(c.vars_as_text()["site"], "ams1");
+        assert_eq!(c.job_specs()[0].timeout, Duration::from_secs(3));
+        assert_eq!(
+            c.plugins_dir(Path::new("/etc/spud/gatherer.toml")),
+            Path::new("/etc/spud/../plugins")
+        );
+    }
+
+    #[test]
+    fn unknown_fields_name_file_line_and_field() {
+        let e = parse("[host]\ninterval = \"5s\"\nintervall = \"1s\"\n").unwrap_err();
+        let line = &e.problems[0];
+        assert!(
+            line.starts_with("gatherer.toml:3: unknown field `intervall`"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn bad_durations_and_syntax_are_located() {
+        let e =
+            parse("[[job]]\nname = \"a\"\nplugin = \"test\"\ninterval = \"soon\"\n").unwrap_err();
+        assert!(
+            e.problems[0].starts_with("gatherer.toml:4:"),
+            "{}",
+            e.problems[0]
+        );
+        let e = parse("[[job]\nname = \"a\"\n").unwrap_err();
+        assert!(
+            e.problems[0].starts_with("gatherer.toml:1:"),
+            "{}",
+            e.problems[0]
+        );
+    }
+
+    #[test]
+    fn jobs_are_checked() {
+        let e = parse(
+            "[[job]]\nname = \"a b\"\nplugin = \"t\"\n[[job]]\nname = \"ok\"\nplugin = \"t\"\n[[job]]\nname = \"ok\"\nplugin = \"t\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{:?}", e.problems);
+        assert!(e.problems[0].contains("gatherer.toml:2: job name \"a b\""));
+        assert!(e.problems[1].contains("defined twice"));
+    }
+
+    #[test]
+    fn listen_and_remote_exclude_each_other() {
+        let e = parse("[server]\nlisten = \"127.0.0.1:1\"\nremote = \"x:1\"\n").unwrap_err();
+        assert!(e.problems[0].contains("gatherer.toml:3: [server] has both"));
+    }
+}

@@ -1,0 +1,224 @@
+//! One job: its collector, the host context its plugin sees, and its counts.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RNone, ROption, RSome, RStr, RString};
+use parking_lot::{Condvar, Mutex};
+use spud_plugin_api::ffi::{CollectorBox, HostApi, HostApi_TO, JobStyle, Level};
+
+use crate::config::JobSpec;
+use crate::loader::Plugin;
+use crate::sink::Sink;
+
+/// What every job shares: where samples go and the config's `[vars]`.
+#[derive(Clone)]
+pub struct Context {
+    pub sink: Sink,
+    pub vars: Arc<HashMap<String, String>>,
+}
+
+/// A running job.
+pub struct Job {
+    pub spec: JobSpec,
+    pub plugin: Arc<Plugin>,
+    pub host: Arc<JobHost>,
+    pub style: JobStyle,
+    pub collector: Mutex<CollectorBox>,
+    /// A collect is under way.
+    pub busy: AtomicBool,
+    /// Which call is (or was last) under way, so a deadline can tell whether it still is.
+    pub call: AtomicU64,
+    pub started: Mutex<Instant>,
+    /// Its collect overran the timeout and has not returned yet.
+    pub wedged: AtomicBool,
+    pub errors: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub skipped: AtomicU64,
+    /// Stopped for good (removed, or the host is stopping).
+    pub stopped: AtomicBool,
+}
+
+impl Job {
+    /// Asks the plugin for a collector for `spec`. Its options are checked here: a bad one is
+    /// an error naming the job, and nothing starts.
+    pub fn create(spec: JobSpec, plugin: Arc<Plugin>, ctx: &Context) -> Result<Arc<Job>, String> {
+        let host = Arc::new(JobHost::new(&spec.name, &plugin.name, ctx.clone()));
+        let options = toml::to_string(&spec.options)
+            .map_err(|e| format!("job {}: options: {e}", spec.name))?;
+        let ffi_spec = spud_plugin_api::ffi::JobSpec {
+            name: spec.name.as_str().into(),
+            options: options.into(),
+            interval_ms: spec.interval.as_millis() as u64,
+            timeout_ms: spec.timeout.as_millis() as u64,
+        };
+        let host_box = HostApi_TO::from_value(SharedHost(Arc::clone(&host)), TD_Opaque);
+        let collector = (plugin.module.new_job())(ffi_spec, host_box)
+            .into_result()
+            .map_err(|e| {
+                let e = e.to_string();
+                if e.starts_with(&format!("job {}", spec.name)) {
+                    e
+                } else {
+                    format!("job {}: {e}", spec.name)
+                }
+            })?;
+        let style = collector.style();
+        Ok(Arc::new(Job {
+            spec,
+            plugin,
+            host,
+            style,
+            collector: Mutex::new(collector),
+            busy: AtomicBool::new(false),
+            call: AtomicU64::new(0),
+            started: Mutex::new(Instant::now()),
+            wedged: AtomicBool::new(false),
+            errors: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            stopped: AtomicBool::new(false),
+        }))
+    }
+
+    /// The host context for one round of a helper (its logs name the helper).
+    pub fn helper_host(
+        name: &str,
+        plugin: &Plugin,
+        ctx: &Context,
+    ) -> spud_plugin_api::ffi::HostBox {
+        let host = Arc::new(JobHost::new(name, &plugin.name, ctx.clone()));
+        HostApi_TO::from_value(SharedHost(host), TD_Opaque)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Stores one of the host's own figures about this job: `host.job.<name>.<what>`.
+    pub fn report(&self, what: &str, value: impl std::fmt::Display) {
+        let key = format!("host.job.{}.{what}", self.spec.name);
+        self.host
+            .ctx
+            .sink
+            .set(&key, &value.to_string(), spud_server::unix_now());
+    }
+
+    /// Records a failed collect or run.
+    pub fn failed(&self, error: &str) {
+        let n = self.errors.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(job = %self.spec.name, plugin = %self.plugin.name, "{error}");
+        self.report("errors", n);
+        self.report("last_error", one_line(error));
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
+}
+
+/// The host as one job's plugin sees it.
+pub struct JobHost {
+    job: String,
+    plugin: String,
+    pub ctx: Context,
+    counters: Mutex<HashMap<String, f64>>,
+    pub samples: AtomicU64,
+    stop: Mutex<bool>,
+    stop_changed: Condvar,
+}
+
+impl JobHost {
+    fn new(job: &str, plugin: &str, ctx: Context) -> JobHost {
+        JobHost {
+            job: job.to_string(),
+            plugin: plugin.to_string(),
+            ctx,
+            counters: Mutex::new(HashMap::new()),
+            samples: AtomicU64::new(0),
+            stop: Mutex::new(false),
+            stop_changed: Condvar::new(),
+        }
+    }
+
+    /// Tells a service to stop.
+    pub fn request_stop(&self) {
+        *self.stop.lock() = true;
+        self.stop_changed.notify_all();
+    }
+
+    fn full_key(&self, key: &str, absolute: bool) -> String {
+        if absolute {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.job)
+        }
+    }
+
+    fn store(&self, key: &str, value: &str, time: Option<u64>) {
+        if !spud_server::is_valid_key(key) {
+            tracing::warn!(job = %self.job, plugin = %self.plugin, "sample dropped: invalid key {key:?}");
+            return;
+        }
+        if value.contains('\n') {
+            tracing::warn!(job = %self.job, plugin = %self.plugin, "sample dropped: the value for {key} has a line break");
+            return;
+        }
+        self.samples.fetch_add(1, Ordering::Relaxed);
+        self.ctx
+            .sink
+            .set(key, value, time.unwrap_or_else(spud_server::unix_now));
+    }
+}
+
+/// The `HostApi` handed across the boundary; the host keeps its own reference.
+struct SharedHost(Arc<JobHost>);
+
+impl HostApi for SharedHost {
+    fn set(&self, key: RStr<'_>, value: RStr<'_>, time: ROption<u64>, absolute: bool) {
+        let key = self.0.full_key(key.as_str(), absolute);
+        self.0.store(&key, value.as_str(), time.into_option());
+    }
+
+    fn count(&self, key: RStr<'_>, delta: f64, absolute: bool) {
+        let key = self.0.full_key(key.as_str(), absolute);
+        let total = {
+            let mut counters = self.0.counters.lock();
+            let total = counters.entry(key.clone()).or_insert(0.0);
+            *total += delta;
+            *total
+        };
+        self.0.store(&key, &total.to_string(), None);
+    }
+
+    fn log(&self, level: Level, message: RStr<'_>) {
+        let (job, plugin, message) = (&self.0.job, &self.0.plugin, message.as_str());
+        match level {
+            Level::Error => tracing::error!(job = %job, plugin = %plugin, "{message}"),
+            Level::Warn => tracing::warn!(job = %job, plugin = %plugin, "{message}"),
+            Level::Info => tracing::info!(job = %job, plugin = %plugin, "{message}"),
+            Level::Debug => tracing::debug!(job = %job, plugin = %plugin, "{message}"),
+            Level::Trace => tracing::trace!(job = %job, plugin = %plugin, "{message}"),
+        }
+    }
+
+    fn var(&self, name: RStr<'_>) -> ROption<RString> {
+        match self.0.ctx.vars.get(name.as_str()) {
+            Some(v) => RSome(v.as_str().into()),
+            None => RNone,
+        }
+    }
+
+    fn stop_requested(&self, ms: u64) -> bool {
+        let mut stop = self.0.stop.lock();
+        if !*stop && ms > 0 {
+            self.0
+                .stop_changed
+                .wait_for(&mut stop, Duration::from_millis(ms));
+        }
+        *stop
+    }
+}

@@ -1,0 +1,348 @@
+//! spud-host end to end: the real binary, real plugin `.so` files loaded through the stable
+//! ABI, its embedded server (or a real remote `spud-server`) read over the protocol.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use spud_tests::{binary, Client, SpudHost, SpudServer};
+
+const T: Duration = Duration::from_secs(20);
+
+fn ticks(c: &mut Client, key: &str) -> Vec<(u64, u64)> {
+    c.history(key)
+        .iter()
+        .filter_map(|l| {
+            let mut parts = l.split(' ');
+            let (_, _, time, value) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            Some((time.parse().ok()?, value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn jobs_run_on_schedule_with_vars_counts_and_services() {
+    let host = SpudHost::start(
+        &["test", "chaos"],
+        r#"
+[vars]
+site = "ams1"
+
+[[job]]
+name = "heartbeat"
+plugin = "test"
+interval = "1s"
+
+[[job]]
+name = "fast"
+plugin = "chaos"
+interval = "100ms"
+options = { mode = "ok" }
+
+[[job]]
+name = "svc"
+plugin = "chaos"
+options = { mode = "service" }
+"#,
+    );
+    host.wait_for("test.heartbeat", T, |v| v == "1");
+    let started = Instant::now();
+    host.wait_for("fast.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 20);
+    let took = started.elapsed();
+    // 20 ticks at 100 ms: about two seconds, not faster and not much slower.
+    assert!(took < Duration::from_secs(5), "20 ticks took {took:?}");
+    let mut c = host.connect();
+    let history = ticks(&mut c, "fast.tick");
+    let values: Vec<u64> = history.iter().map(|(_, v)| *v).collect();
+    assert!(
+        values.windows(2).all(|w| w[0] == w[1] + 1),
+        "no tick skipped: {values:?}"
+    );
+    assert_eq!(host.wait_for("fast.site", T, |_| true), "ams1");
+    host.wait_for("fast.collects", T, |v| {
+        v.parse::<f64>().unwrap_or(0.0) >= 5.0
+    });
+    host.wait_for("svc.beat", T, |v| v.parse::<u64>().unwrap_or(0) >= 5);
+    assert_eq!(host.wait_for("host.job.fast.state", T, |_| true), "running");
+    assert_eq!(
+        host.wait_for("host.plugin.chaos.status", T, |_| true),
+        "loaded"
+    );
+}
+
+#[test]
+fn a_panicking_plugin_is_reported_and_the_others_keep_running() {
+    let host = SpudHost::start(
+        &["chaos"],
+        r#"
+[[job]]
+name = "bad"
+plugin = "chaos"
+interval = "100ms"
+options = { mode = "panic" }
+
+[[job]]
+name = "good"
+plugin = "chaos"
+interval = "100ms"
+options = { mode = "ok" }
+"#,
+    );
+    let error = host.wait_for("host.job.bad.last_error", T, |v| v.contains("panicked"));
+    assert!(
+        error.contains("collect panicked: chaos panic number"),
+        "{error}"
+    );
+    host.wait_for("host.job.bad.errors", T, |v| {
+        v.parse::<u64>().unwrap_or(0) >= 5
+    });
+    // The good job ticks on; the host is alive and serving.
+    let before: u64 = host.wait_for("good.tick", T, |_| true).parse().unwrap();
+    host.wait_for("good.tick", T, |v| v.parse::<u64>().unwrap() >= before + 5);
+    assert!(
+        host.process.log().contains("collect panicked"),
+        "one log line per failure"
+    );
+}
+
+#[test]
+fn a_hanging_plugin_is_marked_wedged_and_the_others_keep_running() {
+    let host = SpudHost::start(
+        &["chaos"],
+        r#"
+[[job]]
+name = "stuck"
+plugin = "chaos"
+interval = "100ms"
+timeout = "300ms"
+options = { mode = "hang" }
+
+[[job]]
+name = "good"
+plugin = "chaos"
+interval = "100ms"
+options = { mode = "ok" }
+"#,
+    );
+    assert_eq!(
+        host.wait_for("host.job.stuck.state", T, |v| v == "wedged"),
+        "wedged"
+    );
+    assert_eq!(host.wait_for("host.job.stuck.timeouts", T, |_| true), "1");
+    // Its ticks are skipped and counted, not stacked.
+    host.wait_for("host.job.stuck.skipped", T, |v| {
+        v.parse::<u64>().unwrap_or(0) >= 5
+    });
+    let before: u64 = host.wait_for("good.tick", T, |_| true).parse().unwrap();
+    host.wait_for("good.tick", T, |v| v.parse::<u64>().unwrap() >= before + 5);
+    assert!(
+        host.process.log().contains("past its 300ms timeout"),
+        "{}",
+        host.process.log()
+    );
+}
+
+#[test]
+fn a_wedged_job_runs_again_once_its_collect_returns() {
+    let host = SpudHost::start(
+        &["chaos"],
+        r#"
+[[job]]
+name = "slow"
+plugin = "chaos"
+interval = "100ms"
+timeout = "200ms"
+options = { mode = "hang", hang_ms = 700 }
+"#,
+    );
+    host.wait_for("host.job.slow.state", T, |v| v == "wedged");
+    host.wait_for("host.job.slow.state", T, |v| v == "running");
+    host.wait_for("host.job.slow.timeouts", T, |v| {
+        v.parse::<u64>().unwrap_or(0) >= 2
+    });
+}
+
+#[test]
+fn bad_options_are_one_clear_error_naming_the_job_and_the_option() {
+    let config = r#"
+[[job]]
+name = "typo"
+plugin = "chaos"
+options = { mood = "ok" }
+
+[[job]]
+name = "fine"
+plugin = "chaos"
+interval = "100ms"
+options = { mode = "ok" }
+"#;
+    let dir = SpudHost::prepare(&["chaos"], config);
+    let out = Command::new(binary("spud-host"))
+        .args(["check-config", "--conf"])
+        .arg(dir.path().join("gatherer.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert!(
+        lines[0].starts_with("job typo: bad options: unknown field `mood`, expected"),
+        "{stdout}"
+    );
+
+    // Running anyway: the bad job is reported and does not start; the good one runs.
+    let host = SpudHost::start_in(dir);
+    assert_eq!(host.wait_for("host.job.typo.state", T, |_| true), "failed");
+    let error = host.wait_for("host.job.typo.last_error", T, |_| true);
+    assert!(error.contains("unknown field `mood`"), "{error}");
+    host.wait_for("fine.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 3);
+}
+
+#[test]
+fn check_config_reports_every_problem_and_passes_a_good_config() {
+    let dir = SpudHost::prepare(
+        &["chaos"],
+        "[server]\nlisten = \"127.0.0.1:0\"\n[[job]]\nname = \"a\"\nplugin = \"nosuch\"\n[host]\nintervall = \"1s\"\n",
+    );
+    let conf = dir.path().join("gatherer.toml");
+    let out = Command::new(binary("spud-host"))
+        .args(["check-config", "--conf"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("gatherer.toml:7: unknown field `intervall`"),
+        "{stdout}"
+    );
+
+    std::fs::write(&conf, "[[job]]\nname = \"a\"\nplugin = \"nosuch\"\n").unwrap();
+    let out = Command::new(binary("spud-host"))
+        .args(["check-config", "--conf"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("job a: no plugin declares the name \"nosuch\""),
+        "{stdout}"
+    );
+
+    std::fs::write(
+        &conf,
+        "[[job]]\nname = \"a\"\nplugin = \"chaos\"\noptions = { mode = \"ok\" }\n",
+    )
+    .unwrap();
+    let out = Command::new(binary("spud-host"))
+        .args(["check-config", "--conf"])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn broken_plugin_files_are_refused_with_a_reason() {
+    let dir = SpudHost::prepare(&["chaos"], "[[job]]\nname = \"ok\"\nplugin = \"chaos\"\ninterval = \"100ms\"\noptions = { mode = \"ok\" }\n");
+    let plugins = dir.path().join("plugins");
+    let whole = std::fs::read(plugins.join("chaos.so")).unwrap();
+    std::fs::write(plugins.join("half.so"), &whole[..whole.len() / 2]).unwrap();
+    std::fs::write(plugins.join("garbage.so"), b"this is not a library").unwrap();
+    // The same plugin under a second name: two files declaring one name.
+    std::fs::write(plugins.join("zz-again.so"), &whole).unwrap();
+    // Hidden files are never loaded (that is how a new version is written before its rename).
+    std::fs::write(plugins.join(".writing.so.tmp"), &whole[..100]).unwrap();
+    let host = SpudHost::start_in(dir);
+    let log = host.process.log();
+    assert!(log.contains("half.so not loaded: incomplete"), "{log}");
+    assert!(
+        log.contains("garbage.so not loaded: not an ELF file"),
+        "{log}"
+    );
+    assert!(
+        log.contains("chaos.so and ")
+            && log.contains("zz-again.so both declare the plugin \"chaos\""),
+        "{log}"
+    );
+    assert!(!log.contains(".writing"), "{log}");
+    host.wait_for("ok.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 3);
+}
+
+#[test]
+fn two_hosts_cannot_run_one_config() {
+    let host = SpudHost::start(&["test"], "[[job]]\nname = \"h\"\nplugin = \"test\"\n");
+    let out = Command::new(binary("spud-host"))
+        .arg("--conf")
+        .arg(host.dir.path().join("gatherer.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("another spud-host is already running"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_remote_server_that_restarts_loses_no_buffered_sample() {
+    // The server keeps what it acknowledged across its restart (--state), so every tick
+    // the host produced must be there afterwards, in one unbroken run.
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let mut server = SpudServer::start(&["--state", state]);
+    let addr = server.addr;
+    let host = SpudHost::start(
+        &["chaos"],
+        &format!(
+            r#"
+[server]
+remote = "{addr}"
+
+[[job]]
+name = "pushed"
+plugin = "chaos"
+interval = "100ms"
+options = {{ mode = "ok" }}
+"#
+        ),
+    );
+    let mut c = server.connect();
+    let deadline = Instant::now() + T;
+    while ticks(&mut c, "pushed.tick").len() < 5 {
+        assert!(Instant::now() < deadline, "{}", host.process.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(c);
+    server.process.signal("TERM");
+    assert!(server.process.wait(T).is_some());
+    drop(server);
+    // About ten ticks happen while nobody listens.
+    std::thread::sleep(Duration::from_millis(1000));
+    let again = SpudServer::start(&["--listen", &addr.to_string(), "--state", state]);
+    let mut c = again.connect();
+    let deadline = Instant::now() + T;
+    loop {
+        let got = ticks(&mut c, "pushed.tick");
+        if got.len() >= 30 {
+            let values: Vec<u64> = got.iter().rev().map(|(_, v)| *v).collect();
+            assert_eq!(values[0], 1, "the first ticks are there: {values:?}");
+            assert!(
+                values.windows(2).all(|w| w[1] == w[0] + 1),
+                "gap in {values:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", host.process.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = host.process.log();
+    assert!(log.contains("is back; sending"), "{log}");
+}
