@@ -168,19 +168,22 @@ impl Config {
         }
         let mut seen = HashMap::new();
         for job in &self.jobs {
-            let where_ = at(&format!("\"{}\"", job.name));
+            // Located only when there is something to say: finding a line costs a scan.
+            let where_ = || at(&format!("\"{}\"", job.name));
             if !spud_server::is_valid_key(&job.name) {
                 problems.push(format!(
-                    "{where_}: job name {:?} must be made of letters, digits and - _ . :",
+                    "{}: job name {:?} must be made of letters, digits and - _ . :",
+                    where_(),
                     job.name
                 ));
             }
             if seen.insert(job.name.as_str(), ()).is_some() {
-                problems.push(format!("{where_}: job {:?} is defined twice", job.name));
+                problems.push(format!("{}: job {:?} is defined twice", where_(), job.name));
             }
             if job.interval.is_some_and(|d| d.is_zero()) {
                 problems.push(format!(
-                    "{where_}: job {:?}: interval must be more than 0",
+                    "{}: job {:?}: interval must be more than 0",
+                    where_(),
                     job.name
                 ));
             }

@@ -165,6 +165,9 @@ impl Daemon {
 
     fn report_self(&self) {
         let jobs = self.scheduler.jobs();
+        for job in &jobs {
+            job.report_figures();
+        }
         self.report("host.jobs", jobs.len());
         self.report("host.plugins", self.plugins.len());
         self.report("host.generations", loader::generations());

@@ -38,6 +38,10 @@ pub struct Job {
     pub errors: AtomicU64,
     pub timeouts: AtomicU64,
     pub skipped: AtomicU64,
+    /// How long the last collect took, in microseconds.
+    pub last_collect_us: AtomicU64,
+    /// Its ticks' offset within the interval.
+    pub phase: Duration,
     /// Stopped for good (removed, or the host is stopping).
     pub stopped: AtomicBool,
 }
@@ -67,7 +71,10 @@ impl Job {
                 }
             })?;
         let style = collector.style();
+        let phase = crate::scheduler::phase(&spec.name, spec.interval);
         Ok(Arc::new(Job {
+            phase,
+            last_collect_us: AtomicU64::new(0),
             spec,
             plugin,
             host,
@@ -105,6 +112,17 @@ impl Job {
             .ctx
             .sink
             .set(&key, &value.to_string(), spud_server::unix_now());
+    }
+
+    /// Reports its running figures (the reporter calls this every few seconds).
+    pub fn report_figures(&self) {
+        let us = self.last_collect_us.load(Ordering::Relaxed);
+        self.report("collect_ms", format_args!("{:.3}", us as f64 / 1000.0));
+        self.report("samples", self.host.samples.load(Ordering::Relaxed));
+        let skipped = self.skipped.load(Ordering::Relaxed);
+        if skipped > 0 {
+            self.report("skipped", skipped);
+        }
     }
 
     /// Records a failed collect or run.

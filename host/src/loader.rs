@@ -92,11 +92,17 @@ pub fn load(file: &Path) -> Result<Plugin, LoadError> {
     // it, a truncation) cannot touch the running code.
     let copy =
         private_copy(file, &data).map_err(|e| err(format!("cannot make a private copy: {e}")))?;
-    let loaded =
-        lib_header_from_path(&copy).and_then(|header| header.init_root_module::<PluginModRef>());
+    let loaded: Result<PluginModRef, String> = lib_header_from_path(&copy)
+        .map_err(|e| short_abi_report(&e.to_string()))
+        .and_then(|header| {
+            check_api_version(header)?;
+            header
+                .init_root_module::<PluginModRef>()
+                .map_err(|e| short_abi_report(&e.to_string()))
+        });
     // Mapped (or refused): the copy's name is no longer needed.
     let _ = std::fs::remove_file(&copy);
-    let module = loaded.map_err(|e| err(short_abi_report(&e.to_string())))?;
+    let module = loaded.map_err(err)?;
     let generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
 
     let info: PluginInfo = (module.info())();
@@ -136,25 +142,87 @@ fn private_copy(file: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
     Ok(copy)
 }
 
-/// abi_stable's report on an incompatible library runs to a thousand lines. The user gets
-/// its `Error` lines (at most a few); the whole of it goes to the debug log.
+/// The plugin API's version policy: below 1.0, a plugin built against the same 0.minor
+/// loads (any patch, older or newer); from 1.0, the same major. abi_stable alone would also
+/// let a plugin built against a newer 0.minor through whenever the layouts it checks agree.
+fn check_api_version(header: &abi_stable::library::LibHeader) -> Result<(), String> {
+    use abi_stable::library::RootModule;
+    use abi_stable::sabi_types::VersionNumber;
+    let ours = VersionNumber::new(PluginModRef::VERSION_STRINGS).map_err(|e| e.to_string())?;
+    let theirs = VersionNumber::new(header.version_strings())
+        .map_err(|e| format!("unreadable API version: {e}"))?;
+    let compatible = if ours.major == 0 {
+        theirs.major == 0 && theirs.minor == ours.minor
+    } else {
+        theirs.major == ours.major
+    };
+    if compatible {
+        Ok(())
+    } else {
+        let speaks = if ours.major == 0 {
+            format!("0.{}.x", ours.minor)
+        } else {
+            format!("{}.x", ours.major)
+        };
+        Err(format!(
+            "incompatible plugin: built against spud-plugin-api {theirs}, this host loads plugins built against {speaks}"
+        ))
+    }
+}
+
+/// abi_stable's report on an incompatible library runs to hundreds of lines. The user gets
+/// its first `Error:` findings, each with the type and what was expected and found; the whole
+/// report goes to the debug log.
 fn short_abi_report(report: &str) -> String {
     tracing::debug!("abi_stable's full report:\n{report}");
-    let errors: Vec<&str> = report
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("Error") || l.contains("version"))
-        .take(3)
-        .collect();
-    let first = report
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim();
-    let summary = if errors.is_empty() {
-        first.to_string()
+    let raw: Vec<&str> = report.lines().collect();
+    let first_error = raw
+        .iter()
+        .position(|l| l.starts_with("Error:"))
+        .unwrap_or(raw.len());
+    // The type being compared when things went wrong: the last one named at the top level
+    // of the comparison (four spaces in) before the first error.
+    let current_type = raw[..first_error]
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("    type:"))
+        .unwrap_or("the root module");
+    let lines: Vec<&str> = raw.iter().map(|l| l.trim()).collect();
+    let mut findings: Vec<String> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(what) = line.strip_prefix("Error:") else {
+            continue;
+        };
+        // The first line after "Expected:" and after "Found:".
+        let after = |label: &str| {
+            lines[i..]
+                .iter()
+                .skip_while(|l| **l != label)
+                .nth(1)
+                .copied()
+                .unwrap_or("?")
+        };
+        let finding = format!(
+            "{current_type}: {what} (expected {}, found {})",
+            after("Expected:"),
+            after("Found:")
+        );
+        if !findings.contains(&finding) {
+            findings.push(finding);
+        }
+        if findings.len() == 3 {
+            break;
+        }
+    }
+    let summary = if findings.is_empty() {
+        lines
+            .iter()
+            .find(|l| !l.is_empty())
+            .copied()
+            .unwrap_or("")
+            .to_string()
     } else {
-        errors.join("; ")
+        findings.join("; ")
     };
     format!("incompatible plugin: {summary} (RUST_LOG=debug shows abi_stable's full report)")
 }

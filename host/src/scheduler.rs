@@ -5,10 +5,7 @@
 //! never stacked. A collect that overruns its timeout is recorded as a timeout and the job
 //! is marked wedged until that call returns. Services get a thread each.
 
-use std::cmp::Ordering as CmpOrdering;
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BinaryHeap, HashMap};
-use std::hash::{Hash, Hasher};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -27,28 +24,10 @@ enum Kind {
 }
 
 struct Entry {
+    /// When it is really due (its bucket is this, rounded up to the millisecond).
     due: Instant,
-    seq: u64,
     kind: Kind,
     job: Arc<Job>,
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        (self.due, self.seq) == (other.due, other.seq)
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    /// Reversed: the heap's top is the earliest.
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        (other.due, other.seq).cmp(&(self.due, self.seq))
-    }
 }
 
 struct Task {
@@ -56,58 +35,93 @@ struct Task {
     due: Instant,
 }
 
-#[derive(Default)]
+/// What is due, by the millisecond (since `epoch`) it falls due in: a calendar queue. Ticks
+/// are millisecond-grained anyway, and thousands of jobs share few buckets.
 struct State {
-    heap: BinaryHeap<Entry>,
+    epoch: Instant,
+    due: BTreeMap<u64, Vec<Entry>>,
     jobs: HashMap<String, Arc<Job>>,
-    seq: u64,
     stopping: bool,
+}
+
+impl State {
+    /// The millisecond bucket for `at`, rounded up: nothing runs early.
+    fn bucket(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch)
+            .as_micros()
+            .div_ceil(1000) as u64
+    }
+
+    fn instant(&self, bucket: u64) -> Instant {
+        self.epoch + Duration::from_millis(bucket)
+    }
 }
 
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    /// Collects waiting for a worker.
+    queue: Mutex<Queue>,
+    queued: Condvar,
     /// How late collects started (microseconds), since the last report.
     lateness: Mutex<Vec<u32>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// With when each was queued.
+    tasks: std::collections::VecDeque<(Instant, Task)>,
+    closed: bool,
+}
+
+/// A collect that waited a millisecond means the awake workers are busy (a collector
+/// blocking on a socket, say): wake one more. Returns whether anything is waiting.
+fn help_backlog(shared: &Shared, now: Instant) -> bool {
+    let queue = shared.queue.lock();
+    let Some((queued_at, _)) = queue.tasks.front() else {
+        return false;
+    };
+    if now.saturating_duration_since(*queued_at) >= Duration::from_millis(1) {
+        shared.queued.notify_one();
+    }
+    true
 }
 
 /// The scheduler: a timer thread and a pool of collect threads.
 pub struct Scheduler {
     shared: Arc<Shared>,
     timer: Option<JoinHandle<()>>,
-    work: Option<crossbeam_channel::Sender<Task>>,
 }
 
 impl Scheduler {
     pub fn start(workers: usize) -> Scheduler {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                epoch: Instant::now(),
+                due: BTreeMap::new(),
+                jobs: HashMap::new(),
+                stopping: false,
+            }),
             wake: Condvar::new(),
+            queue: Mutex::new(Queue::default()),
+            queued: Condvar::new(),
             lateness: Mutex::new(Vec::new()),
         });
-        let (work, tasks) = crossbeam_channel::unbounded::<Task>();
         for n in 0..workers.max(1) {
-            let tasks = tasks.clone();
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name(format!("collect-{n}"))
-                .spawn(move || {
-                    for task in tasks {
-                        collect(&shared, task);
-                    }
-                })
+                .spawn(move || worker_loop(&shared))
                 .expect("spawn a collect thread");
         }
         let timer_shared = Arc::clone(&shared);
-        let work_for_timer = work.clone();
         let timer = std::thread::Builder::new()
             .name("scheduler".into())
-            .spawn(move || timer_loop(&timer_shared, &work_for_timer))
+            .spawn(move || timer_loop(&timer_shared))
             .expect("spawn the scheduler");
         Scheduler {
             shared,
             timer: Some(timer),
-            work: Some(work),
         }
     }
 
@@ -121,14 +135,7 @@ impl Scheduler {
         match job.style {
             JobStyle::Pull => {
                 let due = next_due(&job, Instant::now());
-                state.seq += 1;
-                let seq = state.seq;
-                state.heap.push(Entry {
-                    due,
-                    seq,
-                    kind: Kind::Tick,
-                    job,
-                });
+                push(&mut state, due, Kind::Tick, job);
                 drop(state);
                 self.shared.wake.notify_one();
             }
@@ -168,14 +175,15 @@ impl Scheduler {
         let jobs: Vec<Arc<Job>> = {
             let mut state = self.shared.state.lock();
             state.stopping = true;
-            state.heap.clear();
+            state.due.clear();
             state.jobs.drain().map(|(_, j)| j).collect()
         };
         self.shared.wake.notify_all();
         if let Some(timer) = self.timer.take() {
             let _ = timer.join();
         }
-        self.work.take();
+        self.shared.queue.lock().closed = true;
+        self.shared.queued.notify_all();
         for job in &jobs {
             stop_job(job);
         }
@@ -191,77 +199,122 @@ fn stop_job(job: &Job) {
     job.host.request_stop();
 }
 
-fn timer_loop(shared: &Shared, work: &crossbeam_channel::Sender<Task>) {
+/// Sleeps in whole milliseconds and hands every collect that fell due to the workers as
+/// one batch: thousands of jobs cost a thousand wake-ups a second, not one per job.
+fn timer_loop(shared: &Shared) {
     let mut state = shared.state.lock();
+    let mut batch = Vec::new();
     loop {
         if state.stopping {
             return;
         }
         let now = Instant::now();
-        match state.heap.peek() {
-            None => {
-                shared.wake.wait(&mut state);
-                continue;
+        let Some(first) = state.due.keys().next().copied() else {
+            shared.wake.wait(&mut state);
+            continue;
+        };
+        let first_at = state.instant(first);
+        if first_at > now {
+            let mut until = first_at;
+            if help_backlog(shared, now) {
+                // Collects are waiting: look again in a millisecond.
+                until = until.min(now + Duration::from_millis(1));
             }
-            Some(top) if top.due > now => {
-                let due = top.due;
-                shared.wake.wait_until(&mut state, due);
-                continue;
-            }
-            Some(_) => {}
-        }
-        let entry = state.heap.pop().expect("peeked");
-        let job = entry.job;
-        if job.stopped.load(Ordering::Relaxed) {
+            shared.wake.wait_until(&mut state, until);
             continue;
         }
-        match entry.kind {
-            Kind::Tick => {
-                if job.busy.load(Ordering::Relaxed) {
-                    let n = job.skipped.fetch_add(1, Ordering::Relaxed) + 1;
-                    job.report("skipped", n);
-                } else {
-                    job.busy.store(true, Ordering::Relaxed);
-                    let call = job.call.fetch_add(1, Ordering::Relaxed) + 1;
-                    state.seq += 1;
-                    let seq = state.seq;
-                    state.heap.push(Entry {
-                        due: now + job.spec.timeout,
-                        seq,
-                        kind: Kind::Deadline(call),
-                        job: Arc::clone(&job),
-                    });
-                    let _ = work.send(Task {
-                        job: Arc::clone(&job),
-                        due: entry.due,
-                    });
-                }
-                let due = next_due(&job, entry.due.max(now));
-                state.seq += 1;
-                let seq = state.seq;
-                state.heap.push(Entry {
-                    due,
-                    seq,
-                    kind: Kind::Tick,
-                    job,
-                });
-            }
-            Kind::Deadline(call) => {
-                let still_running =
-                    job.busy.load(Ordering::Relaxed) && job.call.load(Ordering::Relaxed) == call;
-                if still_running && !job.wedged.swap(true, Ordering::Relaxed) {
-                    let n = job.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
-                    tracing::warn!(
-                        job = %job.name(),
-                        plugin = %job.plugin.name,
-                        "collect has run past its {:?} timeout: job wedged, not scheduled again until it returns",
-                        job.spec.timeout
-                    );
-                    job.report("timeouts", n);
-                    job.report("state", "wedged");
-                }
+        let (_, entries) = state.due.pop_first().expect("a first bucket");
+        for entry in entries {
+            if let Some(task) = fire(&mut state, entry, now) {
+                batch.push(task);
             }
         }
+        if !batch.is_empty() {
+            let mut queue = shared.queue.lock();
+            queue.tasks.extend(batch.drain(..).map(|task| (now, task)));
+            drop(queue);
+            // One worker drains quick collects alone; more join only if a backlog persists.
+            shared.queued.notify_one();
+        }
+        help_backlog(shared, now);
+    }
+}
+
+/// Handles one due entry; returns the collect to run, if any.
+fn fire(state: &mut State, entry: Entry, now: Instant) -> Option<Task> {
+    let (job, due) = (entry.job, entry.due);
+    if job.stopped.load(Ordering::Relaxed) {
+        return None;
+    }
+    match entry.kind {
+        Kind::Tick => {
+            let mut task = None;
+            if job.busy.load(Ordering::Relaxed) {
+                let n = job.skipped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n.is_power_of_two() {
+                    tracing::debug!(job = %job.name(), "tick skipped: the previous collect is still running ({n} so far)");
+                }
+            } else {
+                job.busy.store(true, Ordering::Relaxed);
+                let call = job.call.fetch_add(1, Ordering::Relaxed) + 1;
+                push(
+                    state,
+                    now + job.spec.timeout,
+                    Kind::Deadline(call),
+                    Arc::clone(&job),
+                );
+                task = Some(Task {
+                    job: Arc::clone(&job),
+                    due,
+                });
+            }
+            let next = next_due(&job, due.max(now));
+            push(state, next, Kind::Tick, job);
+            task
+        }
+        Kind::Deadline(call) => {
+            let still_running =
+                job.busy.load(Ordering::Relaxed) && job.call.load(Ordering::Relaxed) == call;
+            if still_running && !job.wedged.swap(true, Ordering::Relaxed) {
+                let n = job.timeouts.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(
+                    job = %job.name(),
+                    plugin = %job.plugin.name,
+                    "collect has run past its {:?} timeout: job wedged, not scheduled again until it returns",
+                    job.spec.timeout
+                );
+                job.report("timeouts", n);
+                job.report("state", "wedged");
+            }
+            None
+        }
+    }
+}
+
+fn push(state: &mut State, due: Instant, kind: Kind, job: Arc<Job>) {
+    let bucket = state.bucket(due);
+    state
+        .due
+        .entry(bucket)
+        .or_default()
+        .push(Entry { due, kind, job });
+}
+
+fn worker_loop(shared: &Shared) {
+    loop {
+        let task = {
+            let mut queue = shared.queue.lock();
+            loop {
+                if let Some((_, task)) = queue.tasks.pop_front() {
+                    break task;
+                }
+                if queue.closed {
+                    return;
+                }
+                shared.queued.wait(&mut queue);
+            }
+        };
+        collect(shared, task);
     }
 }
 
@@ -281,15 +334,14 @@ fn collect(shared: &Shared, task: Task) {
         tracing::info!(job = %job.name(), "collect returned after {took:?}; scheduled again");
         job.report("state", "running");
     }
-    match result {
-        RResult::ROk(()) => {}
-        RResult::RErr(e) => job.failed(e.as_str()),
-    }
-    job.report(
-        "collect_ms",
-        format_args!("{:.3}", took.as_secs_f64() * 1000.0),
+    // The reporter publishes these every few seconds.
+    job.last_collect_us.store(
+        took.as_micros().min(u64::MAX as u128) as u64,
+        Ordering::Relaxed,
     );
-    job.report("samples", job.host.samples.load(Ordering::Relaxed));
+    if let RResult::RErr(e) = result {
+        job.failed(e.as_str());
+    }
 }
 
 fn run_service(job: &Job) {
@@ -317,9 +369,7 @@ fn run_service(job: &Job) {
 /// the job's fixed offset within it.
 fn next_due(job: &Job, after: Instant) -> Instant {
     let interval = job.spec.interval.as_nanos().max(1);
-    let mut h = DefaultHasher::new();
-    job.name().hash(&mut h);
-    let phase = (h.finish() as u128) % interval;
+    let phase = job.phase.as_nanos() % interval;
     let now = Instant::now();
     let wall_now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -334,4 +384,13 @@ fn next_due(job: &Job, after: Instant) -> Instant {
     let wall_next = k * interval + phase;
     let from_now = wall_next.saturating_sub(wall_now);
     now + Duration::from_nanos(from_now.min(u64::MAX as u128) as u64)
+}
+
+/// A job's fixed offset within its interval, from its name: stable across restarts, and
+/// spreading thousands of jobs over the interval.
+pub fn phase(name: &str, interval: Duration) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    Duration::from_nanos((h.finish() as u128 % interval.as_nanos().max(1)) as u64)
 }

@@ -87,3 +87,8 @@ pub use host::Host;
 pub use plugin::{guard, job_def_to_ffi, Collector, Error, Job, JobDef, Plugin, Pull, Service};
 pub use serde;
 pub use toml;
+
+/// The README's example is compiled and run with the doctests, so it cannot drift.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -346,3 +346,47 @@ options = {{ mode = "ok" }}
     let log = host.process.log();
     assert!(log.contains("is back; sending"), "{log}");
 }
+
+#[test]
+fn helpers_add_and_remove_jobs_and_leave_the_rest_alone() {
+    let targets = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(targets.path(), "found.a found.b").unwrap();
+    let host = SpudHost::start(
+        &["chaos"],
+        &format!(
+            r#"
+[[helper]]
+plugin = "chaos"
+interval = "200ms"
+options = {{ file = "{}" }}
+"#,
+            targets.path().display()
+        ),
+    );
+    host.wait_for("found.a.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 3);
+    host.wait_for("found.b.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 3);
+    std::fs::write(targets.path(), "found.a found.c").unwrap();
+    host.wait_for("found.c.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 3);
+    let mut c = host.connect();
+    // found.a was never restarted: its ticks carry on from where they were, unbroken.
+    let a: Vec<u64> = ticks(&mut c, "found.a.tick")
+        .iter()
+        .rev()
+        .map(|(_, v)| *v)
+        .collect();
+    assert_eq!(a[0], 1, "{a:?}");
+    assert!(a.windows(2).all(|w| w[1] == w[0] + 1), "{a:?}");
+    // found.b was stopped.
+    let b_then = ticks(&mut c, "found.b.tick")[0].1;
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        ticks(&mut c, "found.b.tick")[0].1,
+        b_then,
+        "found.b still ticks"
+    );
+    assert!(
+        host.process.log().contains("found.b is no longer wanted"),
+        "{}",
+        host.process.log()
+    );
+}

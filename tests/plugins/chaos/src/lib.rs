@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use spud_plugin_api::serde::Deserialize;
-use spud_plugin_api::{export_plugin, Collector, Error, Host, Job, Plugin, Pull, Service};
+use spud_plugin_api::{export_plugin, Collector, Error, Host, Job, JobDef, Plugin, Pull, Service};
 
 /// The misbehaving plugin.
 pub struct Chaos;
@@ -24,6 +24,9 @@ enum Mode {
     Hang,
     /// A service that sets `beat` every 50 ms until stopped.
     Service,
+    /// A service that sets samples as fast as it can (keys `k0`..`k999`), and `seq`, the
+    /// number set so far, after every thousand.
+    Flood,
 }
 
 #[derive(Deserialize)]
@@ -44,9 +47,32 @@ struct Job1 {
     tick: u64,
 }
 
+/// As a helper: one `mode = "ok"` job per line of `file`, every 100 ms.
+#[derive(Deserialize)]
+#[serde(crate = "spud_plugin_api::serde", deny_unknown_fields)]
+struct HelperOptions {
+    file: String,
+}
+
 impl Plugin for Chaos {
     const NAME: &'static str = "chaos";
     const DESCRIPTION: &'static str = "Misbehaves as told, for tests";
+    const IS_HELPER: bool = true;
+
+    fn helper_jobs(job: &Job, _host: Host) -> Result<Vec<JobDef>, Error> {
+        let options: HelperOptions = job.options()?;
+        let text = std::fs::read_to_string(&options.file)
+            .map_err(|e| format!("cannot read {}: {e}", options.file))?;
+        Ok(text
+            .split_whitespace()
+            .map(|name| JobDef {
+                name: name.to_string(),
+                plugin: "chaos".into(),
+                options: [("mode".to_string(), "ok".into())].into_iter().collect(),
+                interval: Some(Duration::from_millis(100)),
+            })
+            .collect())
+    }
 
     fn new_job(job: &Job, host: Host) -> Result<Collector, Error> {
         let options: Options = job.options()?;
@@ -56,7 +82,7 @@ impl Plugin for Chaos {
             tick: 0,
         };
         Ok(match job.options.mode {
-            Mode::Service => Collector::service(job),
+            Mode::Service | Mode::Flood => Collector::service(job),
             _ => Collector::pull(job),
         })
     }
@@ -74,7 +100,7 @@ impl Pull for Job1 {
                 self.host.count("collects", 1.0);
                 Ok(())
             }
-            Mode::Noop | Mode::Service => Ok(()),
+            Mode::Noop | Mode::Service | Mode::Flood => Ok(()),
             Mode::Error => Err(format!("failure number {}", self.tick)),
             Mode::Panic => panic!("chaos panic number {}", self.tick),
             Mode::Hang => {
@@ -87,6 +113,17 @@ impl Pull for Job1 {
 
 impl Service for Job1 {
     fn run(&mut self) -> Result<(), Error> {
+        if self.options.mode == Mode::Flood {
+            let keys: Vec<String> = (0..1000).map(|k| format!("k{k}")).collect();
+            while !self.host.stop_requested(Duration::ZERO) {
+                for key in &keys {
+                    self.tick += 1;
+                    self.host.set(key, self.tick);
+                }
+                self.host.set("seq", self.tick);
+            }
+            return Ok(());
+        }
         while !self.host.stop_requested(Duration::from_millis(50)) {
             self.tick += 1;
             self.host.set("beat", self.tick);
