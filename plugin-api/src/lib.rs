@@ -84,7 +84,9 @@ mod plugin;
 pub use abi_stable;
 pub use ffi::Level;
 pub use host::Host;
-pub use plugin::{guard, job_def_to_ffi, Collector, Error, Job, JobDef, Plugin, Pull, Service};
+pub use plugin::{
+    guard, job_def_to_ffi, plugin_info, Collector, Error, Job, JobDef, Plugin, Pull, Service,
+};
 pub use serde;
 pub use toml;
 

@@ -189,12 +189,12 @@ macro_rules! export_plugin {
         };
 
         extern "C" fn __spud_info() -> $crate::ffi::PluginInfo {
-            $crate::ffi::PluginInfo {
-                name: <$plugin as $crate::Plugin>::NAME.into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                description: <$plugin as $crate::Plugin>::DESCRIPTION.into(),
-                is_helper: <$plugin as $crate::Plugin>::IS_HELPER,
-            }
+            $crate::plugin_info(
+                <$plugin as $crate::Plugin>::NAME,
+                env!("CARGO_PKG_VERSION"),
+                <$plugin as $crate::Plugin>::DESCRIPTION,
+                <$plugin as $crate::Plugin>::IS_HELPER,
+            )
         }
 
         extern "C" fn __spud_new_job(
@@ -225,6 +225,28 @@ macro_rules! export_plugin {
             })
         }
     };
+}
+
+/// The plugin's description, built without any chance of a panic crossing the boundary.
+#[doc(hidden)]
+pub fn plugin_info(
+    name: &str,
+    version: &str,
+    description: &str,
+    is_helper: bool,
+) -> crate::ffi::PluginInfo {
+    let build = || crate::ffi::PluginInfo {
+        name: name.into(),
+        version: version.into(),
+        description: description.into(),
+        is_helper,
+    };
+    catch_unwind(AssertUnwindSafe(build)).unwrap_or_else(|_| crate::ffi::PluginInfo {
+        name: RString::new(),
+        version: RString::new(),
+        description: RString::new(),
+        is_helper: false,
+    })
 }
 
 #[doc(hidden)]

@@ -390,3 +390,43 @@ options = {{ file = "{}" }}
         host.process.log()
     );
 }
+
+#[test]
+fn a_remote_server_killed_with_sigkill_loses_nothing_the_host_held() {
+    // A subscriber on the first server sees every tick it stored: the server pushes to
+    // subscribers before it acknowledges the set. After kill -9, what it stored plus what
+    // the restarted server receives must be every tick, without a gap.
+    let server = SpudServer::start(&[]);
+    let addr = server.addr;
+    let mut witness = server.connect();
+    witness.ask("sub pushed.tick", "\r\n");
+    let host = SpudHost::start(
+        &["chaos"],
+        &format!(
+            "[server]\nremote = \"{addr}\"\n\n[[job]]\nname = \"pushed\"\nplugin = \"chaos\"\ninterval = \"100ms\"\noptions = {{ mode = \"ok\" }}\n"
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    server.process.signal("KILL");
+    let pushed = String::from_utf8(witness.read_to_close(T)).unwrap();
+    drop(server);
+    let mut seen: Vec<u64> = pushed
+        .lines()
+        .filter_map(|l| l.trim_end().rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(seen.len() >= 5, "{pushed}");
+    std::thread::sleep(Duration::from_millis(1000));
+
+    let again = SpudServer::start(&["--listen", &addr.to_string()]);
+    let mut c = again.connect();
+    let deadline = Instant::now() + T;
+    while ticks(&mut c, "pushed.tick").len() < 20 {
+        assert!(Instant::now() < deadline, "{}", host.process.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    seen.extend(ticks(&mut c, "pushed.tick").iter().map(|(_, v)| *v));
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen[0], 1);
+    assert!(seen.windows(2).all(|w| w[1] == w[0] + 1), "gap in {seen:?}");
+}
