@@ -239,7 +239,13 @@ pub fn relative_to(config_path: &Path, p: &Path) -> PathBuf {
 
 /// toml's message names the line and column and shows the line; make it one line.
 fn describe_toml_error(e: &toml::de::Error, text: &str, path: &Path) -> String {
-    let message = e.message().trim();
+    let message = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
     match e.span() {
         Some(span) => {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;

@@ -1,7 +1,8 @@
-//! The gatherer: loads plugins, starts jobs and helpers, reports on itself under `host.*`,
-//! and stops cleanly.
+//! The gatherer: what should run (the config's jobs and the helpers' jobs), what is loaded
+//! (plugins by name, plugin files by path), and the scheduler that runs it. Startup and every
+//! reload go through the same few operations here; `reload.rs` decides when to call them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,80 +14,184 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{relative_to, Config, HelperConfig, JobSpec};
 use crate::job::{Context, Job};
 use crate::loader::{self, Plugin};
-use crate::plugins;
 use crate::remote::RemoteSink;
 use crate::scheduler::Scheduler;
 use crate::sink::Sink;
+use crate::{plugins, reload, watch};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:9107";
 const REPORT_EVERY: Duration = Duration::from_secs(5);
+const POLL_EVERY: Duration = Duration::from_secs(30);
 
-/// Who started a job.
+/// Who wants a job.
 #[derive(Debug, Clone, PartialEq)]
-enum Owner {
+pub enum Owner {
     Config,
     Helper(String),
 }
 
-struct Daemon {
-    ctx: Context,
-    plugins: HashMap<String, Arc<Plugin>>,
-    scheduler: Scheduler,
-    owners: Mutex<HashMap<String, Owner>>,
-    remote: Option<Arc<RemoteSink>>,
+/// A job that should run.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub spec: JobSpec,
+    pub owner: Owner,
+}
+
+/// A plugin file as last loaded.
+#[derive(Debug, Clone)]
+pub struct LoadedFile {
+    pub hash: u64,
+    pub name: String,
+}
+
+/// What changes on reload.
+pub struct State {
+    pub config: Config,
+    pub config_hash: u64,
+    pub plugins: HashMap<String, Arc<Plugin>>,
+    pub files: HashMap<PathBuf, LoadedFile>,
+    /// Content hashes of files that did not load, so a poll does not report them again.
+    pub failed_files: HashMap<PathBuf, u64>,
+    pub wanted: BTreeMap<String, Wanted>,
+    /// Running helper threads, by helper name, with their config and stop token.
+    pub helpers: HashMap<String, (HelperConfig, CancellationToken)>,
+}
+
+pub struct Daemon {
+    pub config_path: PathBuf,
+    pub plugins_dir: PathBuf,
+    pub ctx: Context,
+    pub scheduler: Scheduler,
+    pub remote: Option<Arc<RemoteSink>>,
+    pub state: Mutex<State>,
+    pub stop: CancellationToken,
+    maps_warned: std::sync::atomic::AtomicBool,
 }
 
 impl Daemon {
-    fn report(&self, key: &str, value: impl std::fmt::Display) {
-        self.ctx
-            .sink
-            .set(key, &value.to_string(), spud_server::unix_now());
+    pub fn report(&self, key: &str, value: impl std::fmt::Display) {
+        let value = value.to_string().replace(['\r', '\n'], " ");
+        self.ctx.sink.set(key, &value, spud_server::unix_now());
     }
 
-    /// Starts one job; a failure is one line naming the job, and `host.job.<name>.*` says so.
-    fn start_job(&self, spec: JobSpec, owner: Owner) -> bool {
-        let name = spec.name.clone();
-        let result = match self.plugins.get(&spec.plugin) {
+    /// Starts `spec`, or replaces the running job of that name. A new job is made (and its
+    /// options accepted) before the old one stops; if it cannot be made, the old one keeps
+    /// running and the error is reported. Returns whether the new job runs.
+    pub fn start(&self, state: &State, spec: &JobSpec) -> bool {
+        let result = match state.plugins.get(&spec.plugin) {
             None => Err(format!(
-                "job {name}: no plugin declares the name {:?} (loaded: {})",
+                "job {}: no plugin declares the name {:?} (loaded: {})",
+                spec.name,
                 spec.plugin,
-                self.plugin_names()
+                names(&state.plugins)
             )),
-            Some(plugin) => Job::create(spec, Arc::clone(plugin), &self.ctx),
+            Some(plugin) => Job::create(spec.clone(), Arc::clone(plugin), &self.ctx),
         };
-        match result {
+        self.install(spec, result)
+    }
+
+    /// Puts a newly made job in place of the running one; or, if it could not be made,
+    /// reports why and leaves the running one alone.
+    pub fn install(&self, spec: &JobSpec, made: Result<Arc<Job>, String>) -> bool {
+        let name = &spec.name;
+        match made {
             Ok(job) => {
-                self.owners.lock().insert(name, owner);
                 self.scheduler.add(job);
                 true
             }
             Err(e) => {
-                tracing::error!("{e}");
-                self.report(&format!("host.job.{name}.state"), "failed");
+                let running = self.scheduler.get(name).is_some();
+                if running {
+                    tracing::error!("{e}; the running version of the job stays");
+                } else {
+                    tracing::error!("{e}");
+                    self.report(&format!("host.job.{name}.state"), "failed");
+                }
                 self.report(&format!("host.job.{name}.last_error"), &e);
                 false
             }
         }
     }
 
-    fn plugin_names(&self) -> String {
-        let mut names: Vec<&str> = self.plugins.keys().map(String::as_str).collect();
-        names.sort();
-        names.join(", ")
+    /// Stops a job and forgets it.
+    pub fn forget(&self, state: &mut State, name: &str) {
+        state.wanted.remove(name);
+        if self.scheduler.remove(name).is_some() {
+            self.report(&format!("host.job.{name}.state"), "stopped");
+        }
+    }
+
+    /// Wants `spec` and starts it (a new job, or a changed one).
+    pub fn want(&self, state: &mut State, spec: JobSpec, owner: Owner) {
+        let changed = state
+            .wanted
+            .get(&spec.name)
+            .is_none_or(|w| w.spec != spec || w.owner != owner);
+        let running = self.scheduler.get(&spec.name).is_some();
+        state.wanted.insert(
+            spec.name.clone(),
+            Wanted {
+                spec: spec.clone(),
+                owner,
+            },
+        );
+        if changed || !running {
+            self.start(state, &spec);
+        }
+    }
+
+    /// Starts a helper's thread: each round asks its plugin for the jobs it wants.
+    pub fn start_helper(self: &Arc<Self>, state: &mut State, helper: HelperConfig) {
+        let name = helper_name(&helper);
+        let stop = self.stop.child_token();
+        state
+            .helpers
+            .insert(name.clone(), (helper.clone(), stop.clone()));
+        let daemon = Arc::clone(self);
+        let (interval, timeout) = (state.config.host.interval, state.config.host.timeout);
+        std::thread::Builder::new()
+            .name(format!("helper-{name}"))
+            .spawn(move || {
+                let every = helper.interval.unwrap_or(interval);
+                while !stop.is_cancelled() {
+                    daemon.helper_round(&helper, &name, interval, timeout, &stop);
+                    sleep_unless(&stop, every);
+                }
+            })
+            .expect("spawn a helper thread");
+    }
+
+    /// Stops a helper and every job it started.
+    pub fn stop_helper(&self, state: &mut State, name: &str) {
+        if let Some((_, stop)) = state.helpers.remove(name) {
+            stop.cancel();
+        }
+        let owner = Owner::Helper(name.to_string());
+        let theirs: Vec<String> = state
+            .wanted
+            .iter()
+            .filter(|(_, w)| w.owner == owner)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for job in theirs {
+            self.forget(state, &job);
+        }
     }
 
     /// One round of a helper: start the jobs it now wants, stop those it no longer does,
     /// leave the rest alone.
-    fn run_helper(
+    fn helper_round(
         &self,
         helper: &HelperConfig,
         name: &str,
         default_interval: Duration,
         timeout: Duration,
+        stop: &CancellationToken,
     ) {
-        let Some(plugin) = self.plugins.get(&helper.plugin) else {
-            tracing::error!(
-                "helper {name}: no plugin declares the name {:?}",
+        let plugin = self.state.lock().plugins.get(&helper.plugin).cloned();
+        let Some(plugin) = plugin else {
+            tracing::warn!(
+                "helper {name}: no plugin declares the name {:?} (yet)",
                 helper.plugin
             );
             return;
@@ -97,7 +202,7 @@ impl Daemon {
             interval_ms: helper.interval.unwrap_or(default_interval).as_millis() as u64,
             timeout_ms: timeout.as_millis() as u64,
         };
-        let host = Job::helper_host(name, plugin, &self.ctx);
+        let host = Job::helper_host(name, &plugin, &self.ctx);
         let wanted = match (plugin.module.helper_jobs())(spec, host).into_result() {
             Ok(jobs) => jobs,
             Err(e) => {
@@ -106,6 +211,11 @@ impl Daemon {
                 return;
             }
         };
+        let mut state = self.state.lock();
+        // A helper stopped (by a reload) while it was asking: its answer no longer counts.
+        if stop.is_cancelled() {
+            return;
+        }
         let owner = Owner::Helper(name.to_string());
         let mut keep = Vec::new();
         for def in wanted {
@@ -130,36 +240,29 @@ impl Daemon {
                 timeout,
                 options,
             };
-            keep.push(spec.name.clone());
-            let current = self
-                .scheduler
-                .jobs()
-                .into_iter()
-                .find(|j| j.name() == spec.name);
-            match (current, self.owners.lock().get(&spec.name).cloned()) {
-                (Some(job), Some(o)) if o == owner && job.spec == spec => continue,
-                (Some(_), Some(Owner::Config)) => {
-                    tracing::warn!(
-                        "helper {name}: job {} is defined in the config; the helper's is ignored",
-                        spec.name
-                    );
-                    continue;
-                }
-                _ => {}
+            if state
+                .wanted
+                .get(&spec.name)
+                .is_some_and(|w| w.owner == Owner::Config)
+            {
+                tracing::warn!(
+                    "helper {name}: job {} is defined in the config; the helper's is ignored",
+                    spec.name
+                );
+                continue;
             }
-            self.start_job(spec, owner.clone());
+            keep.push(spec.name.clone());
+            self.want(&mut state, spec, owner.clone());
         }
-        let gone: Vec<String> = self
-            .owners
-            .lock()
+        let gone: Vec<String> = state
+            .wanted
             .iter()
-            .filter(|(job, o)| **o == owner && !keep.contains(job))
+            .filter(|(job, w)| w.owner == owner && !keep.contains(job))
             .map(|(job, _)| job.clone())
             .collect();
         for job in gone {
             tracing::info!("helper {name}: job {job} is no longer wanted; stopping it");
-            self.scheduler.remove(&job);
-            self.owners.lock().remove(&job);
+            self.forget(&mut state, &job);
         }
     }
 
@@ -169,8 +272,9 @@ impl Daemon {
             job.report_figures();
         }
         self.report("host.jobs", jobs.len());
-        self.report("host.plugins", self.plugins.len());
+        self.report("host.plugins", self.state.lock().plugins.len());
         self.report("host.generations", loader::generations());
+        self.report_maps();
         let samples: u64 = jobs
             .iter()
             .map(|j| j.host.samples.load(std::sync::atomic::Ordering::Relaxed))
@@ -201,18 +305,60 @@ impl Daemon {
             self.report("host.remote.connected", u8::from(remote.connected()));
         }
     }
+
+    /// Every plugin generation stays mapped (abi_stable never unloads): count the maps, and
+    /// say so once when half the kernel's limit is used.
+    fn report_maps(&self) {
+        let maps = std::fs::read_to_string("/proc/self/maps")
+            .map(|m| m.lines().count())
+            .unwrap_or(0);
+        let limit: usize = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(65_530);
+        self.report("host.maps", maps);
+        self.report("host.maps_limit", limit);
+        if maps * 2 > limit
+            && !self
+                .maps_warned
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "{maps} memory maps of the kernel's {limit} are in use after {} plugin loads: \
+                 each reload keeps the old library mapped. Restart spud-host to release them.",
+                loader::generations()
+            );
+        }
+    }
+}
+
+fn names(plugins: &HashMap<String, Arc<Plugin>>) -> String {
+    let mut names: Vec<&str> = plugins.keys().map(String::as_str).collect();
+    names.sort();
+    names.join(", ")
+}
+
+pub fn helper_name(helper: &HelperConfig) -> String {
+    helper.name.clone().unwrap_or_else(|| helper.plugin.clone())
+}
+
+pub fn hash(data: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(data)
 }
 
 /// Runs the gatherer until SIGINT or SIGTERM.
 pub fn run(config_path: &Path) -> Result<()> {
-    let config = Config::load(config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("cannot read {}", config_path.display()))?;
+    let config = Config::parse(&text, config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let _lock = lock(config_path)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let shutdown = CancellationToken::new();
-    runtime.spawn(stop_on_signal(shutdown.clone()));
+    let stop = CancellationToken::new();
+    let (changes, changed) = std::sync::mpsc::channel();
+    runtime.spawn(signals(stop.clone(), changes.clone()));
 
     // Where samples go.
     let (sink, remote, embedded) = match &config.server.remote {
@@ -227,7 +373,7 @@ pub fn run(config_path: &Path) -> Result<()> {
                 .state
                 .as_ref()
                 .map(|p| relative_to(config_path, p));
-            let server = embedded_server(&runtime, &config, state.clone(), shutdown.clone())?;
+            let server = embedded_server(&runtime, &config, state.clone(), stop.clone())?;
             (
                 Sink::Embedded(server.0.clone()),
                 None,
@@ -237,53 +383,51 @@ pub fn run(config_path: &Path) -> Result<()> {
     };
 
     let plugins_dir = config.plugins_dir(config_path);
-    let (plugins, problems) = plugins::load_dir(&plugins_dir);
-    for p in &problems {
-        tracing::error!("{p}");
-    }
-    let ctx = Context {
-        sink,
-        vars: Arc::new(config.vars_as_text()),
-    };
     let daemon = Arc::new(Daemon {
-        ctx,
-        plugins,
+        config_path: config_path.to_path_buf(),
+        plugins_dir: plugins_dir.clone(),
+        ctx: Context {
+            sink,
+            vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text())),
+        },
         scheduler: Scheduler::start(config.host.workers),
-        owners: Mutex::new(HashMap::new()),
         remote,
+        state: Mutex::new(State {
+            config: config.clone(),
+            config_hash: hash(text.as_bytes()),
+            plugins: HashMap::new(),
+            files: HashMap::new(),
+            failed_files: HashMap::new(),
+            wanted: BTreeMap::new(),
+            helpers: HashMap::new(),
+        }),
+        stop: stop.clone(),
+        maps_warned: Default::default(),
     });
-    for plugin in daemon.plugins.values() {
-        let key = |what: &str| format!("host.plugin.{}.{what}", plugin.name);
-        daemon.report(&key("status"), "loaded");
-        daemon.report(&key("version"), &plugin.version);
-        daemon.report(&key("generation"), plugin.generation);
-        daemon.report(
-            &key("load_ms"),
-            format_args!("{:.3}", plugin.load_time.as_secs_f64() * 1000.0),
-        );
-    }
-    for spec in config.job_specs() {
-        daemon.start_job(spec, Owner::Config);
-    }
-    for helper in &config.helpers {
+
+    // Startup is a reload from nothing: every plugin file, then every job and helper.
+    reload::startup(&daemon);
+
+    let _watcher = match watch::watch(&plugins_dir, config_path, changes.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch {} for changes ({e}); polling every {POLL_EVERY:?} instead",
+                plugins_dir.display()
+            );
+            None
+        }
+    };
+    watch::poll(POLL_EVERY, changes.clone());
+    {
         let daemon = Arc::clone(&daemon);
-        let helper = helper.clone();
-        let (interval, timeout) = (config.host.interval, config.host.timeout);
-        let stop = shutdown.clone();
         std::thread::Builder::new()
-            .name("helper".into())
-            .spawn(move || {
-                let name = helper.name.clone().unwrap_or_else(|| helper.plugin.clone());
-                let every = helper.interval.unwrap_or(interval);
-                while !stop.is_cancelled() {
-                    daemon.run_helper(&helper, &name, interval, timeout);
-                    sleep_unless(&stop, every);
-                }
-            })?;
+            .name("reload".into())
+            .spawn(move || reload::run(&daemon, &changed))?;
     }
     {
         let daemon = Arc::clone(&daemon);
-        let stop = shutdown.clone();
+        let stop = stop.clone();
         std::thread::Builder::new()
             .name("report".into())
             .spawn(move || {
@@ -296,18 +440,22 @@ pub fn run(config_path: &Path) -> Result<()> {
     tracing::info!(
         "running {} jobs from {} plugins in {}",
         daemon.scheduler.jobs().len(),
-        daemon.plugins.len(),
+        daemon.state.lock().plugins.len(),
         plugins_dir.display()
     );
 
-    runtime.block_on(shutdown.cancelled());
+    runtime.block_on(stop.cancelled());
     tracing::info!("stopping");
-    let daemon = Arc::into_inner(daemon);
-    if let Some(mut daemon) = daemon {
-        daemon.scheduler.stop(Duration::from_secs(2));
-        if let Some(remote) = &daemon.remote {
-            remote.flush_and_stop(Duration::from_secs(5));
-        }
+    drop(changes);
+    daemon
+        .state
+        .lock()
+        .helpers
+        .values()
+        .for_each(|(_, s)| s.cancel());
+    daemon.scheduler.stop(Duration::from_secs(2));
+    if let Some(remote) = &daemon.remote {
+        remote.flush_and_stop(Duration::from_secs(5));
     }
     if let Some(((server, serving), state)) = embedded {
         let _ = runtime.block_on(serving);
@@ -382,27 +530,36 @@ fn lock(config_path: &Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
-fn sleep_unless(stop: &CancellationToken, d: Duration) {
+pub fn sleep_unless(stop: &CancellationToken, d: Duration) {
     let deadline = std::time::Instant::now() + d;
     while !stop.is_cancelled() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50).min(d));
+        std::thread::sleep(Duration::from_millis(20).min(d));
     }
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
+/// SIGINT and SIGTERM stop; SIGHUP looks at everything again.
+async fn signals(stop: CancellationToken, changes: std::sync::mpsc::Sender<watch::Change>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) else {
+        tracing::warn!("cannot install signal handlers");
         return;
     };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-        _ = shutdown.cancelled() => {}
+    loop {
+        tokio::select! {
+            _ = int.recv() => break,
+            _ = term.recv() => break,
+            _ = stop.cancelled() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: looking at the config and every plugin again");
+                let _ = changes.send(watch::Change::Everything);
+            }
+        }
     }
-    shutdown.cancel();
+    stop.cancel();
 }
 
 /// `check-config`: every problem, one line each. Loads every plugin and asks each job's
@@ -415,7 +572,7 @@ pub fn check(config_path: &Path) -> Vec<String> {
     let (plugins, mut problems) = plugins::load_dir(&config.plugins_dir(config_path));
     let ctx = Context {
         sink: Sink::Embedded(spud_server::Server::new(spud_server::Config::default())),
-        vars: Arc::new(config.vars_as_text()),
+        vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text())),
     };
     for spec in config.job_specs() {
         match plugins.get(&spec.plugin) {

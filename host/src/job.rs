@@ -14,11 +14,12 @@ use crate::config::JobSpec;
 use crate::loader::Plugin;
 use crate::sink::Sink;
 
-/// What every job shares: where samples go and the config's `[vars]`.
+/// What every job shares: where samples go and the config's `[vars]` (replaced in place
+/// when the config changes: a new value needs no restart).
 #[derive(Clone)]
 pub struct Context {
     pub sink: Sink,
-    pub vars: Arc<HashMap<String, String>>,
+    pub vars: Arc<parking_lot::RwLock<HashMap<String, String>>>,
 }
 
 /// A running job.
@@ -42,6 +43,12 @@ pub struct Job {
     pub last_collect_us: AtomicU64,
     /// Its ticks' offset within the interval.
     pub phase: Duration,
+    /// Panics in a row; each one doubles the wait before the next collect.
+    pub crashes: AtomicU64,
+    /// No collect before this.
+    pub backoff_until: Mutex<Option<Instant>>,
+    /// Crashed too often: not run until its plugin or options change.
+    pub parked: AtomicBool,
     /// Stopped for good (removed, or the host is stopping).
     pub stopped: AtomicBool,
 }
@@ -75,6 +82,9 @@ impl Job {
         Ok(Arc::new(Job {
             phase,
             last_collect_us: AtomicU64::new(0),
+            crashes: AtomicU64::new(0),
+            backoff_until: Mutex::new(None),
+            parked: AtomicBool::new(false),
             spec,
             plugin,
             host,
@@ -224,7 +234,7 @@ impl HostApi for SharedHost {
     }
 
     fn var(&self, name: RStr<'_>) -> ROption<RString> {
-        match self.0.ctx.vars.get(name.as_str()) {
+        match self.0.ctx.vars.read().get(name.as_str()) {
             Some(v) => RSome(v.as_str().into()),
             None => RNone,
         }

@@ -80,18 +80,26 @@ pub fn plugin_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
 
 /// Loads one plugin file.
 pub fn load(file: &Path) -> Result<Plugin, LoadError> {
+    let data = std::fs::read(file).map_err(|e| LoadError {
+        file: file.to_path_buf(),
+        reason: format!("cannot read: {e}"),
+    })?;
+    load_data(file, &data)
+}
+
+/// Loads a plugin from the bytes just read from `file`.
+pub fn load_data(file: &Path, data: &[u8]) -> Result<Plugin, LoadError> {
     let err = |reason: String| LoadError {
         file: file.to_path_buf(),
         reason,
     };
     let started = Instant::now();
-    let data = std::fs::read(file).map_err(|e| err(format!("cannot read: {e}")))?;
-    elf::check(&data).map_err(|e| err(e.to_string()))?;
+    elf::check(data).map_err(|e| err(e.to_string()))?;
 
     // The copy is what gets mapped: whatever happens to the watched file later (a `cp` over
     // it, a truncation) cannot touch the running code.
     let copy =
-        private_copy(file, &data).map_err(|e| err(format!("cannot make a private copy: {e}")))?;
+        private_copy(file, data).map_err(|e| err(format!("cannot make a private copy: {e}")))?;
     let loaded: Result<PluginModRef, String> = lib_header_from_path(&copy)
         .map_err(|e| short_abi_report(&e.to_string()))
         .and_then(|header| {

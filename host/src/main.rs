@@ -2,13 +2,16 @@
 
 mod config;
 mod daemon;
+mod diff;
 mod elf;
 mod job;
 mod loader;
 mod plugins;
+mod reload;
 mod remote;
 mod scheduler;
 mod sink;
+mod watch;
 
 use std::path::PathBuf;
 

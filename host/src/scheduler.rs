@@ -4,6 +4,11 @@
 //! on sockets. A tick that finds the previous collect still running is skipped and counted,
 //! never stacked. A collect that overruns its timeout is recorded as a timeout and the job
 //! is marked wedged until that call returns. Services get a thread each.
+//!
+//! A job that crashes (its plugin panics; a service that dies) backs off: each crash in a row
+//! doubles the wait before the next run, up to five minutes, and after `PARK_AFTER` crashes
+//! in a row it is parked as failed until its plugin or its options change (which makes a new
+//! job). A collect that merely returns an error (a target that is down) is not a crash.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -16,6 +21,10 @@ use parking_lot::{Condvar, Mutex};
 use spud_plugin_api::ffi::JobStyle;
 
 use crate::job::Job;
+
+/// Crashes in a row after which a job is parked.
+pub const PARK_AFTER: u64 = 5;
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
 enum Kind {
     Tick,
@@ -90,7 +99,7 @@ fn help_backlog(shared: &Shared, now: Instant) -> bool {
 /// The scheduler: a timer thread and a pool of collect threads.
 pub struct Scheduler {
     shared: Arc<Shared>,
-    timer: Option<JoinHandle<()>>,
+    timer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Scheduler {
@@ -121,7 +130,7 @@ impl Scheduler {
             .expect("spawn the scheduler");
         Scheduler {
             shared,
-            timer: Some(timer),
+            timer: Mutex::new(Some(timer)),
         }
     }
 
@@ -149,6 +158,11 @@ impl Scheduler {
         }
     }
 
+    /// The running job called `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<Job>> {
+        self.shared.state.lock().jobs.get(name).cloned()
+    }
+
     /// Stops the job called `name`, if there is one.
     pub fn remove(&self, name: &str) -> Option<Arc<Job>> {
         let job = self.shared.state.lock().jobs.remove(name)?;
@@ -171,7 +185,7 @@ impl Scheduler {
     }
 
     /// Stops ticking, stops every job, and gives running collects `grace` to return.
-    pub fn stop(&mut self, grace: Duration) {
+    pub fn stop(&self, grace: Duration) {
         let jobs: Vec<Arc<Job>> = {
             let mut state = self.shared.state.lock();
             state.stopping = true;
@@ -179,7 +193,7 @@ impl Scheduler {
             state.jobs.drain().map(|(_, j)| j).collect()
         };
         self.shared.wake.notify_all();
-        if let Some(timer) = self.timer.take() {
+        if let Some(timer) = self.timer.lock().take() {
             let _ = timer.join();
         }
         self.shared.queue.lock().closed = true;
@@ -243,13 +257,16 @@ fn timer_loop(shared: &Shared) {
 /// Handles one due entry; returns the collect to run, if any.
 fn fire(state: &mut State, entry: Entry, now: Instant) -> Option<Task> {
     let (job, due) = (entry.job, entry.due);
-    if job.stopped.load(Ordering::Relaxed) {
+    if job.stopped.load(Ordering::Relaxed) || job.parked.load(Ordering::Relaxed) {
         return None;
     }
     match entry.kind {
         Kind::Tick => {
             let mut task = None;
-            if job.busy.load(Ordering::Relaxed) {
+            let backing_off = job.backoff_until.lock().is_some_and(|until| now < until);
+            if backing_off {
+                // Waiting out a crash: the tick passes without a collect.
+            } else if job.busy.load(Ordering::Relaxed) {
                 let n = job.skipped.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
                     tracing::debug!(job = %job.name(), "tick skipped: the previous collect is still running ({n} so far)");
@@ -339,29 +356,69 @@ fn collect(shared: &Shared, task: Task) {
         took.as_micros().min(u64::MAX as u128) as u64,
         Ordering::Relaxed,
     );
-    if let RResult::RErr(e) = result {
-        job.failed(e.as_str());
+    match result {
+        RResult::ROk(()) => {
+            if job.crashes.swap(0, Ordering::Relaxed) > 0 {
+                *job.backoff_until.lock() = None;
+                job.report("state", "running");
+            }
+        }
+        RResult::RErr(e) => {
+            job.failed(e.as_str());
+            // The plugin side turns a panic into "collect panicked: ...".
+            if e.as_str().starts_with("collect panicked:") {
+                crashed(&job);
+            }
+        }
     }
 }
 
+/// One more crash in a row: back off, or park the job. Returns whether it was parked.
+fn crashed(job: &Job) -> bool {
+    let n = job.crashes.fetch_add(1, Ordering::Relaxed) + 1;
+    if n >= PARK_AFTER {
+        job.parked.store(true, Ordering::Relaxed);
+        tracing::error!(
+            job = %job.name(),
+            plugin = %job.plugin.name,
+            "crashed {n} times in a row: parked as failed until its plugin or its options change"
+        );
+        job.report("state", "failed");
+        return true;
+    }
+    let wait = job
+        .spec
+        .interval
+        .saturating_mul(1 << n.min(20))
+        .min(BACKOFF_CAP);
+    *job.backoff_until.lock() = Some(Instant::now() + wait);
+    tracing::warn!(job = %job.name(), "crashed {n} times in a row: next run in {wait:?}");
+    job.report("state", "backoff");
+    false
+}
+
 fn run_service(job: &Job) {
-    let mut backoff = Duration::from_secs(1);
     while !job.stopped.load(Ordering::Relaxed) {
+        let started = Instant::now();
         let result = job.collector.lock().run();
         if job.stopped.load(Ordering::Relaxed) {
             break;
         }
         match result {
-            RResult::ROk(()) => {
-                job.failed("service returned before it was asked to stop; restarting")
-            }
-            RResult::RErr(e) => job.failed(&format!("{}; restarting in {backoff:?}", e.as_str())),
+            RResult::ROk(()) => job.failed("service returned before it was asked to stop"),
+            RResult::RErr(e) => job.failed(e.as_str()),
         }
-        let deadline = Instant::now() + backoff;
-        while Instant::now() < deadline && !job.stopped.load(Ordering::Relaxed) {
+        // A service that ran a good while before it ended starts a new count.
+        if started.elapsed() > Duration::from_secs(60) {
+            job.crashes.store(0, Ordering::Relaxed);
+        }
+        if crashed(job) {
+            return;
+        }
+        let until = job.backoff_until.lock().unwrap_or_else(Instant::now);
+        while Instant::now() < until && !job.stopped.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(50));
         }
-        backoff = (backoff * 2).min(Duration::from_secs(60));
     }
 }
 

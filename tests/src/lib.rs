@@ -510,3 +510,73 @@ impl Client {
         &mut self.stream
     }
 }
+
+/// Builds the chaos plugin against a copy of this checkout's `plugin-api/` at `version`,
+/// with `edit` applied to the copy's `src/ffi.rs`: a plugin built against another API.
+/// Fixtures share `target/plugin-version-fixtures`, so only the first build is slow.
+/// Returns the `.so`.
+pub fn plugin_against_api(tag: &str, version: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let root = workspace_root();
+    let base = root.join("target/plugin-version-fixtures");
+    let src = base.join("src").join(tag);
+    let api = src.join("plugin-api");
+    let plugin = src.join("plugin");
+    std::fs::create_dir_all(api.join("src")).unwrap();
+    std::fs::create_dir_all(plugin.join("src")).unwrap();
+
+    for entry in std::fs::read_dir(root.join("plugin-api/src")).unwrap() {
+        let path = entry.unwrap().path();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if path.file_name().unwrap() == "ffi.rs" {
+            text = edit(text);
+        }
+        write_if_changed(&api.join("src").join(path.file_name().unwrap()), &text);
+    }
+    let manifest = std::fs::read_to_string(root.join("plugin-api/Cargo.toml")).unwrap();
+    let deps = &manifest[manifest.find("[dependencies]").unwrap()..];
+    write_if_changed(
+        &api.join("Cargo.toml"),
+        &format!("[package]\nname = \"spud-plugin-api\"\nversion = \"{version}\"\nedition = \"2021\"\n\n{deps}"),
+    );
+    write_if_changed(
+        &plugin.join("Cargo.toml"),
+        &format!(
+            "[package]\nname = \"chaos-{tag}\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nspud-plugin-api = {{ path = \"../plugin-api\" }}\n"
+        ),
+    );
+    let chaos = std::fs::read_to_string(root.join("tests/plugins/chaos/src/lib.rs")).unwrap();
+    write_if_changed(&plugin.join("src/lib.rs"), &chaos);
+    write_if_changed(
+        &src.join("Cargo.toml"),
+        "[workspace]\nresolver = \"2\"\nmembers = [\"plugin-api\", \"plugin\"]\n",
+    );
+    if !src.join("Cargo.lock").exists() {
+        std::fs::copy(root.join("Cargo.lock"), src.join("Cargo.lock")).unwrap();
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&src)
+        .env("CARGO_TARGET_DIR", base.join("target"))
+        .args(["build", "--quiet", "--lib", "-p", &format!("chaos-{tag}")])
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the {tag} fixture failed");
+    base.join("target/debug")
+        .join(format!("libchaos_{}.so", tag.replace('-', "_")))
+}
+
+fn write_if_changed(path: &Path, text: &str) {
+    if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+pub fn api_version() -> String {
+    let manifest = std::fs::read_to_string(workspace_root().join("plugin-api/Cargo.toml")).unwrap();
+    manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("plugin-api has its own version line")
+        .to_string()
+}

@@ -1,0 +1,375 @@
+//! Reloading: a plugin file or the config changed; restart only what that touches.
+//!
+//! A plugin file is taken once it has settled (size, modification time and inode unchanged
+//! for `SETTLE`), and only if its content changed (same hash: nothing happens). The new
+//! generation loads completely (ELF check, ABI check, a new job made for every job of that
+//! plugin, which means its options were accepted) before any job of the old one stops; then
+//! those jobs are swapped one by one. A job the new version refuses keeps its old version. If
+//! the file does not load, the old generation keeps running and the failure is one log line
+//! plus `host.plugin.<name>.status` and `.last_error`.
+//!
+//! A config change is a diff of job specs (`diff.rs`): removed jobs stop, new ones start,
+//! changed ones are replaced; everything else keeps its schedule. A config that does not
+//! parse changes nothing. Jobs started by helpers survive unless their helper changed.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{Config, JobSpec};
+use crate::daemon::{hash, helper_name, Daemon, LoadedFile, Owner, State, Wanted};
+use crate::diff::diff;
+use crate::job::Job;
+use crate::loader::{self, Plugin};
+use crate::watch::Change;
+
+/// How long a plugin file must stay the same before it is read.
+const SETTLE: Duration = Duration::from_millis(20);
+/// A file still changing after this is looked at again on its next event.
+const SETTLE_GIVE_UP: Duration = Duration::from_secs(10);
+
+/// Startup: every plugin file, then every job of the config, then the helpers.
+pub fn startup(daemon: &Arc<Daemon>) {
+    let mut state = daemon.state.lock();
+    for spec in state.config.job_specs() {
+        state.wanted.insert(
+            spec.name.clone(),
+            Wanted {
+                spec,
+                owner: Owner::Config,
+            },
+        );
+    }
+    match loader::plugin_files(&daemon.plugins_dir) {
+        Ok(files) => {
+            for file in files {
+                load_file(daemon, &mut state, &file, true);
+            }
+        }
+        Err(e) => tracing::error!("{e}"),
+    }
+    // Jobs whose plugin is not there say so now (and start when it arrives).
+    let waiting: Vec<JobSpec> = state
+        .wanted
+        .values()
+        .filter(|w| daemon.scheduler.get(&w.spec.name).is_none())
+        .map(|w| w.spec.clone())
+        .collect();
+    for spec in waiting {
+        daemon.start(&state, &spec);
+    }
+    for helper in state.config.helpers.clone() {
+        daemon.start_helper(&mut state, helper);
+    }
+    daemon.report("host.config.status", "loaded");
+}
+
+/// Applies changes as they come, one at a time.
+pub fn run(daemon: &Arc<Daemon>, changes: &Receiver<Change>) {
+    while let Ok(first) = changes.recv() {
+        // One edit often raises several events; take them together.
+        let mut batch = vec![first];
+        while let Ok(more) = changes.recv_timeout(Duration::from_millis(5)) {
+            batch.push(more);
+        }
+        let everything = batch.contains(&Change::Everything);
+        if everything || batch.contains(&Change::Config) {
+            reload_config(daemon);
+        }
+        let mut paths: Vec<PathBuf> = batch
+            .iter()
+            .filter_map(|c| match c {
+                Change::PluginFile(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect();
+        if everything {
+            paths.extend(loader::plugin_files(&daemon.plugins_dir).unwrap_or_default());
+            paths.extend(daemon.state.lock().files.keys().cloned());
+        }
+        paths.sort();
+        paths.dedup();
+        for path in paths {
+            if settle(&path) {
+                let mut state = daemon.state.lock();
+                load_file(daemon, &mut state, &path, false);
+            }
+        }
+    }
+}
+
+/// Waits until the file's size, modification time and inode stay the same for `SETTLE`.
+/// True once settled, or once it is gone (a removal is a change too).
+fn settle(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let look = || {
+        std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.len(), m.mtime(), m.mtime_nsec(), m.ino()))
+    };
+    let started = Instant::now();
+    let mut before = look();
+    loop {
+        std::thread::sleep(SETTLE);
+        let now = look();
+        if now == before {
+            return true;
+        }
+        if started.elapsed() > SETTLE_GIVE_UP {
+            tracing::warn!(
+                "{} is still changing after {SETTLE_GIVE_UP:?}; waiting for its next change",
+                path.display()
+            );
+            return false;
+        }
+        before = now;
+    }
+}
+
+/// Loads (or reloads) the plugin at `path`, or notices it is gone.
+fn load_file(daemon: &Daemon, state: &mut State, path: &Path, starting: bool) {
+    let data = match std::fs::read(path) {
+        Ok(data) => data,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return removed(daemon, state, path),
+        Err(e) => return tracing::error!("plugin file {}: cannot read: {e}", path.display()),
+    };
+    let content = hash(&data);
+    if state.files.get(path).is_some_and(|f| f.hash == content) {
+        tracing::debug!("{}: content unchanged", path.display());
+        return;
+    }
+    if state.failed_files.get(path) == Some(&content) {
+        return; // Already said why this content does not load.
+    }
+    let known = state.files.get(path).map(|f| f.name.clone());
+    let plugin = match loader::load_data(path, &data) {
+        Ok(plugin) => plugin,
+        Err(e) => {
+            state.failed_files.insert(path.to_path_buf(), content);
+            match &known {
+                Some(name) => {
+                    tracing::error!(
+                        "plugin {name}: {} not loaded, the running version stays: {}",
+                        path.display(),
+                        e.reason
+                    );
+                    daemon.report(&format!("host.plugin.{name}.status"), "reload_failed");
+                    daemon.report(&format!("host.plugin.{name}.last_error"), &e.reason);
+                }
+                None => tracing::error!("plugin {} not loaded: {}", path.display(), e.reason),
+            }
+            return;
+        }
+    };
+    state.failed_files.remove(path);
+    if let Some((other, _)) = state
+        .files
+        .iter()
+        .find(|(p, f)| f.name == plugin.name && p.as_path() != path)
+    {
+        tracing::error!(
+            "{} and {} both declare the plugin {:?}; keeping {}",
+            other.display(),
+            path.display(),
+            plugin.name,
+            other.display()
+        );
+        return;
+    }
+    if let Some(old) = known.filter(|old| *old != plugin.name) {
+        tracing::info!(
+            "{} now declares {:?} instead of {old:?}",
+            path.display(),
+            plugin.name
+        );
+        plugin_gone(daemon, state, &old);
+    }
+    install(daemon, state, plugin, path, content, starting);
+}
+
+/// Makes the new generation's jobs first, then swaps them in.
+fn install(
+    daemon: &Daemon,
+    state: &mut State,
+    plugin: Plugin,
+    path: &Path,
+    content: u64,
+    starting: bool,
+) {
+    let plugin = Arc::new(plugin);
+    let name = plugin.name.clone();
+    let previous = state.plugins.insert(name.clone(), Arc::clone(&plugin));
+    state.files.insert(
+        path.to_path_buf(),
+        LoadedFile {
+            hash: content,
+            name: name.clone(),
+        },
+    );
+    let key = |what: &str| format!("host.plugin.{name}.{what}");
+    daemon.report(&key("status"), "loaded");
+    daemon.report(&key("version"), &plugin.version);
+    daemon.report(&key("generation"), plugin.generation);
+    daemon.report(
+        &key("load_ms"),
+        format_args!("{:.3}", plugin.load_time.as_secs_f64() * 1000.0),
+    );
+
+    let specs: Vec<JobSpec> = state
+        .wanted
+        .values()
+        .filter(|w| w.spec.plugin == name)
+        .map(|w| w.spec.clone())
+        .collect();
+    let made: Vec<(JobSpec, Result<Arc<Job>, String>)> = specs
+        .into_iter()
+        .map(|spec| {
+            let job = Job::create(spec.clone(), Arc::clone(&plugin), &daemon.ctx);
+            (spec, job)
+        })
+        .collect();
+    let (mut swapped, mut kept) = (0, 0);
+    for (spec, job) in made {
+        if daemon.install(&spec, job) {
+            swapped += 1;
+        } else {
+            kept += 1;
+        }
+    }
+    let verb = if previous.is_some() {
+        "reloaded"
+    } else {
+        "loaded"
+    };
+    if !starting || previous.is_some() {
+        tracing::info!(
+            "plugin {name} {verb}: {} {} (generation {}, {:?}); {swapped} jobs on it{}",
+            path.display(),
+            plugin.version,
+            plugin.generation,
+            plugin.load_time,
+            if kept > 0 {
+                format!(", {kept} refused it and keep their previous state")
+            } else {
+                String::new()
+            }
+        );
+    } else {
+        tracing::info!(
+            "loaded plugin {name} {} ({}) from {} in {:?} (generation {})",
+            plugin.version,
+            plugin.description,
+            path.display(),
+            plugin.load_time,
+            plugin.generation
+        );
+    }
+}
+
+/// The file is gone: its jobs stop until it is back.
+fn removed(daemon: &Daemon, state: &mut State, path: &Path) {
+    state.failed_files.remove(path);
+    let Some(file) = state.files.remove(path) else {
+        return;
+    };
+    tracing::warn!(
+        "plugin file {} was removed: the jobs of plugin {} stop until it is back",
+        path.display(),
+        file.name
+    );
+    plugin_gone(daemon, state, &file.name);
+}
+
+fn plugin_gone(daemon: &Daemon, state: &mut State, name: &str) {
+    state.plugins.remove(name);
+    daemon.report(&format!("host.plugin.{name}.status"), "missing");
+    let theirs: Vec<String> = state
+        .wanted
+        .values()
+        .filter(|w| w.spec.plugin == name)
+        .map(|w| w.spec.name.clone())
+        .collect();
+    for job in theirs {
+        if daemon.scheduler.remove(&job).is_some() {
+            daemon.report(&format!("host.job.{job}.state"), "waiting_for_plugin");
+        }
+    }
+}
+
+/// Re-reads the config and applies the difference.
+pub fn reload_config(daemon: &Arc<Daemon>) {
+    let path = &daemon.config_path;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("{}: {e}; everything keeps running as it is", path.display());
+            daemon.report("host.config.status", "failed");
+            daemon.report(
+                "host.config.last_error",
+                format_args!("{}: {e}", path.display()),
+            );
+            return;
+        }
+    };
+    let mut state = daemon.state.lock();
+    let content = hash(text.as_bytes());
+    if content == state.config_hash {
+        return;
+    }
+    let new = match Config::parse(&text, path) {
+        Ok(c) => c,
+        Err(e) => {
+            for problem in &e.problems {
+                tracing::error!("{problem}");
+            }
+            tracing::error!("the config was not reloaded; everything keeps running as it was");
+            state.config_hash = content;
+            daemon.report("host.config.status", "failed");
+            daemon.report("host.config.last_error", e.problems.join("; "));
+            return;
+        }
+    };
+    state.config_hash = content;
+    let old = std::mem::replace(&mut state.config, new.clone());
+    if old.server != new.server {
+        tracing::warn!("[server] changed: that takes effect when spud-host restarts");
+    }
+    if old.host.plugins != new.host.plugins || old.host.workers != new.host.workers {
+        tracing::warn!("[host] plugins and workers take effect when spud-host restarts");
+    }
+    *daemon.ctx.vars.write() = new.vars_as_text();
+
+    let (before, after) = (old.job_specs(), new.job_specs());
+    let d = diff(&before, &after);
+    for name in &d.to_remove {
+        daemon.forget(&mut state, name);
+    }
+    for spec in d.to_add.iter().chain(&d.to_change) {
+        daemon.want(&mut state, (*spec).clone(), Owner::Config);
+    }
+
+    let old_helpers: Vec<_> = old.helpers.iter().map(|h| (helper_name(h), h)).collect();
+    let new_helpers: Vec<_> = new.helpers.iter().map(|h| (helper_name(h), h)).collect();
+    for (name, helper) in &old_helpers {
+        if !new_helpers.iter().any(|(n, h)| n == name && h == helper) {
+            daemon.stop_helper(&mut state, name);
+        }
+    }
+    for (name, helper) in &new_helpers {
+        if !old_helpers.iter().any(|(n, h)| n == name && h == helper) {
+            daemon.start_helper(&mut state, (*helper).clone());
+        }
+    }
+    if d.is_empty() {
+        tracing::info!("config reloaded: no job changed");
+    } else {
+        tracing::info!(
+            "config reloaded: {} jobs added, {} changed, {} removed",
+            d.to_add.len(),
+            d.to_change.len(),
+            d.to_remove.len()
+        );
+    }
+    daemon.report("host.config.status", "loaded");
+}

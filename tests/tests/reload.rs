@@ -1,0 +1,379 @@
+//! Hot reload, end to end: a real spud-host, real `.so` files replaced under it, its config
+//! edited while it runs. Two builds of the `versioned` plugin say which version runs.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use spud_tests::{plugin, plugin_against_api, Client, SpudHost};
+
+const T: Duration = Duration::from_secs(30);
+
+/// The documented way to publish: write a dot-file, then rename it over the target.
+fn publish(plugins: &Path, name: &str, bytes: &[u8]) {
+    let tmp = plugins.join(format!(".{name}.so.tmp"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, plugins.join(format!("{name}.so"))).unwrap();
+}
+
+fn v1() -> Vec<u8> {
+    std::fs::read(plugin("versioned")).unwrap()
+}
+
+fn v2() -> Vec<u8> {
+    std::fs::read(plugin("versioned-v2")).unwrap()
+}
+
+fn values(c: &mut Client, key: &str) -> Vec<u64> {
+    let mut v: Vec<u64> = c
+        .history(key)
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    v.reverse();
+    v
+}
+
+/// One unbroken run of ticks: the job was never restarted and never missed a collect.
+fn assert_unbroken(c: &mut Client, key: &str) -> Vec<u64> {
+    let v = values(c, key);
+    assert!(!v.is_empty(), "{key} has no history");
+    assert!(
+        v.windows(2).all(|w| w[1] == w[0] + 1),
+        "{key} was interrupted: {v:?}"
+    );
+    v
+}
+
+fn setup(extra_plugins: &[&str], jobs: &str) -> SpudHost {
+    let mut plugins = vec!["chaos"];
+    plugins.extend_from_slice(extra_plugins);
+    SpudHost::start(&plugins, jobs)
+}
+
+#[test]
+fn a_renamed_new_version_restarts_only_its_jobs() {
+    let mut config = String::new();
+    for i in 0..50 {
+        config.push_str(&format!(
+            "[[job]]\nname = \"other.{i}\"\nplugin = \"chaos\"\ninterval = \"100ms\"\noptions = {{ mode = \"ok\" }}\n\n"
+        ));
+    }
+    config.push_str(
+        "[[job]]\nname = \"v.a\"\nplugin = \"versioned\"\ninterval = \"100ms\"\n\n\
+         [[job]]\nname = \"v.b\"\nplugin = \"versioned\"\ninterval = \"100ms\"\n\n\
+         [[job]]\nname = \"v.old\"\nplugin = \"versioned\"\ninterval = \"100ms\"\noptions = { flavor = \"v1-only\" }\n",
+    );
+    let host = setup(&["versioned"], &config);
+    host.wait_for("v.a.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 3);
+    host.wait_for("other.49.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 3);
+    assert_eq!(host.wait_for("v.a.version", T, |_| true), "1");
+
+    let plugins = host.dir.path().join("plugins");
+    let replaced = Instant::now();
+    publish(&plugins, "versioned", &v2());
+    host.wait_for("v.a.version", T, |v| v == "2");
+    host.wait_for("v.b.version", T, |v| v == "2");
+    let took = replaced.elapsed();
+    // A job the new version refuses keeps the old one, and says why.
+    let error = host.wait_for("host.job.v.old.last_error", T, |_| true);
+    assert!(
+        error.contains("\"v1-only\" is gone in version 2"),
+        "{error}"
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let mut c = host.connect();
+    assert_eq!(values(&mut c, "v.old.version").last(), Some(&1));
+    assert_unbroken(&mut c, "v.old.tick");
+
+    // Every other job kept its schedule: not restarted, not one collect missed.
+    for i in 0..50 {
+        let ticks = assert_unbroken(&mut c, &format!("other.{i}.tick"));
+        assert_eq!(ticks[0], 1, "other.{i} was restarted");
+    }
+    assert_eq!(
+        host.wait_for("host.plugin.versioned.generation", T, |_| true),
+        "3",
+        "chaos, v1, v2"
+    );
+    assert!(took < Duration::from_secs(5), "reload took {took:?}");
+    assert!(
+        host.process.log().contains("plugin versioned reloaded"),
+        "{}",
+        host.process.log()
+    );
+}
+
+#[test]
+fn broken_new_versions_leave_the_running_one_alone() {
+    let host = setup(
+        &["versioned"],
+        "[[job]]\nname = \"v\"\nplugin = \"versioned\"\ninterval = \"100ms\"\n",
+    );
+    host.wait_for("v.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 3);
+    let plugins = host.dir.path().join("plugins");
+    let target = plugins.join("versioned.so");
+    let mut c = host.connect();
+
+    let still_v1_ticking = |c: &mut Client, what: &str| {
+        let before = values(c, "v.tick").last().copied().unwrap_or(0);
+        std::thread::sleep(Duration::from_millis(400));
+        let after = values(c, "v.tick").last().copied().unwrap_or(0);
+        assert!(after >= before + 2, "{what}: the running version stopped");
+        assert_eq!(values(c, "v.version").last(), Some(&1), "{what}");
+    };
+    let reported = |what: &str, needle: &str| {
+        let error = host.wait_for("host.plugin.versioned.last_error", T, |v| {
+            v.contains(needle)
+        });
+        assert_eq!(
+            host.wait_for("host.plugin.versioned.status", T, |_| true),
+            "reload_failed",
+            "{what}"
+        );
+        error
+    };
+
+    // Truncated in place.
+    let good = v1();
+    std::fs::write(&target, &v2()[..good.len() / 3]).unwrap();
+    reported("truncated", "incomplete");
+    still_v1_ticking(&mut c, "truncated");
+
+    // Garbage renamed over it.
+    publish(
+        &plugins,
+        "versioned",
+        b"#!/bin/sh\necho this is not a library\n",
+    );
+    reported("garbage", "not an ELF file");
+    still_v1_ticking(&mut c, "garbage");
+
+    // A plugin built against an incompatible API.
+    let (_, minor) = spud_tests::api_version()
+        .split_once('.')
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .unwrap();
+    let minor: u32 = minor.split('.').next().unwrap().parse().unwrap();
+    let incompatible =
+        plugin_against_api("reload-incompatible", &format!("0.{}.0", minor + 1), |t| t);
+    publish(&plugins, "versioned", &std::fs::read(incompatible).unwrap());
+    reported(
+        "incompatible",
+        "incompatible plugin: built against spud-plugin-api",
+    );
+    still_v1_ticking(&mut c, "incompatible");
+
+    // Written slowly in place: the partial file is refused, the finished one runs.
+    let new = v2();
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&target).unwrap();
+        for chunk in new.chunks(new.len() / 8 + 1) {
+            f.write_all(chunk).unwrap();
+            f.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(120));
+            if chunk.len() < new.len() {
+                assert_eq!(
+                    values(&mut c, "v.version").last(),
+                    Some(&1),
+                    "a partial file ran"
+                );
+            }
+        }
+    }
+    host.wait_for("v.version", T, |v| v == "2");
+    assert_eq!(
+        host.wait_for("host.plugin.versioned.status", T, |_| true),
+        "loaded"
+    );
+    let log = host.process.log();
+    assert!(
+        log.contains("not loaded, the running version stays: incomplete"),
+        "{log}"
+    );
+}
+
+#[test]
+fn unchanged_content_changes_nothing_and_a_deleted_file_stops_its_jobs_until_it_returns() {
+    let host = setup(
+        &["versioned"],
+        "[[job]]\nname = \"v\"\nplugin = \"versioned\"\ninterval = \"100ms\"\n",
+    );
+    host.wait_for("v.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 3);
+    let plugins = host.dir.path().join("plugins");
+    let generation = host.wait_for("host.plugin.versioned.generation", T, |_| true);
+
+    // The same bytes again: no reload, no restart.
+    publish(&plugins, "versioned", &v1());
+    std::thread::sleep(Duration::from_millis(500));
+    let mut c = host.connect();
+    assert_eq!(assert_unbroken(&mut c, "v.tick")[0], 1);
+    assert_eq!(
+        host.wait_for("host.plugin.versioned.generation", T, |_| true),
+        generation
+    );
+
+    // Deleted: its jobs stop.
+    std::fs::remove_file(plugins.join("versioned.so")).unwrap();
+    host.wait_for("host.job.v.state", T, |v| v == "waiting_for_plugin");
+    assert_eq!(
+        host.wait_for("host.plugin.versioned.status", T, |_| true),
+        "missing"
+    );
+    let stopped_at = values(&mut c, "v.tick").last().copied().unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        values(&mut c, "v.tick").last().copied(),
+        Some(stopped_at),
+        "still ticking"
+    );
+
+    // Back: they start again.
+    publish(&plugins, "versioned", &v2());
+    host.wait_for("v.version", T, |v| v == "2");
+    host.wait_for("v.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 2);
+}
+
+fn write_config(host: &SpudHost, body: &str) {
+    let path = host.dir.path().join("gatherer.toml");
+    let tmp = host.dir.path().join(".gatherer.toml.tmp");
+    std::fs::write(
+        &tmp,
+        format!("[server]\nlisten = \"127.0.0.1:0\"\n\n{body}"),
+    )
+    .unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
+
+fn job(name: &str, extra: &str) -> String {
+    format!("[[job]]\nname = \"{name}\"\nplugin = \"chaos\"\ninterval = \"100ms\"\noptions = {{ mode = \"ok\"{extra} }}\n\n")
+}
+
+#[test]
+fn config_edits_restart_only_the_jobs_they_touch() {
+    let host = setup(&[], &(job("a", "") + &job("b", "") + &job("c", "")));
+    for j in ["a", "b", "c"] {
+        host.wait_for(&format!("{j}.tick"), T, |v| {
+            v.parse::<u64>().unwrap_or(0) >= 3
+        });
+    }
+    // Remove c, change b, add d; a untouched.
+    write_config(
+        &host,
+        &(job("a", "") + &job("b", ", hang_ms = 5") + &job("d", "")),
+    );
+    host.wait_for("d.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 3);
+    assert_eq!(host.wait_for("host.job.c.state", T, |_| true), "stopped");
+    let mut c = host.connect();
+    let b = values(&mut c, "b.tick");
+    assert!(b.windows(2).any(|w| w[1] < w[0]), "b was restarted: {b:?}");
+    assert_eq!(assert_unbroken(&mut c, "a.tick")[0], 1, "a was restarted");
+    let c_at = values(&mut c, "c.tick").last().copied();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        values(&mut c, "c.tick").last().copied(),
+        c_at,
+        "c still runs"
+    );
+
+    // A syntax error changes nothing, and says where it is.
+    write_config(&host, &(job("a", "") + "[[job]\nname = \"broken\"\n"));
+    let error = host.wait_for("host.config.last_error", T, |_| true);
+    assert!(error.contains("gatherer.toml:"), "{error}");
+    assert_eq!(host.wait_for("host.config.status", T, |_| true), "failed");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(assert_unbroken(&mut c, "a.tick")[0], 1);
+    let d_before = values(&mut c, "d.tick").last().copied().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        values(&mut c, "d.tick").last().copied().unwrap() > d_before,
+        "d stopped on a bad config"
+    );
+
+    // Fixed: applied.
+    write_config(&host, &(job("a", "") + &job("e", "")));
+    host.wait_for("e.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 2);
+    assert_eq!(host.wait_for("host.config.status", T, |_| true), "loaded");
+    assert_eq!(host.wait_for("host.job.d.state", T, |_| true), "stopped");
+    assert_eq!(assert_unbroken(&mut c, "a.tick")[0], 1);
+}
+
+#[test]
+fn a_crash_looping_job_backs_off_then_is_parked_until_its_options_change() {
+    let host = setup(&[], &(job("steady", "") + "[[job]]\nname = \"crashy\"\nplugin = \"chaos\"\ninterval = \"50ms\"\noptions = { mode = \"panic\" }\n"));
+    host.wait_for("host.job.crashy.state", T, |v| v == "backoff");
+    host.wait_for("host.job.crashy.state", T, |v| v == "failed");
+    assert_eq!(host.wait_for("host.job.crashy.errors", T, |_| true), "5");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        host.wait_for("host.job.crashy.errors", T, |_| true),
+        "5",
+        "a parked job ran"
+    );
+    assert!(host
+        .process
+        .log()
+        .contains("parked as failed until its plugin or its options change"));
+
+    // New options: a new job, and it runs.
+    write_config(&host, &(job("steady", "") + &job("crashy", "")));
+    host.wait_for("crashy.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 3);
+    assert_eq!(
+        host.wait_for("host.job.crashy.state", T, |_| true),
+        "running"
+    );
+    let mut c = host.connect();
+    assert_eq!(assert_unbroken(&mut c, "steady.tick")[0], 1);
+}
+
+#[test]
+fn helper_jobs_survive_config_reloads_unless_their_helper_changes() {
+    let targets = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(targets.path(), "found.a").unwrap();
+    let helper = |interval: &str| {
+        format!(
+            "[[helper]]\nname = \"finder\"\nplugin = \"chaos\"\ninterval = \"{interval}\"\noptions = {{ file = \"{}\" }}\n\n",
+            targets.path().display()
+        )
+    };
+    let host = setup(&[], &(helper("200ms") + &job("x", "")));
+    host.wait_for("found.a.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 3);
+    // An unrelated edit: the helper's job carries on.
+    write_config(&host, &(helper("200ms") + &job("x", "") + &job("y", "")));
+    host.wait_for("y.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 3);
+    let mut c = host.connect();
+    assert_eq!(
+        assert_unbroken(&mut c, "found.a.tick")[0],
+        1,
+        "a helper's job restarted"
+    );
+    // The helper itself changes: its jobs go with it, and its new self starts them again.
+    write_config(&host, &(helper("300ms") + &job("x", "") + &job("y", "")));
+    host.wait_for("found.a.tick", T, |_| {
+        let v = values(&mut host.connect(), "found.a.tick");
+        v.windows(2).any(|w| w[1] < w[0])
+    });
+}
+
+#[test]
+fn sighup_looks_at_everything_again() {
+    let host = setup(&[], &job("a", ""));
+    host.wait_for("a.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 2);
+    host.process.signal("HUP");
+    let deadline = Instant::now() + T;
+    while !host
+        .process
+        .log()
+        .contains("SIGHUP: looking at the config and every plugin again")
+    {
+        assert!(Instant::now() < deadline, "{}", host.process.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = host.connect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        assert_unbroken(&mut c, "a.tick")[0],
+        1,
+        "nothing changed, nothing restarted"
+    );
+}
