@@ -55,6 +55,9 @@ pub struct HostSection {
     /// Threads that run pull collectors (collectors may block on sockets).
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Where to answer runtime control (`jobs`, `pause`, ...) when samples go to a remote
+    /// server; with the embedded server, its own address answers them.
+    pub control: Option<SocketAddr>,
 }
 
 impl Default for HostSection {
@@ -64,6 +67,7 @@ impl Default for HostSection {
             interval: default_interval(),
             timeout: default_timeout(),
             workers: default_workers(),
+            control: None,
         }
     }
 }

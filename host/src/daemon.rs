@@ -66,6 +66,8 @@ pub struct Daemon {
     pub state: Mutex<State>,
     pub stop: CancellationToken,
     maps_warned: std::sync::atomic::AtomicBool,
+    /// Jobs paused by hand; they stay paused when a reload makes them anew.
+    paused: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Daemon {
@@ -96,6 +98,9 @@ impl Daemon {
         let name = &spec.name;
         match made {
             Ok(job) => {
+                if self.paused.lock().contains(name) {
+                    job.paused.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 self.scheduler.add(job);
                 true
             }
@@ -266,6 +271,58 @@ impl Daemon {
         }
     }
 
+    /// Pauses or resumes a job by hand.
+    pub fn set_paused(&self, name: &str, paused: bool) -> Result<(), String> {
+        let job = self
+            .scheduler
+            .get(name)
+            .ok_or_else(|| format!("no running job is called {name}"))?;
+        job.paused
+            .store(paused, std::sync::atomic::Ordering::Relaxed);
+        let mut set = self.paused.lock();
+        if paused {
+            set.insert(name.to_string());
+        } else {
+            set.remove(name);
+        }
+        self.report(&format!("host.job.{name}.state"), job.state_name());
+        Ok(())
+    }
+
+    /// The `jobs` listing: every wanted job, running or not.
+    pub fn job_lines(&self) -> Vec<String> {
+        let state = self.state.lock();
+        state
+            .wanted
+            .values()
+            .map(|w| {
+                let every = humantime::format_duration(w.spec.interval);
+                match self.scheduler.get(&w.spec.name) {
+                    Some(job) => format!(
+                        "{} {} plugin={} generation={} every={every} errors={} timeouts={}",
+                        w.spec.name,
+                        job.state_name(),
+                        w.spec.plugin,
+                        job.plugin.generation,
+                        job.errors.load(std::sync::atomic::Ordering::Relaxed),
+                        job.timeouts.load(std::sync::atomic::Ordering::Relaxed),
+                    ),
+                    None => {
+                        let why = if state.plugins.contains_key(&w.spec.plugin) {
+                            "failed"
+                        } else {
+                            "waiting"
+                        };
+                        format!(
+                            "{} {why} plugin={} generation=0 every={every} errors=0 timeouts=0",
+                            w.spec.name, w.spec.plugin
+                        )
+                    }
+                }
+            })
+            .collect()
+    }
+
     fn report_self(&self) {
         let jobs = self.scheduler.jobs();
         for job in &jobs {
@@ -403,7 +460,32 @@ pub fn run(config_path: &Path) -> Result<()> {
         }),
         stop: stop.clone(),
         maps_warned: Default::default(),
+        paused: Default::default(),
     });
+    let control = Arc::new(crate::control::HostControl {
+        daemon: Arc::downgrade(&daemon),
+        changes: std::sync::Mutex::new(changes.clone()),
+    });
+    match (&daemon.ctx.sink, config.host.control) {
+        (Sink::Embedded(server), _) => server.set_control(control),
+        (Sink::Remote(_), Some(addr)) => {
+            // A server of its own that holds nothing: it is there to answer control.
+            let server = spud_server::Server::new(spud_server::Config::default());
+            server.set_control(control);
+            let listener = runtime
+                .block_on(tokio::net::TcpListener::bind(addr))
+                .with_context(|| format!("the control listener cannot listen on {addr}"))?;
+            tracing::info!("control listening on {}", listener.local_addr()?);
+            let options = spud_server::net::ServeOptions::for_addr(listener.local_addr()?);
+            runtime.spawn(spud_server::net::serve(
+                server,
+                listener,
+                options,
+                stop.clone(),
+            ));
+        }
+        (Sink::Remote(_), None) => {}
+    }
 
     // Startup is a reload from nothing: every plugin file, then every job and helper.
     reload::startup(&daemon);

@@ -49,6 +49,8 @@ pub struct Job {
     pub backoff_until: Mutex<Option<Instant>>,
     /// Crashed too often: not run until its plugin or options change.
     pub parked: AtomicBool,
+    /// Paused by hand (`pause JOB`): its ticks pass without a collect.
+    pub paused: AtomicBool,
     /// Stopped for good (removed, or the host is stopping).
     pub stopped: AtomicBool,
 }
@@ -85,6 +87,7 @@ impl Job {
             crashes: AtomicU64::new(0),
             backoff_until: Mutex::new(None),
             parked: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             spec,
             plugin,
             host,
@@ -122,6 +125,25 @@ impl Job {
             .ctx
             .sink
             .set(&key, &value.to_string(), spud_server::unix_now());
+    }
+
+    /// What it is doing, in one word.
+    pub fn state_name(&self) -> &'static str {
+        if self.parked.load(Ordering::Relaxed) {
+            "failed"
+        } else if self.paused.load(Ordering::Relaxed) {
+            "paused"
+        } else if self.wedged.load(Ordering::Relaxed) {
+            "wedged"
+        } else if self
+            .backoff_until
+            .lock()
+            .is_some_and(|u| Instant::now() < u)
+        {
+            "backoff"
+        } else {
+            "running"
+        }
     }
 
     /// Reports its running figures (the reporter calls this every few seconds).

@@ -1,6 +1,7 @@
 //! `spud-host`: the gatherer daemon. Runs in the foreground; see `conf/spud-host.service`.
 
 mod config;
+mod control;
 mod daemon;
 mod diff;
 mod elf;

@@ -158,6 +158,28 @@ impl Scheduler {
         }
     }
 
+    /// Runs one collect of `name` now, outside its schedule.
+    pub fn run_now(&self, name: &str) -> Result<(), String> {
+        let job = self
+            .get(name)
+            .ok_or_else(|| format!("no running job is called {name}"))?;
+        if job.style != JobStyle::Pull {
+            return Err(format!("{name} is a service: it runs all the time"));
+        }
+        if job.busy.swap(true, Ordering::Relaxed) {
+            return Err(format!("{name} is collecting already"));
+        }
+        job.call.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        self.shared
+            .queue
+            .lock()
+            .tasks
+            .push_back((now, Task { job, due: now }));
+        self.shared.queued.notify_one();
+        Ok(())
+    }
+
     /// The running job called `name`.
     pub fn get(&self, name: &str) -> Option<Arc<Job>> {
         self.shared.state.lock().jobs.get(name).cloned()
@@ -264,7 +286,7 @@ fn fire(state: &mut State, entry: Entry, now: Instant) -> Option<Task> {
         Kind::Tick => {
             let mut task = None;
             let backing_off = job.backoff_until.lock().is_some_and(|until| now < until);
-            if backing_off {
+            if backing_off || job.paused.load(Ordering::Relaxed) {
                 // Waiting out a crash: the tick passes without a collect.
             } else if job.busy.load(Ordering::Relaxed) {
                 let n = job.skipped.fetch_add(1, Ordering::Relaxed) + 1;

@@ -18,6 +18,7 @@
 //! ```
 
 mod cmd;
+pub mod control;
 mod counters;
 mod history;
 mod keyspace;

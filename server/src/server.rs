@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
 
+use crate::control::Control;
 use crate::counters::{Counters, Stat};
 use crate::keyspace::Keyspace;
 use crate::outbox::Outbox;
@@ -68,6 +69,7 @@ struct Shared {
     counters: Counters,
     started: Instant,
     next_id: AtomicU64,
+    control: parking_lot::RwLock<Option<Arc<dyn Control>>>,
 }
 
 /// Whether `key` is a valid key.
@@ -100,6 +102,7 @@ impl Server {
                 counters,
                 started: Instant::now(),
                 next_id: AtomicU64::new(1),
+                control: parking_lot::RwLock::new(None),
             }),
         }
     }
@@ -247,6 +250,15 @@ impl Server {
             id,
             server: self.clone(),
         }
+    }
+
+    /// Lets `control` answer its command words on this server's connections.
+    pub fn set_control(&self, control: Arc<dyn Control>) {
+        *self.shared.control.write() = Some(control);
+    }
+
+    pub(crate) fn control(&self) -> Option<Arc<dyn Control>> {
+        self.shared.control.read().clone()
     }
 
     pub(crate) fn next_id(&self) -> u64 {

@@ -377,3 +377,60 @@ fn sighup_looks_at_everything_again() {
         "nothing changed, nothing restarted"
     );
 }
+
+#[test]
+fn runtime_control_lists_pauses_resumes_runs_and_reloads() {
+    let host = setup(&[], &(job("a", "") + "[[job]]\nname = \"slow\"\nplugin = \"chaos\"\ninterval = \"1h\"\noptions = { mode = \"ok\" }\n"));
+    host.wait_for("a.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 2);
+    let mut c = host.connect();
+    let jobs = c.ask("jobs", "OK done\r\n");
+    assert!(
+        jobs.contains("OK a running plugin=chaos generation=1 every=100ms errors=0 timeouts=0\r\n"),
+        "{jobs}"
+    );
+    assert!(jobs.contains("OK slow running plugin=chaos"), "{jobs}");
+
+    assert_eq!(
+        c.ask("pause a", "OK done\r\n"),
+        "OK paused a\r\nOK done\r\n"
+    );
+    std::thread::sleep(Duration::from_millis(250));
+    let at = values(&mut c, "a.tick").last().copied();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        values(&mut c, "a.tick").last().copied(),
+        at,
+        "a paused job ran"
+    );
+    assert!(c.ask("jobs", "OK done\r\n").contains("OK a paused "));
+    assert_eq!(
+        c.ask("resume a", "OK done\r\n"),
+        "OK resumed a\r\nOK done\r\n"
+    );
+    host.wait_for("a.tick", T, |v| Some(v.parse::<u64>().unwrap_or(0)) > at);
+
+    // A job due in an hour runs now when asked.
+    assert_eq!(
+        c.ask("run slow", "OK done\r\n"),
+        "OK running slow\r\nOK done\r\n"
+    );
+    host.wait_for("slow.tick", T, |v| v == "1");
+
+    assert_eq!(
+        c.ask("pause nosuch", "\r\n"),
+        "ERR not_found no running job is called nosuch\r\n"
+    );
+    assert_eq!(
+        c.ask("pause", "\r\n"),
+        "ERR no_args pause needs a job name\r\n"
+    );
+    assert_eq!(
+        c.ask("reload", "OK done\r\n"),
+        "OK reloading\r\nOK done\r\n"
+    );
+    // Unknown words are still unknown.
+    assert_eq!(
+        c.ask("jobz", "\r\n"),
+        "ERR unknown_command Unknown server command\r\n"
+    );
+}

@@ -2,6 +2,7 @@
 //! it as the original did (`server.clients.process_lines`, `server.clients.commands`,
 //! `server.com_<word>`) and hands its arguments to the command.
 
+mod control;
 mod get;
 mod list;
 mod quickset;
@@ -95,7 +96,7 @@ pub(crate) fn execute(line: &[u8], s: &mut Session) {
     } else if is("quit") {
         s.count_command(Stat::ComQuit);
         quit::apply(s);
-    } else {
+    } else if !control::apply(word, args, s) {
         s.reply().err(Error::UnknownCommand);
     }
 }

@@ -20,6 +20,8 @@ pub(crate) enum Error {
     NotAllowed,
     /// New: a line past the limit; the connection is closed after it.
     LineTooLong(usize),
+    /// New: an error from a registered control command.
+    Control(&'static str, String),
 }
 
 impl Error {
@@ -34,6 +36,7 @@ impl Error {
             Error::BadTime => "bad_time",
             Error::NotAllowed => "not_allowed",
             Error::LineTooLong(_) => "line_too_long",
+            Error::Control(code, _) => code,
         }
     }
 
@@ -47,9 +50,10 @@ impl Error {
             Error::BadPattern(reason) => reason.clone(),
             Error::BadTime => "Time is beyond 18446744073709551615".into(),
             Error::NotAllowed => {
-                "shutdown is only accepted on a server that listens on loopback alone".into()
+                "This command is only accepted on a server that listens on loopback alone".into()
             }
             Error::LineTooLong(max) => format!("Line longer than {max} bytes; disconnected"),
+            Error::Control(_, text) => text.clone(),
         }
     }
 }
