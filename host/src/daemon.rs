@@ -439,7 +439,10 @@ pub fn run(config_path: &Path) -> Result<()> {
         }
     };
 
+    // One spelling for every plugin file, whether it came from a directory listing or a
+    // file event (which reports absolute paths).
     let plugins_dir = config.plugins_dir(config_path);
+    let plugins_dir = plugins_dir.canonicalize().unwrap_or(plugins_dir);
     let daemon = Arc::new(Daemon {
         config_path: config_path.to_path_buf(),
         plugins_dir: plugins_dir.clone(),

@@ -80,7 +80,7 @@ pub fn run(daemon: &Arc<Daemon>, changes: &Receiver<Change>) {
         let mut paths: Vec<PathBuf> = batch
             .iter()
             .filter_map(|c| match c {
-                Change::PluginFile(p) => Some(p.clone()),
+                Change::PluginFile(p) => Some(daemon.plugins_dir.join(p.file_name()?)),
                 _ => None,
             })
             .collect();

@@ -434,3 +434,42 @@ fn runtime_control_lists_pauses_resumes_runs_and_reloads() {
         "ERR unknown_command Unknown server command\r\n"
     );
 }
+
+#[test]
+fn reloads_work_with_a_relative_config_path() {
+    // As the README runs it: `--conf conf/gatherer.toml`, plugins at `../plugins`.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("conf")).unwrap();
+    std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+    std::fs::copy(plugin("versioned"), dir.path().join("plugins/versioned.so")).unwrap();
+    std::fs::write(
+        dir.path().join("conf/gatherer.toml"),
+        "[server]\nlisten = \"127.0.0.1:0\"\n[host]\nplugins = \"../plugins\"\n[[job]]\nname = \"v\"\nplugin = \"versioned\"\ninterval = \"100ms\"\n",
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(spud_tests::binary("spud-host"));
+    cmd.current_dir(dir.path())
+        .args(["--conf", "conf/gatherer.toml"]);
+    let (process, _) = spud_tests::Process::start(cmd, "running ", T);
+    let addr = process
+        .log()
+        .lines()
+        .find_map(|l| {
+            l.split("stat server listening on ")
+                .nth(1)
+                .map(str::to_string)
+        })
+        .unwrap();
+    let mut c = Client::connect(addr.parse().unwrap());
+    let deadline = Instant::now() + T;
+    while values(&mut c, "v.version").last() != Some(&1) {
+        assert!(Instant::now() < deadline, "{}", process.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    publish(&dir.path().join("plugins"), "versioned", &v2());
+    while values(&mut c, "v.version").last() != Some(&2) {
+        assert!(Instant::now() < deadline, "{}", process.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!process.log().contains("both declare"), "{}", process.log());
+}
