@@ -50,6 +50,10 @@ impl Control for HostControl {
             }
             "run" => {
                 let name = need_job()?;
+                if daemon.scheduler.get(name).is_none() {
+                    let e = format!("no running job is called {name}");
+                    return Err(ControlError::new("not_found", e));
+                }
                 daemon
                     .scheduler
                     .run_now(name)

@@ -421,6 +421,10 @@ fn runtime_control_lists_pauses_resumes_runs_and_reloads() {
         "ERR not_found no running job is called nosuch\r\n"
     );
     assert_eq!(
+        c.ask("run nosuch", "\r\n"),
+        "ERR not_found no running job is called nosuch\r\n"
+    );
+    assert_eq!(
         c.ask("pause", "\r\n"),
         "ERR no_args pause needs a job name\r\n"
     );
