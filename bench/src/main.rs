@@ -701,6 +701,28 @@ fn publish(plugins: &std::path::Path, name: &str, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Publishes version 2 of the versioned plugin on even rounds and version 1 on odd ones,
+/// and returns the time from the rename to its job's first sample.
+fn swap_version(
+    plugins: &std::path::Path,
+    versions: &[Vec<u8>; 2],
+    round: usize,
+    sub: &mut BufReader<TcpStream>,
+) -> Result<Duration> {
+    let (bytes, version) = if round.is_multiple_of(2) {
+        (&versions[1], "2")
+    } else {
+        (&versions[0], "1")
+    };
+    let t = Instant::now();
+    publish(plugins, "versioned", bytes)?;
+    wait_push(sub, "v.version", version)?;
+    let took = t.elapsed();
+    // Let the next rename be a separate change.
+    thread::sleep(Duration::from_millis(25));
+    Ok(took)
+}
+
 /// Waits for a push whose line ends with ` <key> <value>`.
 fn wait_push(sub: &mut BufReader<TcpStream>, key: &str, value: &str) -> Result<()> {
     let want = format!(" {key} {value}\r\n");
@@ -749,17 +771,7 @@ fn reload_latency(scale: &Scale, report: &mut Vec<String>) -> Result<()> {
     let mut sub = subscribe(addr, "v.version")?;
     let mut ms = Vec::new();
     for i in 0..n {
-        let (bytes, version) = if i % 2 == 0 {
-            (&versions[1], "2")
-        } else {
-            (&versions[0], "1")
-        };
-        let t = Instant::now();
-        publish(&plugins, "versioned", bytes)?;
-        wait_push(&mut sub, "v.version", version)?;
-        ms.push(t.elapsed().as_secs_f64() * 1000.0);
-        // Let the next rename be a separate change.
-        thread::sleep(Duration::from_millis(30));
+        ms.push(swap_version(&plugins, &versions, i, &mut sub)?.as_secs_f64() * 1000.0);
     }
     ms.sort_by(|a, b| a.total_cmp(b));
     let (p50, p99) = (percentile(&ms, 0.5), percentile(&ms, 0.99));
@@ -844,14 +856,7 @@ fn reload_growth(scale: &Scale, report: &mut Vec<String>) -> Result<()> {
     let (rss0, maps0) = (host.process.rss_kib(), maps());
     let started = Instant::now();
     for i in 0..n {
-        let (bytes, version) = if i % 2 == 0 {
-            (&versions[1], "2")
-        } else {
-            (&versions[0], "1")
-        };
-        publish(&plugins, "versioned", bytes)?;
-        wait_push(&mut sub, "v.version", version)?;
-        thread::sleep(Duration::from_millis(25));
+        swap_version(&plugins, &versions, i, &mut sub)?;
     }
     let (rss1, maps1) = (host.process.rss_kib(), maps());
     let per_rss = (rss1.saturating_sub(rss0)) as f64 / n as f64;

@@ -45,13 +45,7 @@ enum Command {
 
 fn main() {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    spud_server::init_logs();
     match args.command {
         Some(Command::CheckConfig) => {
             let problems = daemon::check(&args.conf);

@@ -36,6 +36,18 @@ pub use pattern::{Pattern, PatternError};
 pub use server::{is_valid_key, unix_now, Config, Server, SetError, Subscription, Update};
 pub use value::Value;
 
+/// Logs to stderr through `tracing`, at `RUST_LOG`'s levels (default `info`), in colour only
+/// on a terminal. For the project's binaries.
+pub fn init_logs() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
 /// One stored sample.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {

@@ -46,13 +46,7 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    spud_server::init_logs();
     // Many clients each hold a descriptor; the usual soft limit of 1024 is too few.
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         warn!("could not raise the open-files limit: {e}");
