@@ -357,6 +357,7 @@ impl Daemon {
             );
         }
         if let Some(remote) = &self.remote {
+            self.report("host.remote.sent", remote.sent());
             self.report("host.remote.buffered", remote.buffered());
             self.report("host.remote.dropped", remote.dropped());
             self.report("host.remote.connected", u8::from(remote.connected()));

@@ -33,7 +33,6 @@ pub struct Job {
     pub busy: AtomicBool,
     /// Which call is (or was last) under way, so a deadline can tell whether it still is.
     pub call: AtomicU64,
-    pub started: Mutex<Instant>,
     /// Its collect overran the timeout and has not returned yet.
     pub wedged: AtomicBool,
     pub errors: AtomicU64,
@@ -95,7 +94,6 @@ impl Job {
             collector: Mutex::new(collector),
             busy: AtomicBool::new(false),
             call: AtomicU64::new(0),
-            started: Mutex::new(Instant::now()),
             wedged: AtomicBool::new(false),
             errors: AtomicU64::new(0),
             timeouts: AtomicU64::new(0),

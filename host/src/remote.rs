@@ -83,6 +83,11 @@ impl RemoteSink {
         s.waiting.len() + s.in_flight.len()
     }
 
+    /// Samples the server acknowledged.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }

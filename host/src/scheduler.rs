@@ -360,7 +360,6 @@ fn worker_loop(shared: &Shared) {
 fn collect(shared: &Shared, task: Task) {
     let job = task.job;
     let start = Instant::now();
-    *job.started.lock() = start;
     let late = start.saturating_duration_since(task.due);
     shared
         .lateness
