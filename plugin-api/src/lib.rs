@@ -79,6 +79,7 @@
 
 pub mod ffi;
 mod host;
+pub mod kit;
 mod plugin;
 
 pub use abi_stable;
