@@ -48,6 +48,8 @@ impl LineClient {
         if self.conn.is_none() {
             self.conn = Some(BufReader::new(self.connect()?));
         }
+        // One deadline for the whole request, however the answer trickles in.
+        let deadline = std::time::Instant::now() + self.timeout;
         let conn = self.conn.as_mut().expect("connected");
         let address = &self.address;
         conn.get_mut()
@@ -56,10 +58,19 @@ impl LineClient {
         let mut lines = Vec::new();
         let mut line = String::new();
         loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let timeout = self.timeout;
+            let too_slow =
+                || format!("{address}: no whole answer to {command:?} within {timeout:?}");
+            if left.is_zero() {
+                return Err(too_slow());
+            }
+            conn.get_ref().set_read_timeout(Some(left)).ok();
             line.clear();
-            let n = conn
-                .read_line(&mut line)
-                .map_err(|e| format!("{address}: reading the answer to {command:?}: {e}"))?;
+            let n = conn.read_line(&mut line).map_err(|e| match e.kind() {
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => too_slow(),
+                _ => format!("{address}: reading the answer to {command:?}: {e}"),
+            })?;
             if n == 0 {
                 return Err(format!("{address} closed the connection"));
             }
@@ -103,11 +114,16 @@ impl Health {
     /// Sets `status` to `status`; logs when it differs from the last one. `detail` says why,
     /// for a status other than the usual.
     pub fn report(&mut self, host: &Host, status: &str, detail: Option<&str>) {
-        host.set("status", status);
+        self.report_as(host, "status", status, detail);
+    }
+
+    /// The same under another key (one `Health` per target when a job has several).
+    pub fn report_as(&mut self, host: &Host, key: &str, status: &str, detail: Option<&str>) {
+        host.set(key, status);
         if self.last.as_deref() != Some(status) {
             match (detail, &self.last) {
-                (Some(why), _) => host.warn(format_args!("status {status}: {why}")),
-                (None, Some(before)) => host.info(format_args!("status {status} (was {before})")),
+                (Some(why), _) => host.warn(format_args!("{key} {status}: {why}")),
+                (None, Some(before)) => host.info(format_args!("{key} {status} (was {before})")),
                 (None, None) => {}
             }
             self.last = Some(status.to_string());

@@ -301,3 +301,191 @@ fn discovery_turns_a_file_of_targets_into_jobs_live() {
     assert_eq!(host.wait_for(&format!("{b}.uptime"), T, |_| true), "2");
     host.wait_for(&format!("host.job.{a}.state"), T, |v| v == "stopped");
 }
+
+#[test]
+fn procstat_reads_the_machine_as_proc_does() {
+    let host = SpudHost::start(
+        &["procstat"],
+        "[[job]]\nname = \"box\"\nplugin = \"procstat\"\ninterval = \"500ms\"\n",
+    );
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let field = |name: &str| {
+        meminfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("{name}:"))?
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_string)
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        host.wait_for("box.mem.total_kb", T, |_| true),
+        field("MemTotal")
+    );
+    assert_eq!(
+        host.wait_for("box.swap.total_kb", T, |_| true),
+        field("SwapTotal")
+    );
+    let load: f64 = host.wait_for("box.load.1", T, |_| true).parse().unwrap();
+    let ours: f64 = std::fs::read_to_string("/proc/loadavg")
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((load - ours).abs() < 1.0, "{load} vs {ours}");
+    // Rates appear from the second collect on.
+    host.wait_for("box.ctxt_per_s", T, |v| {
+        v.parse::<f64>().unwrap_or(0.0) > 0.0
+    });
+    host.wait_for("box.net.lo.rx_bytes_per_s", T, |v| v.parse::<f64>().is_ok());
+    let mut c = host.connect();
+    let cpu: f64 = c
+        .get("box.cpu.*")
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!((cpu - 100.0).abs() < 1.0, "CPU modes add up to {cpu}");
+}
+
+#[test]
+fn procstat_rates_handle_wrap_and_reset() {
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    std::fs::create_dir(r.join("net")).unwrap();
+    std::fs::write(r.join("stat"), "cpu 100 0 100 800 0 0 0 0 0 0\nctxt 1000\nprocesses 10\nprocs_running 1\nprocs_blocked 0\n").unwrap();
+    std::fs::write(r.join("loadavg"), "0.50 0.40 0.30 1/100 4242\n").unwrap();
+    std::fs::write(
+        r.join("meminfo"),
+        "MemTotal: 1000 kB\nMemFree: 400 kB\nSwapTotal: 100 kB\nSwapFree: 40 kB\n",
+    )
+    .unwrap();
+    std::fs::write(r.join("diskstats"), "").unwrap();
+    let net = |rx: u64| {
+        let tmp = r.join("net/.dev");
+        std::fs::write(
+            &tmp,
+            format!(
+                "Inter-|   Receive\n face |bytes\n  eth9: {rx} 10 0 0 0 0 0 0 500 5 0 0 0 0 0 0\n"
+            ),
+        )
+        .unwrap();
+        std::fs::rename(&tmp, r.join("net/dev")).unwrap();
+    };
+    net(4_294_967_000); // just under 2^32
+    let host = SpudHost::start(
+        &["procstat"],
+        &format!("[[job]]\nname = \"fake\"\nplugin = \"procstat\"\ninterval = \"1s\"\noptions = {{ root = \"{}\" }}\n", r.display()),
+    );
+    assert_eq!(host.wait_for("fake.swap.used_kb", T, |_| true), "60");
+    assert_eq!(host.wait_for("fake.load.15", T, |_| true), "0.30");
+    // The 32-bit counter wraps: 4,294,967,000 → 704 is 1,000 bytes.
+    net(704);
+    let rate: f64 = host
+        .wait_for("fake.net.eth9.rx_bytes_per_s", T, |_| true)
+        .parse()
+        .unwrap();
+    assert!(
+        (800.0..1250.0).contains(&rate),
+        "1,000 bytes in about a second: {rate}"
+    );
+    // A counter far from 2^32 that goes down was reset: that collect gives no rate.
+    net(100_000);
+    std::thread::sleep(Duration::from_millis(1200));
+    net(50);
+    std::thread::sleep(Duration::from_millis(1200));
+    let mut c = host.connect();
+    let rates: Vec<f64> = values(&mut c, "fake.net.eth9.rx_bytes_per_s")
+        .iter()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    assert!(
+        rates.iter().all(|r| *r < 200_000.0),
+        "a reset read as a huge rate: {rates:?}"
+    );
+}
+
+#[test]
+fn probe_measures_tcp_and_http_targets() {
+    let open = TcpListener::bind("127.0.0.1:0").unwrap();
+    let open_addr = open.local_addr().unwrap();
+    let web = http_responder("ok\n");
+    let closed = free_port();
+    let host = SpudHost::start(
+        &["probe"],
+        &format!(
+            "[[job]]\nname = \"p\"\nplugin = \"probe\"\ninterval = \"300ms\"\ntimeout = \"2s\"\noptions = {{ tcp = [\"{open_addr}\", \"{closed}\"], http = [\"http://{web}/health\", \"http://{closed}/x\"] }}\n"
+        ),
+    );
+    let key = |t: &str| {
+        t.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect::<String>()
+    };
+    let open_key = key(&open_addr.to_string());
+    assert_eq!(host.wait_for(&format!("p.{open_key}.up"), T, |_| true), "1");
+    let connect: f64 = host
+        .wait_for(&format!("p.{open_key}.connect_ms"), T, |_| true)
+        .parse()
+        .unwrap();
+    assert!(connect < 1000.0);
+    assert_eq!(
+        host.wait_for(&format!("p.{}.up", key(&closed.to_string())), T, |_| true),
+        "0"
+    );
+    let web_key = key(&format!("http://{web}/health"));
+    assert_eq!(
+        host.wait_for(&format!("p.{web_key}.status"), T, |_| true),
+        "200"
+    );
+    assert_eq!(host.wait_for(&format!("p.{web_key}.up"), T, |_| true), "1");
+    host.wait_for(&format!("p.{web_key}.latency_ms"), T, |v| {
+        v.parse::<f64>().is_ok()
+    });
+    let dead_key = key(&format!("http://{closed}/x"));
+    assert_eq!(
+        host.wait_for(&format!("p.{dead_key}.status"), T, |_| true),
+        "error"
+    );
+    drop(open);
+}
+
+#[test]
+fn a_server_that_answers_too_slowly_is_down_not_a_wedge() {
+    // Drips a `stats` answer that never ends.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    if write!(stream, "STAT drip_{i} 1\r\n").is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+        }
+    });
+    let host = SpudHost::start(
+        &["memcached"],
+        &format!("[[job]]\nname = \"slow\"\nplugin = \"memcached\"\ninterval = \"1s\"\ntimeout = \"500ms\"\noptions = {{ address = \"{addr}\" }}\n"),
+    );
+    assert_eq!(host.wait_for("slow.status", T, |_| true), "down");
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = host.process.log();
+    assert!(log.contains("no whole answer to \"stats\" within"), "{log}");
+    assert!(
+        !log.contains("past its"),
+        "the collect overran the job's timeout: {log}"
+    );
+}

@@ -43,7 +43,7 @@ impl Plugin for Memcached {
     fn new_job(job: &Job, host: Host) -> Result<Collector, Error> {
         let options: Options = job.options()?;
         Ok(Collector::pull(Stats {
-            client: LineClient::new(&options.address, job.timeout),
+            client: LineClient::new(&options.address, job.timeout.mul_f64(0.9)),
             options,
             health: Health::default(),
             host,

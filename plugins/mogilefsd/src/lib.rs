@@ -35,7 +35,7 @@ impl Plugin for Mogilefsd {
     fn new_job(job: &Job, host: Host) -> Result<Collector, Error> {
         let options: Options = job.options()?;
         Ok(Collector::pull(Tracker {
-            client: LineClient::new(options.address, job.timeout),
+            client: LineClient::new(options.address, job.timeout.mul_f64(0.9)),
             health: Health::default(),
             host,
         }))

@@ -47,7 +47,7 @@ impl Plugin for Mogstored {
             ));
         }
         let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(job.timeout))
+            .timeout_global(Some(job.timeout.mul_f64(0.9)))
             .build()
             .into();
         Ok(Collector::pull(Device {

@@ -37,7 +37,7 @@ impl Plugin for Perlbal {
     fn new_job(job: &Job, host: Host) -> Result<Collector, Error> {
         let options: Options = job.options()?;
         Ok(Collector::pull(Management {
-            client: LineClient::new(options.address, job.timeout),
+            client: LineClient::new(options.address, job.timeout.mul_f64(0.9)),
             health: Health::default(),
             host,
         }))
