@@ -1,7 +1,108 @@
-//! `spud`: client verbs and tools around the stat server. They arrive with the `spud`
-//! command issue; until then `nc 127.0.0.1 9107` speaks the protocol by hand.
+//! `spud`: talk to a stat server from the command line, and the small tools of the original
+//! around it.
+//!
+//! Exit codes: 0 success; 1 the server answered with an error, or the key is not there;
+//! 2 a usage error; 69 the server could not be reached. `wrap` exits with its command's code.
+
+mod client;
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Talk to a SPUD stat server, and the tools around it.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about,
+    after_help = "Exit codes: 0 success, 1 the server answered with an error or the key is not there, 2 usage, 69 the server cannot be reached; `wrap` exits with its command's code."
+)]
+struct Args {
+    /// The stat server (also SPUD_SERVER).
+    #[arg(
+        long,
+        global = true,
+        env = "SPUD_SERVER",
+        default_value = "127.0.0.1:9107",
+        value_name = "HOST:PORT"
+    )]
+    server: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// A key's history (newest first), or the newest value of every key matching a pattern
+    /// (`.` is a dot, `*` any run of characters).
+    Get {
+        /// A key, or a pattern.
+        key: String,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Store a value.
+    Set {
+        /// The sample's time, in Unix seconds (default: when it arrives).
+        #[arg(long, value_name = "UNIX_SECONDS")]
+        time: Option<u64>,
+        key: String,
+        value: String,
+    },
+    /// Print every set of a key matching the patterns as it happens, until interrupted.
+    Sub {
+        #[arg(required = true)]
+        patterns: Vec<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// How long the server has run, its subscriptions and keys.
+    Uptime,
+    /// Every subscription on the server, with the client that made it.
+    List,
+    /// spud-host's jobs, with their state.
+    Jobs,
+    /// Pause a spud-host job (its ticks pass; its schedule is kept).
+    Pause { job: String },
+    /// Resume a paused spud-host job.
+    Resume { job: String },
+    /// Run one collect of a spud-host job now.
+    Run { job: String },
+    /// Make spud-host look at its config and every plugin again.
+    Reload,
+    /// Run a command and record it: KEY.status (started, then finished or failed), each line
+    /// it prints as KEY.output, KEY.exit_code and KEY.duration. Exits with its exit code; if
+    /// the server cannot be reached the command runs all the same.
+    Wrap(cmd::wrap::WrapArgs),
+    /// A restricted login shell or ssh forced command: connects stdin and stdout to the
+    /// server configured for the command named in $SPUD_COMMAND. Never runs a shell.
+    Cmdshell(cmd::cmdshell::CmdshellArgs),
+}
 
 fn main() {
-    eprintln!("spud is not built yet: talk to the server with `nc 127.0.0.1 9107`");
-    std::process::exit(2);
+    let args = Args::parse();
+    let server = args.server.as_str();
+    let result = match args.command {
+        Command::Get { key, json } => cmd::get::run(server, &key, json),
+        Command::Set { time, key, value } => cmd::set::run(server, time, &key, &value),
+        Command::Sub { patterns, json } => cmd::sub::run(server, &patterns, json),
+        Command::Uptime => cmd::control::print(server, "uptime"),
+        Command::List => cmd::control::print(server, "listall"),
+        Command::Jobs => cmd::control::print(server, "jobs"),
+        Command::Pause { job } => cmd::control::print(server, &format!("pause {job}")),
+        Command::Resume { job } => cmd::control::print(server, &format!("resume {job}")),
+        Command::Run { job } => cmd::control::print(server, &format!("run {job}")),
+        Command::Reload => cmd::control::print(server, "reload"),
+        Command::Wrap(w) => Ok(cmd::wrap::run(server, w)),
+        Command::Cmdshell(c) => Ok(cmd::cmdshell::run(c)),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("spud: {e}");
+            std::process::exit(e.exit_code());
+        }
+    }
 }

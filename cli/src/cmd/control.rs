@@ -1,0 +1,12 @@
+//! Verbs that print what the server answers: `uptime`, `list`, and spud-host's `jobs`,
+//! `pause`, `resume`, `run` and `reload`.
+
+use crate::client::{Client, ClientError};
+
+pub fn print(server: &str, command: &str) -> Result<i32, ClientError> {
+    let mut client = Client::connect(server)?;
+    for line in client.multi(command)? {
+        println!("{line}");
+    }
+    Ok(0)
+}

@@ -1,0 +1,278 @@
+//! The `spud` command end to end, against the real `spud-server` and `spud-host`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use spud_tests::{binary, free_port, SpudHost, SpudServer};
+
+const T: Duration = Duration::from_secs(20);
+
+fn spud(server: &str, args: &[&str]) -> Output {
+    Command::new(binary("spud"))
+        .args(["--server", server])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn get_set_json_uptime_list_and_exit_codes() {
+    let server = SpudServer::start(&[]);
+    let addr = server.addr.to_string();
+    assert!(
+        spud(&addr, &["set", "--time", "1700000000", "web1.load", "0.42"])
+            .status
+            .success()
+    );
+    assert!(
+        spud(&addr, &["set", "--time", "1700000005", "web1.load", "0.50"])
+            .status
+            .success()
+    );
+    assert!(spud(
+        &addr,
+        &["set", "--time", "1700000001", "web2.load", "1 2 3"]
+    )
+    .status
+    .success());
+
+    let out = spud(&addr, &["get", "web1.load"]);
+    assert_eq!(
+        text(&out.stdout),
+        "2023-11-14T22:13:25Z  0.50\n2023-11-14T22:13:20Z  0.42\n"
+    );
+    let out = spud(&addr, &["get", "web*.load"]);
+    assert_eq!(
+        text(&out.stdout),
+        "web1.load  2023-11-14T22:13:25Z  0.50\nweb2.load  2023-11-14T22:13:21Z  1 2 3\n"
+    );
+    let out = spud(&addr, &["get", "--json", "web2.load"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([{ "time": 1700000001u64, "value": "1 2 3" }])
+    );
+
+    let out = spud(&addr, &["get", "nosuchkey"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("nosuchkey: no such key"));
+    assert_eq!(spud(&addr, &["set", "bad key", "x"]).status.code(), Some(2));
+    let out = spud(&addr, &["uptime"]);
+    assert!(
+        text(&out.stdout).starts_with("stats-server up 0 days"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(spud(&addr, &["list"]).status.success());
+
+    let nowhere = free_port().to_string();
+    let out = spud(&nowhere, &["get", "x"]);
+    assert_eq!(out.status.code(), Some(69));
+    assert!(
+        text(&out.stderr).contains("cannot talk to the stat server"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The environment names the server too.
+    let out = Command::new(binary("spud"))
+        .env("SPUD_SERVER", &addr)
+        .args(["get", "web1.load"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+#[test]
+fn sub_streams_sets_as_json_lines() {
+    let server = SpudServer::start(&[]);
+    let addr = server.addr.to_string();
+    let mut child = Command::new(binary("spud"))
+        .args(["--server", &addr, "sub", "--json", "cpu.*", "mem.*"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Wait for both subscriptions to exist, then set.
+    let deadline = Instant::now() + T;
+    while !text(&spud(&addr, &["list"]).stdout).contains("mem") {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    spud(&addr, &["set", "--time", "5", "cpu.user", "12"]);
+    spud(&addr, &["set", "--time", "6", "disk.x", "1"]);
+    spud(&addr, &["set", "--time", "7", "mem.free", "3"]);
+    let first: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        first,
+        serde_json::json!({ "time": 5, "key": "cpu.user", "value": "12" })
+    );
+    assert_eq!(
+        second,
+        serde_json::json!({ "time": 7, "key": "mem.free", "value": "3" })
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn host_control_verbs() {
+    let host = SpudHost::start(
+        &["test"],
+        "[[job]]\nname = \"hb\"\nplugin = \"test\"\ninterval = \"1s\"\n",
+    );
+    let addr = host.addr.unwrap().to_string();
+    let out = spud(&addr, &["jobs"]);
+    assert!(
+        text(&out.stdout).starts_with("hb running plugin=test"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(text(&spud(&addr, &["pause", "hb"]).stdout), "paused hb\n");
+    assert!(text(&spud(&addr, &["jobs"]).stdout).starts_with("hb paused"));
+    assert_eq!(text(&spud(&addr, &["resume", "hb"]).stdout), "resumed hb\n");
+    assert_eq!(text(&spud(&addr, &["run", "hb"]).stdout), "running hb\n");
+    assert_eq!(text(&spud(&addr, &["reload"]).stdout), "reloading\n");
+    let out = spud(&addr, &["pause", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not_found"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn wrap_records_a_failing_command_with_its_empty_lines() {
+    let server = SpudServer::start(&[]);
+    let addr = server.addr.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("job.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho first\necho\necho '  indented'\necho oops >&2\nexit 3\n",
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+
+    let out = spud(
+        &addr,
+        &["wrap", "-k", "cron.backup", "--", script.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(3), "exits with the command's code");
+    assert_eq!(
+        text(&out.stdout),
+        "first\n\n  indented\n",
+        "output passes through"
+    );
+    assert_eq!(text(&out.stderr), "oops\n");
+
+    let mut c = server.connect();
+    let value = |l: &String| l.splitn(4, ' ').nth(3).unwrap_or("").to_string();
+    let status: Vec<String> = c.history("cron.backup.status").iter().map(value).collect();
+    assert_eq!(status, ["failed", "started"]);
+    let mut output: Vec<String> = c.history("cron.backup.output").iter().map(value).collect();
+    output.reverse();
+    output.sort_by_key(|l| l == "oops"); // stderr's line may come before or after the others
+                                         // Empty lines are kept (as one space); leading blanks cannot cross the protocol, whose
+                                         // blanks after the key separate it from the value.
+    assert_eq!(output, ["first", " ", "indented", "oops"]);
+    assert_eq!(
+        c.history("cron.backup.exit_code")
+            .iter()
+            .map(value)
+            .collect::<Vec<_>>(),
+        ["3"]
+    );
+    let duration: f64 = value(&c.history("cron.backup.duration")[0])
+        .parse()
+        .unwrap();
+    assert!(duration < 10.0);
+}
+
+#[test]
+fn wrap_runs_the_command_even_when_the_server_is_away() {
+    let nowhere = free_port().to_string();
+    let out = spud(
+        &nowhere,
+        &["wrap", "-k", "x", "--", "sh", "-c", "echo hello; exit 7"],
+    );
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(text(&out.stdout), "hello\n");
+    assert!(
+        text(&out.stderr).contains("samples were not recorded"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = spud(&nowhere, &["wrap", "-k", "x", "--", "/no/such/program"]);
+    assert_eq!(out.status.code(), Some(127));
+}
+
+#[test]
+fn cmdshell_connects_the_configured_command_and_refuses_the_rest() {
+    let server = SpudServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("cmdshell.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "# which command reaches which server\nreplicator = {}\n",
+            server.addr
+        ),
+    )
+    .unwrap();
+    let shell = |env: Option<&str>, args: &[&str], input: &str| {
+        let mut cmd = Command::new(binary("spud"));
+        cmd.args(["cmdshell", "--conf", conf.to_str().unwrap()])
+            .args(args)
+            .env_remove("SSH_ORIGINAL_COMMAND")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match env {
+            Some(e) => cmd.env("SPUD_COMMAND", e),
+            None => cmd.env_remove("SPUD_COMMAND"),
+        };
+        let mut child = cmd.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = shell(
+        Some("replicator"),
+        &[],
+        "set 1 via.shell yes\r\nget via.shell\r\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "OK \r\nOK 1 1 yes\r\nOK done\r\n");
+
+    let out = shell(Some("golive"), &[], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no command named \"golive\" is configured"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = shell(None, &[], "");
+    assert_eq!(out.status.code(), Some(1));
+    let out = shell(Some("replicator"), &["-c", "cat /etc/passwd"], "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("runs no commands"),
+        "{}",
+        text(&out.stderr)
+    );
+}
