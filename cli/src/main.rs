@@ -76,6 +76,9 @@ enum Command {
     /// it prints as KEY.output, KEY.exit_code and KEY.duration. Exits with its exit code; if
     /// the server cannot be reached the command runs all the same.
     Wrap(cmd::wrap::WrapArgs),
+    /// Copy every matching set from one server into another, with its original time, through
+    /// restarts of either (the original replicator).
+    Replicate(cmd::replicate::ReplicateArgs),
     /// A restricted login shell or ssh forced command: connects stdin and stdout to the
     /// server configured for the command named in $SPUD_COMMAND. Never runs a shell.
     Cmdshell(cmd::cmdshell::CmdshellArgs),
@@ -97,6 +100,7 @@ fn main() {
         Command::Reload => cmd::control::print(server, "reload"),
         Command::Wrap(w) => Ok(cmd::wrap::run(server, w)),
         Command::Cmdshell(c) => Ok(cmd::cmdshell::run(c)),
+        Command::Replicate(r) => Ok(cmd::replicate::run(r)),
     };
     match result {
         Ok(code) => std::process::exit(code),

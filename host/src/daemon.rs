@@ -14,10 +14,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{relative_to, Config, HelperConfig, JobSpec};
 use crate::job::{Context, Job};
 use crate::loader::{self, Plugin};
-use crate::remote::RemoteSink;
 use crate::scheduler::Scheduler;
 use crate::sink::Sink;
 use crate::{plugins, reload, watch};
+use spud_server::pusher::Pusher;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:9107";
 const REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -62,7 +62,7 @@ pub struct Daemon {
     pub plugins_dir: PathBuf,
     pub ctx: Context,
     pub scheduler: Scheduler,
-    pub remote: Option<Arc<RemoteSink>>,
+    pub remote: Option<Arc<Pusher>>,
     pub state: Mutex<State>,
     pub stop: CancellationToken,
     maps_warned: std::sync::atomic::AtomicBool,
@@ -421,7 +421,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     // Where samples go.
     let (sink, remote, embedded) = match &config.server.remote {
         Some(addr) => {
-            let remote = RemoteSink::start(addr.clone(), config.server.buffer.unwrap_or(100_000));
+            let remote = Pusher::start(addr.clone(), config.server.buffer.unwrap_or(100_000));
             tracing::info!("pushing samples to the remote server {addr}");
             (Sink::Remote(Arc::clone(&remote)), Some(remote), None)
         }

@@ -9,7 +9,6 @@ mod job;
 mod loader;
 mod plugins;
 mod reload;
-mod remote;
 mod scheduler;
 mod sink;
 mod watch;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::remote::RemoteSink;
+use spud_server::pusher::Pusher;
 
 /// A sample's destination. Cheap to clone.
 #[derive(Clone)]
@@ -10,7 +10,7 @@ pub enum Sink {
     /// The stat server in this process: no socket in between.
     Embedded(spud_server::Server),
     /// A `spud-server` elsewhere, over TCP, buffered while it is away.
-    Remote(Arc<RemoteSink>),
+    Remote(Arc<Pusher>),
 }
 
 impl Sink {

@@ -26,6 +26,7 @@ pub mod net;
 mod outbox;
 mod pattern;
 mod protocol;
+pub mod pusher;
 mod server;
 pub mod snapshot;
 mod subscriptions;

@@ -276,3 +276,104 @@ fn cmdshell_connects_the_configured_command_and_refuses_the_rest() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn replicate_through_cmdshell_under_a_pty_survives_the_source_restarting() {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("SKIP: util-linux `script` is not installed");
+        return;
+    }
+    let source = SpudServer::start(&[]);
+    let source_addr = source.addr;
+    let dest = SpudServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("cmdshell.conf");
+    std::fs::write(&conf, format!("replicator = {source_addr}\n")).unwrap();
+    // What `ssh -tt spud@border` would be: cmdshell behind a pseudo-terminal.
+    let transport = format!(
+        "script -qfec \"{} cmdshell --conf {}\" /dev/null",
+        binary("spud").display(),
+        conf.display()
+    );
+    let mut replicate = Command::new(binary("spud"))
+        .args([
+            "replicate",
+            "--from-cmd",
+            &transport,
+            "--to",
+            &dest.addr.to_string(),
+            "--match",
+            "rep.*",
+        ])
+        .env("SPUD_COMMAND", "replicator")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let subscribed = |server: &SpudServer| {
+        let deadline = Instant::now() + T;
+        while !server
+            .connect()
+            .ask("listall", "OK done\r\n")
+            .contains("rep\\..*")
+        {
+            assert!(Instant::now() < deadline, "replicate never subscribed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    subscribed(&source);
+    let mut s = source.connect();
+    s.ask("set 100 rep.a one", "\r\n");
+    s.ask("set 101 other.b skipped", "\r\n");
+    s.ask("set 102 rep.c with  inner blanks", "\r\n");
+    let mut d = dest.connect();
+    let deadline = Instant::now() + T;
+    while d
+        .history("rep.c")
+        .first()
+        .is_none_or(|l| l.starts_with("ERR"))
+    {
+        assert!(Instant::now() < deadline, "nothing replicated");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Original times, values intact: no carriage return from the pty.
+    assert_eq!(d.history("rep.a"), ["OK 1 100 one"]);
+    assert_eq!(d.history("rep.c"), ["OK 1 102 with  inner blanks"]);
+    // Not matched, not copied (a missing key with a dot reads as an empty pattern answer).
+    assert!(d.history("other.b").is_empty());
+
+    // The source dies and comes back: replicate subscribes again by itself.
+    source.process.signal("KILL");
+    drop(source);
+    std::thread::sleep(Duration::from_millis(300));
+    let again = SpudServer::start(&["--listen", &source_addr.to_string()]);
+    subscribed(&again);
+    again.connect().ask("set 200 rep.a two", "\r\n");
+    let deadline = Instant::now() + T;
+    while d.history("rep.a").len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing replicated after the restart"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(d.history("rep.a"), ["OK 1 200 two", "OK 2 100 one"]);
+    // Its own figures arrive at the destination.
+    let deadline = Instant::now() + T;
+    while d
+        .history("replicate.received")
+        .first()
+        .is_none_or(|l| !l.ends_with(" 3"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            d.history("replicate.received")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    replicate.kill().unwrap();
+    replicate.wait().unwrap();
+}

@@ -3,6 +3,7 @@
 pub mod cmdshell;
 pub mod control;
 pub mod get;
+pub mod replicate;
 pub mod set;
 pub mod sub;
 pub mod wrap;

@@ -1,5 +1,5 @@
-//! The remote sink: pipelined `set TIME KEY VALUE` to a remote `spud-server`, reconnecting
-//! with backoff. Samples wait in a bounded buffer while the server is away and go out with
+//! Pushing samples into a remote stat server (spud-host's remote sink, `spud replicate`):
+//! pipelined `set TIME KEY VALUE`, reconnecting with backoff. Samples wait in a bounded buffer while the server is away and go out with
 //! their original times when it is back. `set` rather than `qset`: each `OK` acknowledges one
 //! sample, so a sample written into a connection that then died is sent again, not lost.
 //! When the buffer is full the oldest samples are dropped, counted and logged.
@@ -16,7 +16,8 @@ use parking_lot::{Condvar, Mutex};
 /// Samples sent but not yet acknowledged, at most.
 const IN_FLIGHT: usize = 10_000;
 
-pub struct RemoteSink {
+/// A buffered, acknowledged pusher to one server.
+pub struct Pusher {
     addr: String,
     capacity: usize,
     state: Mutex<State>,
@@ -37,10 +38,10 @@ struct State {
     broken: u64,
 }
 
-impl RemoteSink {
+impl Pusher {
     /// Starts the sender thread.
-    pub fn start(addr: String, capacity: usize) -> Arc<RemoteSink> {
-        let sink = Arc::new(RemoteSink {
+    pub fn start(addr: String, capacity: usize) -> Arc<Pusher> {
+        let sink = Arc::new(Pusher {
             addr,
             capacity: capacity.max(1),
             state: Mutex::new(State::default()),
@@ -52,12 +53,13 @@ impl RemoteSink {
         });
         let worker = Arc::clone(&sink);
         std::thread::Builder::new()
-            .name("remote-sink".into())
+            .name("pusher".into())
             .spawn(move || worker.run())
-            .expect("spawn the remote sink");
+            .expect("spawn the pusher");
         sink
     }
 
+    /// Queues one sample; the oldest waiting one is dropped (and counted) when full.
     pub fn push(&self, key: &str, value: &str, time: u64) {
         let line = format!("set {time} {key} {value}\r\n");
         let mut state = self.state.lock();
@@ -88,10 +90,12 @@ impl RemoteSink {
         self.sent.load(Ordering::Relaxed)
     }
 
+    /// Samples dropped because the buffer was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Whether it is connected now.
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }

@@ -1,0 +1,201 @@
+//! `spud replicate` (the original replicator): subscribes on one server and stores every
+//! matching set into another with its original time. The source is a TCP address, or a
+//! command whose stdin and stdout reach it (`--from-cmd 'ssh -p 222 spud@border'`, through
+//! `spud cmdshell` at the far end), as the original went through ssh. Either side may go
+//! away: the source is subscribed to again with backoff, and samples for the destination
+//! wait in a bounded buffer (the oldest dropped and counted beyond it). The carriage returns
+//! a pty adds (`ssh -tt`) are stripped. Its own figures go to the destination every 5 s as
+//! `replicate.received`, `.sent`, `.buffered`, `.dropped`, `.lag_s` (now minus the newest
+//! sample's time) and `.reconnects`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use spud_server::pusher::Pusher;
+
+#[derive(clap::Args, Debug)]
+pub struct ReplicateArgs {
+    /// The server to replicate from.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        required_unless_present = "from_cmd",
+        conflicts_with = "from_cmd"
+    )]
+    from: Option<String>,
+    /// A command whose stdin and stdout reach the source server instead (no shell is used to
+    /// run it: the words are split as a shell would, then run directly).
+    #[arg(long, value_name = "COMMAND")]
+    from_cmd: Option<String>,
+    /// The server to replicate into.
+    #[arg(long, value_name = "HOST:PORT")]
+    to: String,
+    /// Which keys to replicate (a pattern).
+    #[arg(long = "match", default_value = "*", value_name = "PATTERN")]
+    pattern: String,
+    /// Samples kept while the destination is away.
+    #[arg(long, default_value_t = 100_000, value_name = "SAMPLES")]
+    buffer: usize,
+}
+
+#[derive(Default)]
+struct Counts {
+    received: AtomicU64,
+    reconnects: AtomicU64,
+    newest_time: AtomicU64,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The source's two directions, and the child process carrying them, if any.
+struct Source {
+    reader: Box<dyn BufRead>,
+    writer: Box<dyn Write>,
+    child: Option<Child>,
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn open(args: &ReplicateArgs) -> Result<Source, String> {
+    if let Some(command) = &args.from_cmd {
+        let words =
+            shell_words::split(command).map_err(|e| format!("--from-cmd {command:?}: {e}"))?;
+        let (program, rest) = words.split_first().ok_or("--from-cmd is empty")?;
+        let mut child = Command::new(program)
+            .args(rest)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {program}: {e}"))?;
+        let writer = Box::new(child.stdin.take().expect("piped"));
+        let reader = Box::new(BufReader::new(child.stdout.take().expect("piped")));
+        return Ok(Source {
+            reader,
+            writer,
+            child: Some(child),
+        });
+    }
+    let addr = args
+        .from
+        .as_deref()
+        .expect("clap requires --from or --from-cmd");
+    let stream = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+    let writer = Box::new(stream.try_clone().map_err(|e| e.to_string())?);
+    Ok(Source {
+        reader: Box::new(BufReader::new(stream)),
+        writer,
+        child: None,
+    })
+}
+
+/// Subscribes and copies until the source goes away. Returns why it stopped.
+fn copy(source: &mut Source, pattern: &str, pusher: &Pusher, counts: &Counts) -> String {
+    if let Err(e) = source
+        .writer
+        .write_all(format!("sub {pattern}\r\n").as_bytes())
+        .and_then(|()| source.writer.flush())
+    {
+        return format!("cannot subscribe: {e}");
+    }
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match source.reader.read_until(b'\n', &mut line) {
+            Ok(0) => return "the source closed the connection".into(),
+            Err(e) => return format!("reading from the source: {e}"),
+            Ok(_) => {}
+        }
+        // A pty in the way turns every line ending into \r\r\n.
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        let text = String::from_utf8_lossy(&line);
+        if let Some(err) = text.strip_prefix("ERR ") {
+            return format!("the source says: {err}");
+        }
+        let Some(rest) = text.strip_prefix("SET ") else {
+            continue; // the answer to `sub`, or a pty's echo of what we sent
+        };
+        let mut parts = rest.splitn(3, ' ');
+        let (Some(time), Some(key), Some(value)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let Ok(time) = time.parse::<u64>() else {
+            continue;
+        };
+        pusher.push(key, value, time);
+        counts.received.fetch_add(1, Ordering::Relaxed);
+        counts.newest_time.fetch_max(time, Ordering::Relaxed);
+    }
+}
+
+pub fn run(args: ReplicateArgs) -> i32 {
+    let pusher = Pusher::start(args.to.clone(), args.buffer.max(1));
+    let counts = Arc::new(Counts::default());
+    {
+        let (pusher, counts) = (Arc::clone(&pusher), Arc::clone(&counts));
+        std::thread::spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(5));
+            let t = now();
+            let newest = counts.newest_time.load(Ordering::Relaxed);
+            pusher.push(
+                "replicate.received",
+                &counts.received.load(Ordering::Relaxed).to_string(),
+                t,
+            );
+            pusher.push("replicate.sent", &pusher.sent().to_string(), t);
+            pusher.push("replicate.buffered", &pusher.buffered().to_string(), t);
+            pusher.push("replicate.dropped", &pusher.dropped().to_string(), t);
+            pusher.push(
+                "replicate.reconnects",
+                &counts.reconnects.load(Ordering::Relaxed).to_string(),
+                t,
+            );
+            if newest > 0 {
+                pusher.push("replicate.lag_s", &t.saturating_sub(newest).to_string(), t);
+            }
+        });
+    }
+    let from = args
+        .from
+        .clone()
+        .or(args.from_cmd.clone())
+        .unwrap_or_default();
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        match open(&args) {
+            Ok(mut source) => {
+                eprintln!(
+                    "spud replicate: copying {} from {from} to {}",
+                    args.pattern, args.to
+                );
+                let started = std::time::Instant::now();
+                let why = copy(&mut source, &args.pattern, &pusher, &counts);
+                eprintln!("spud replicate: {why}; subscribing again in {backoff:?}");
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = Duration::from_secs(1);
+                }
+            }
+            Err(e) => eprintln!("spud replicate: {e}; trying again in {backoff:?}"),
+        }
+        counts.reconnects.fetch_add(1, Ordering::Relaxed);
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
