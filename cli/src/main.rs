@@ -6,6 +6,7 @@
 
 mod client;
 mod cmd;
+mod rrd;
 
 use clap::{Parser, Subcommand};
 
@@ -82,6 +83,10 @@ enum Command {
     /// A restricted login shell or ssh forced command: connects stdin and stdout to the
     /// server configured for the command named in $SPUD_COMMAND. Never runs a shell.
     Cmdshell(cmd::cmdshell::CmdshellArgs),
+    /// Write every numeric set of matching keys into one RRD file per key (the original
+    /// rrd-storage's layout), after the server's stored history; batched every --flush and
+    /// at SIGINT/SIGTERM. Needs librrd (Debian's librrd8) at run time.
+    Archive(cmd::archive::ArchiveArgs),
 }
 
 fn main() {
@@ -101,6 +106,7 @@ fn main() {
         Command::Wrap(w) => Ok(cmd::wrap::run(server, w)),
         Command::Cmdshell(c) => Ok(cmd::cmdshell::run(c)),
         Command::Replicate(r) => Ok(cmd::replicate::run(r)),
+        Command::Archive(a) => Ok(cmd::archive::run(server, a)),
     };
     match result {
         Ok(code) => std::process::exit(code),

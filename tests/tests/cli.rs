@@ -377,3 +377,191 @@ fn replicate_through_cmdshell_under_a_pty_survives_the_source_restarting() {
     replicate.kill().unwrap();
     replicate.wait().unwrap();
 }
+
+/// `rrdtool fetch FILE AVERAGE` over [from, to]: (time, value) rows, NaN where unknown.
+/// Each row is the average of the 5 s ending at its time.
+fn rrd_fetch(file: &std::path::Path, from: u64, to: u64) -> Vec<(u64, f64)> {
+    let out = Command::new("rrdtool")
+        .arg("fetch")
+        .arg(file)
+        .args([
+            "AVERAGE",
+            "-r",
+            "5",
+            "-s",
+            &from.to_string(),
+            "-e",
+            &to.to_string(),
+        ])
+        .output()
+        .expect("rrdtool runs");
+    assert!(out.status.success(), "rrdtool fetch: {}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (t, v) = l.split_once(':')?;
+            Some((t.trim().parse().ok()?, v.trim().parse().unwrap_or(f64::NAN)))
+        })
+        .filter(|&(t, _)| t <= to) // rrdtool adds the row that ends after `to`
+        .collect()
+}
+
+fn rrdtool_installed() -> bool {
+    Command::new("rrdtool").output().is_ok()
+}
+
+#[test]
+fn archive_backfills_streams_and_resumes_into_files_rrdtool_reads() {
+    assert!(
+        rrdtool_installed(),
+        "rrdtool is missing: scripts/setup-test-deps installs it"
+    );
+    let server = SpudServer::start(&[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let t0 = (now - 900) / 5 * 5;
+    // Stored before the archive starts: 100 seconds of three keys, one of them not numeric.
+    let mut c = server.connect();
+    let mut batch = String::new();
+    for i in 0..100 {
+        let t = t0 + i;
+        batch += &format!(
+            "qset {t} web:1.rps 42\r\nqset {t} disk-sda.util 7.5\r\nqset {t} web:1.status ok\r\n"
+        );
+    }
+    c.send(&batch);
+    c.ask("uptime", "OK done\r\n");
+
+    let dir = tempfile::tempdir().unwrap();
+    let archive = |ready: &str| {
+        let mut cmd = Command::new(binary("spud"));
+        cmd.args([
+            "--server",
+            &server.addr.to_string(),
+            "archive",
+            "--flush",
+            "1s",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .args(["--match", "web|disk"]);
+        spud_tests::Process::start(cmd, ready, T)
+    };
+    let (mut first, line) = archive("back-filled");
+    assert!(
+        line.contains("200 stored samples of 3 keys")
+            && line.contains("wrote 200 samples to 2 files (2 new)"),
+        "{line}"
+    );
+    // Live samples, with their own times, a few seconds' worth in one second.
+    for i in 0..30 {
+        let t = t0 + 200 + i;
+        c.send(format!(
+            "qset {t} web:1.rps 50\r\nqset {t} web:1.rps 60\r\n"
+        ));
+    }
+    c.ask("uptime", "OK done\r\n");
+    let deadline = Instant::now() + T;
+    while !first.log().contains("wrote 30 samples to 1 files") {
+        assert!(Instant::now() < deadline, "{}", first.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    first.signal("TERM");
+    assert!(
+        first.wait(T).is_some_and(|s| s.success()),
+        "{}",
+        first.log()
+    );
+
+    // The original's names (`:` → `_`); nothing for a value that is not a number.
+    let web = dir.path().join("web_1.rps");
+    let disk = dir.path().join("disk-sda.util");
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["disk-sda.util", "web_1.rps"]);
+
+    // Stock rrdtool reads the back-fill and the stream: full 5 s rows hold the value, and
+    // of two values in one second the later one counts.
+    let rows = rrd_fetch(&web, t0 + 10, t0 + 90);
+    assert!(rows.len() >= 16, "{rows:?}");
+    for (t, v) in rows {
+        assert_eq!(v, 42.0, "web at {t}");
+    }
+    for (t, v) in rrd_fetch(&disk, t0 + 10, t0 + 90) {
+        assert_eq!(v, 7.5, "disk at {t}");
+    }
+    let rows = rrd_fetch(&web, t0 + 210, t0 + 225);
+    assert!(rows.len() >= 3, "{rows:?}");
+    for (t, v) in rows {
+        assert_eq!(v, 60.0, "web at t0 + {}", t - t0);
+    }
+
+    // The original's layout.
+    let info = Command::new("rrdtool")
+        .arg("info")
+        .arg(&web)
+        .output()
+        .unwrap();
+    let info = text(&info.stdout);
+    for want in [
+        "step = 5",
+        "ds[val].type = \"GAUGE\"",
+        "ds[val].minimal_heartbeat = 10",
+        "rra[0].rows = 1440",
+        "rra[1].pdp_per_row = 60",
+        "rra[2].pdp_per_row = 360",
+        "rra[3].rows = 720",
+        "rra[4].pdp_per_row = 17280",
+        "rra[5].pdp_per_row = 120960",
+        "rra[5].rows = 520",
+    ] {
+        assert!(info.contains(want), "{want} missing in:\n{info}");
+    }
+    assert!(!info.contains("rra[6]"));
+    // And graphs.
+    let png = dir.path().join("graph.png");
+    let graph = Command::new("rrdtool")
+        .arg("graph")
+        .arg(&png)
+        .args(["-s", &t0.to_string(), "-e", &(t0 + 240).to_string()])
+        .arg(format!("DEF:v={}:val:AVERAGE", web.display()))
+        .arg("LINE1:v#0000ff:rps")
+        .output()
+        .unwrap();
+    assert!(graph.status.success(), "{}", text(&graph.stderr));
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    std::fs::remove_file(&png).unwrap();
+
+    // Started again over the same files: the stored history is all older than them, so
+    // nothing is written twice and nothing fails.
+    let (mut second, line) = archive("back-filled");
+    assert!(
+        line.contains("wrote 0 samples to 2 files (0 new)") && line.contains("0 files failed"),
+        "{line}"
+    );
+    second.signal("INT");
+    assert!(
+        second.wait(T).is_some_and(|s| s.success()),
+        "{}",
+        second.log()
+    );
+}
+
+#[test]
+fn archive_refuses_a_missing_directory() {
+    let out = spud(
+        "127.0.0.1:1",
+        &["archive", "--dir", "/nonexistent/spud-archive"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/spud-archive does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+}

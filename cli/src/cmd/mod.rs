@@ -1,5 +1,6 @@
 //! One file per verb.
 
+pub mod archive;
 pub mod cmdshell;
 pub mod control;
 pub mod get;

@@ -1,0 +1,431 @@
+//! `spud archive --dir DIR` (the original rrd-storage): every numeric set of a matching key
+//! goes into one RRD file per key, in the original's layout, so stock `rrdtool fetch` and
+//! `rrdtool graph` read them and archives the original wrote carry on.
+//!
+//! At start (and after each reconnect) the server's stored history of every matching key is
+//! written first (the back-fill, with a progress bar on a terminal); then the subscription's
+//! samples are batched and written every `--flush` (60 s) and at SIGINT/SIGTERM. RRD files
+//! take one value per second, in increasing time: the last value of a second wins, and a
+//! sample not newer than its file's last update is skipped (a back-fill overlapping what is
+//! already archived costs nothing).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::rrd::Librrd;
+
+#[derive(clap::Args, Debug)]
+pub struct ArchiveArgs {
+    /// The directory of RRD files (one per key; it must exist).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Which keys to archive (a pattern).
+    #[arg(long = "match", default_value = "*", value_name = "PATTERN")]
+    pattern: String,
+    /// How often batched samples are written.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    flush: Duration,
+    /// Do not write the server's stored history first.
+    #[arg(long)]
+    no_backfill: bool,
+}
+
+/// The original's layout: one GAUGE value every 5 s, unknown after 10 s without one.
+const STEP: u64 = 5;
+const LAYOUT: [&str; 7] = [
+    "DS:val:GAUGE:10:U:U",
+    "RRA:AVERAGE:0.5:1:1440",     // 5 s points for 2 hours
+    "RRA:AVERAGE:0.5:60:288",     // 5-minute points for a day
+    "RRA:AVERAGE:0.5:360:336",    // 30-minute points for a week
+    "RRA:AVERAGE:0.5:720:720",    // 1-hour points for a month
+    "RRA:AVERAGE:0.5:17280:365",  // 1-day points for a year
+    "RRA:AVERAGE:0.5:120960:520", // 1-week points for 10 years
+];
+
+/// What the reading threads tell the writer.
+enum Event {
+    Sample {
+        key: String,
+        time: u64,
+        value: f64,
+    },
+    /// A back-fill has delivered everything: write it now.
+    BackfillDone {
+        keys: usize,
+        samples: u64,
+        started: Instant,
+    },
+    Stop,
+}
+
+/// The file a key is archived in: the original's name (`:` → `_`, no extension). Keys are
+/// `[-A-Za-z0-9_.:]+`, so only a name of dots (`..`) needs more: its first dot becomes
+/// `%2E`. Anything else that could not be a file name is escaped the same way, should the
+/// key syntax ever widen.
+pub fn file_name(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for (i, b) in key.bytes().enumerate() {
+        match b {
+            b':' => out.push('_'),
+            b'.' if i == 0 && key.bytes().all(|c| c == b'.') => out.push_str("%2E"),
+            b'/' | b'%' | 0..=0x20 | 0x7f.. => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(b as char),
+        }
+    }
+    out
+}
+
+pub fn run(server: &str, args: ArchiveArgs) -> i32 {
+    if !args.dir.is_dir() {
+        eprintln!(
+            "spud archive: {} does not exist or is not a directory",
+            args.dir.display()
+        );
+        return 2;
+    }
+    let rrd = match Librrd::open() {
+        Ok(rrd) => rrd,
+        Err(e) => {
+            eprintln!("spud archive: {e}");
+            return 69;
+        }
+    };
+    // Bounded: if the files cannot keep up, the reader stops reading, the server cuts the
+    // subscription off as slow, and the reconnect's back-fill recovers what it can.
+    let (tx, rx) = sync_channel(1 << 16);
+    stop_on_signals(tx.clone());
+    {
+        let (server, pattern, backfill) =
+            (server.to_string(), args.pattern.clone(), !args.no_backfill);
+        std::thread::spawn(move || read_forever(&server, &pattern, backfill, &tx));
+    }
+    let mut archive = Archive {
+        rrd,
+        dir: args.dir,
+        files: HashMap::new(),
+        pending: HashMap::new(),
+    };
+    write_loop(&mut archive, &rx, args.flush);
+    0
+}
+
+fn stop_on_signals(tx: SyncSender<Event>) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).expect("signals");
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            let _ = tx.send(Event::Stop);
+        }
+    });
+}
+
+/// Subscribes (and back-fills) again and again, with backoff, for as long as the process runs.
+fn read_forever(server: &str, pattern: &str, backfill: bool, tx: &SyncSender<Event>) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let started = Instant::now();
+        let why = match subscribe(server, pattern) {
+            Ok((reader, _writer)) => {
+                eprintln!("spud archive: archiving {pattern} from {server}");
+                if backfill {
+                    let (server, pattern, tx) =
+                        (server.to_string(), pattern.to_string(), tx.clone());
+                    std::thread::spawn(move || {
+                        if let Err(e) = fill_from_history(&server, &pattern, &tx) {
+                            eprintln!("spud archive: back-fill stopped: {e}");
+                        }
+                    });
+                }
+                stream(reader, tx)
+            }
+            Err(e) => e.to_string(),
+        };
+        if started.elapsed() > Duration::from_secs(60) {
+            backoff = Duration::from_secs(1);
+        }
+        eprintln!("spud archive: {server}: {why}; subscribing again in {backoff:?}");
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn subscribe(server: &str, pattern: &str) -> std::io::Result<(BufReader<TcpStream>, TcpStream)> {
+    let stream = TcpStream::connect(server)?;
+    let mut writer = stream.try_clone()?;
+    writer.write_all(format!("sub {pattern}\r\n").as_bytes())?;
+    Ok((BufReader::new(stream), writer))
+}
+
+/// Forwards the subscription's numeric samples until the connection ends; returns why.
+fn stream(mut reader: BufReader<TcpStream>, tx: &SyncSender<Event>) -> String {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => return "the server closed the connection".into(),
+            Err(e) => return e.to_string(),
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        if let Some(err) = text.strip_prefix("ERR ") {
+            return format!("the server says: {err}");
+        }
+        let Some(rest) = text.strip_prefix("SET ") else {
+            continue; // the answer to `sub`
+        };
+        let mut parts = rest.splitn(3, ' ');
+        if let (Some(time), Some(key), Some(value)) = (parts.next(), parts.next(), parts.next()) {
+            if let Some(event) = sample(key, time, value) {
+                if tx.send(event).is_err() {
+                    return "stopping".into();
+                }
+            }
+        }
+    }
+}
+
+/// A sample worth archiving: a whole-second time and a finite number.
+fn sample(key: &str, time: &str, value: &str) -> Option<Event> {
+    let time = time.parse().ok()?;
+    let value: f64 = value.trim().parse().ok()?;
+    value.is_finite().then(|| Event::Sample {
+        key: key.to_string(),
+        time,
+        value,
+    })
+}
+
+/// Reads the stored history of every matching key (`get PATTERN`, then one pipelined
+/// `get KEY` each) into the writer.
+fn fill_from_history(server: &str, pattern: &str, tx: &SyncSender<Event>) -> std::io::Result<()> {
+    let started = Instant::now();
+    let stream = TcpStream::connect(server)?;
+    let mut writer = std::io::BufWriter::new(stream.try_clone()?);
+    let mut reader = BufReader::new(stream);
+    // `PATTERN*` matches the same keys (patterns are unanchored) and is never taken for one
+    // key's name, whose history `get` would answer instead.
+    writer.write_all(format!("get {pattern}*\r\n").as_bytes())?;
+    writer.flush()?;
+    let mut keys = Vec::new();
+    read_reply(&mut reader, |line| {
+        if let Some(key) = line.split(' ').next() {
+            keys.push(key.to_string());
+        }
+    })?;
+    // `get 0` would mean "no argument".
+    keys.retain(|k| k != "0");
+
+    let bar = progress(
+        keys.len() as u64,
+        "back-fill {bar:30} {pos}/{len} keys, {eta} left",
+    );
+    let mut samples = 0u64;
+    for chunk in keys.chunks(256) {
+        for key in chunk {
+            writer.write_all(format!("get {key}\r\n").as_bytes())?;
+        }
+        writer.flush()?;
+        for key in chunk {
+            read_reply(&mut reader, |line| {
+                let mut parts = line.splitn(3, ' ');
+                let (_, Some(time), Some(value)) = (parts.next(), parts.next(), parts.next())
+                else {
+                    return;
+                };
+                if let Some(event) = sample(key, time, value) {
+                    samples += 1;
+                    let _ = tx.send(event);
+                }
+            })?;
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    let _ = tx.send(Event::BackfillDone {
+        keys: keys.len(),
+        samples,
+        started,
+    });
+    Ok(())
+}
+
+/// Reads one multi-line reply, handing each `OK` line's text (without `OK `) to `each`.
+fn read_reply(reader: &mut impl BufRead, mut each: impl FnMut(&str)) -> std::io::Result<()> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        match text.strip_prefix("OK ") {
+            Some("done") => return Ok(()),
+            Some(rest) => each(rest),
+            None => return Ok(()), // an ERR line ends the reply (a key that went away)
+        }
+    }
+}
+
+fn progress(len: u64, template: &str) -> ProgressBar {
+    // indicatif draws nothing when stderr is not a terminal.
+    let bar = ProgressBar::new(len);
+    bar.set_style(ProgressStyle::with_template(template).expect("template"));
+    bar
+}
+
+/// The writer's state: which files exist and their last update, and what waits for them.
+struct Archive {
+    rrd: Librrd,
+    dir: PathBuf,
+    /// Per key: the file and the time of its last update.
+    files: HashMap<String, (PathBuf, i64)>,
+    /// Per key: samples not yet written, in arrival order.
+    pending: HashMap<String, Vec<(u64, f64)>>,
+}
+
+fn write_loop(archive: &mut Archive, rx: &Receiver<Event>, every: Duration) {
+    let mut next = Instant::now() + every;
+    loop {
+        match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Ok(Event::Sample { key, time, value }) => {
+                archive.pending.entry(key).or_default().push((time, value));
+            }
+            Ok(Event::BackfillDone {
+                keys,
+                samples,
+                started,
+            }) => {
+                let figures = archive.flush(true);
+                eprintln!(
+                    "spud archive: back-filled {samples} stored samples of {keys} keys in {:.1?}: {figures}",
+                    started.elapsed()
+                );
+            }
+            Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                let figures = archive.flush(false);
+                eprintln!("spud archive: stopping; last batch: {figures}");
+                return;
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let figures = archive.flush(false);
+                if figures.written > 0 {
+                    eprintln!("spud archive: {figures}");
+                }
+                next = Instant::now() + every;
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Figures {
+    written: u64,
+    files: usize,
+    created: usize,
+    skipped: u64,
+    failed: usize,
+}
+
+impl std::fmt::Display for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "wrote {} samples to {} files ({} new), {} not newer than their file, {} files failed",
+            self.written, self.files, self.created, self.skipped, self.failed
+        )
+    }
+}
+
+impl Archive {
+    /// Writes every pending sample; `show` draws a progress bar (a back-fill's batch).
+    fn flush(&mut self, show: bool) -> Figures {
+        let pending = std::mem::take(&mut self.pending);
+        let bar = if show {
+            progress(
+                pending.len() as u64,
+                "writing {bar:30} {pos}/{len} files, {eta} left",
+            )
+        } else {
+            ProgressBar::hidden()
+        };
+        let mut figures = Figures::default();
+        for (key, samples) in pending {
+            bar.inc(1);
+            match self.write(&key, samples, &mut figures) {
+                Ok(()) => figures.files += 1,
+                Err(e) => {
+                    figures.failed += 1;
+                    eprintln!("spud archive: {key}: {e}");
+                }
+            }
+        }
+        bar.finish_and_clear();
+        figures
+    }
+
+    fn write(
+        &mut self,
+        key: &str,
+        mut samples: Vec<(u64, f64)>,
+        figures: &mut Figures,
+    ) -> Result<(), String> {
+        // One value per second, the last to arrive; in increasing time.
+        samples.reverse();
+        samples.sort_by_key(|&(t, _)| t);
+        samples.dedup_by_key(|&mut (t, _)| t);
+        let first = samples[0].0 as i64;
+        let (path, last) = match self.files.get(key) {
+            Some((path, last)) => (path.clone(), *last),
+            None => {
+                let path = self.dir.join(file_name(key));
+                let last = if path.exists() {
+                    self.rrd.last(&path)?
+                } else {
+                    let defs: Vec<String> = LAYOUT.iter().map(|s| s.to_string()).collect();
+                    self.rrd.create(&path, STEP, first - 1, &defs)?;
+                    figures.created += 1;
+                    first - 1
+                };
+                (path, last)
+            }
+        };
+        let updates: Vec<String> = samples
+            .iter()
+            .filter(|&&(t, _)| t as i64 > last)
+            .map(|(t, v)| format!("{t}:{v}"))
+            .collect();
+        figures.skipped += (samples.len() - updates.len()) as u64;
+        let newest = samples.last().map_or(last, |&(t, _)| (t as i64).max(last));
+        if !updates.is_empty() {
+            self.rrd.update(&path, &updates)?;
+            figures.written += updates.len() as u64;
+        }
+        self.files.insert(key.to_string(), (path, newest));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_name;
+
+    #[test]
+    fn file_names_are_the_originals_where_it_could() {
+        assert_eq!(
+            file_name("memcached.web1:11211.curr_items"),
+            "memcached.web1_11211.curr_items"
+        );
+        assert_eq!(file_name("a/b%c d"), "a%2Fb%25c%20d");
+        assert_eq!(file_name(".."), "%2E.");
+        assert_eq!(file_name("..x"), "..x");
+        assert_eq!(file_name("é"), "%C3%A9");
+    }
+}
