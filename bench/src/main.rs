@@ -809,7 +809,7 @@ fn config_latency(scale: &Scale, report: &mut Vec<String>) -> Result<()> {
         jobs.push_str(&format!(
             "[[job]]\nname = \"cfg.{i}\"\nplugin = \"versioned\"\ninterval = \"10s\"\n\n"
         ));
-        let text = format!("[server]\nlisten = \"127.0.0.1:0\"\n\n{jobs}");
+        let text = format!("[server]\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\n{jobs}");
         let tmp = host.dir.path().join(".gatherer.toml.tmp");
         std::fs::write(&tmp, text)?;
         let t = Instant::now();

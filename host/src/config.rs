@@ -23,6 +23,9 @@ pub struct Config {
     pub jobs: Vec<JobConfig>,
     #[serde(default, rename = "helper")]
     pub helpers: Vec<HelperConfig>,
+    /// How keys map to Prometheus series (`/metrics` and remote-write outputs).
+    #[serde(default)]
+    pub metrics: spud_server::metrics::MetricsConfig,
 }
 
 /// Where samples go: the embedded server (the default) or a remote one.
@@ -37,6 +40,25 @@ pub struct ServerSection {
     pub buffer: Option<usize>,
     /// The embedded server's snapshot file, relative to this file.
     pub state: Option<PathBuf>,
+    /// The embedded server's HTTP listener (default `127.0.0.1:9108`), or `"off"`.
+    pub http: Option<String>,
+}
+
+impl ServerSection {
+    /// Where the embedded server serves HTTP; None for `"off"`.
+    pub fn http_addr(&self) -> Result<Option<SocketAddr>, String> {
+        match self.http.as_deref() {
+            Some("off") => Ok(None),
+            None => Ok(Some(
+                spud_server::http::DEFAULT_ADDR.parse().expect("valid"),
+            )),
+            Some(addr) => addr.parse().map(Some).map_err(|_| {
+                format!(
+                    "[server] http = {addr:?}: an address such as \"127.0.0.1:9108\", or \"off\""
+                )
+            }),
+        }
+    }
 }
 
 /// The host's own settings.
@@ -163,6 +185,12 @@ impl Config {
                 "{}: [server] has both `listen` and `remote`; choose one",
                 at("remote")
             ));
+        }
+        if let Err(e) = self.server.http_addr() {
+            problems.push(format!("{}: {e}", at("http")));
+        }
+        if let Err(e) = spud_server::metrics::Rules::new(&self.metrics) {
+            problems.push(format!("{}: {e}", at("[metrics")));
         }
         if self.host.workers == 0 {
             problems.push(format!(

@@ -24,6 +24,15 @@ impl Control for HostControl {
         &["jobs", "pause", "resume", "run", "reload"]
     }
 
+    fn view(&self, what: &str) -> Option<serde_json::Value> {
+        let daemon = self.daemon.upgrade()?;
+        match what {
+            "jobs" => Some(daemon.jobs_view()),
+            "plugins" => Some(daemon.plugins_view()),
+            _ => None,
+        }
+    }
+
     fn call(&self, command: &str, args: &str) -> Result<Vec<String>, ControlError> {
         let daemon = self
             .daemon

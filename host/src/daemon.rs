@@ -323,6 +323,75 @@ impl Daemon {
             .collect()
     }
 
+    /// The jobs for the HTTP API: what `jobs` says, with the last error from the store.
+    pub fn jobs_view(&self) -> serde_json::Value {
+        let state = self.state.lock();
+        let last_error = |name: &str| -> Option<String> {
+            let Sink::Embedded(server) = &self.ctx.sink else {
+                return None;
+            };
+            let history = server.get(&format!("host.job.{name}.last_error"))?;
+            Some(history.first()?.value.to_string_lossy())
+        };
+        let jobs: Vec<serde_json::Value> = state
+            .wanted
+            .values()
+            .map(|w| {
+                let name = &w.spec.name;
+                let mut view = serde_json::json!({
+                    "name": name,
+                    "plugin": w.spec.plugin,
+                    "every": humantime::format_duration(w.spec.interval).to_string(),
+                });
+                match self.scheduler.get(name) {
+                    Some(job) => {
+                        use std::sync::atomic::Ordering::Relaxed;
+                        view["state"] = job.state_name().into();
+                        view["generation"] = job.plugin.generation.into();
+                        view["errors"] = job.errors.load(Relaxed).into();
+                        view["timeouts"] = job.timeouts.load(Relaxed).into();
+                    }
+                    None => {
+                        let why = if state.plugins.contains_key(&w.spec.plugin) {
+                            "failed"
+                        } else {
+                            "waiting"
+                        };
+                        view["state"] = why.into();
+                        view["generation"] = 0.into();
+                        view["errors"] = 0.into();
+                        view["timeouts"] = 0.into();
+                    }
+                }
+                if let Some(e) = last_error(name) {
+                    view["last_error"] = e.into();
+                }
+                view
+            })
+            .collect();
+        jobs.into()
+    }
+
+    /// The loaded plugins for the HTTP API.
+    pub fn plugins_view(&self) -> serde_json::Value {
+        let state = self.state.lock();
+        let mut plugins: Vec<_> = state.plugins.values().collect();
+        plugins.sort_by(|a, b| a.name.cmp(&b.name));
+        plugins
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name,
+                    "version": p.version,
+                    "generation": p.generation,
+                    "file": p.file.display().to_string(),
+                    "helper": p.is_helper,
+                })
+            })
+            .collect::<Vec<_>>()
+            .into()
+    }
+
     fn report_self(&self) {
         let jobs = self.scheduler.jobs();
         for job in &jobs {
@@ -418,6 +487,10 @@ pub fn run(config_path: &Path) -> Result<()> {
     let (changes, changed) = std::sync::mpsc::channel();
     runtime.spawn(signals(stop.clone(), changes.clone()));
 
+    let exporter = Arc::new(spud_server::metrics::Exporter::new(
+        spud_server::metrics::Rules::new(&config.metrics).map_err(|e| anyhow::anyhow!("{e}"))?,
+    ));
+
     // Where samples go.
     let (sink, remote, embedded) = match &config.server.remote {
         Some(addr) => {
@@ -431,7 +504,13 @@ pub fn run(config_path: &Path) -> Result<()> {
                 .state
                 .as_ref()
                 .map(|p| relative_to(config_path, p));
-            let server = embedded_server(&runtime, &config, state.clone(), stop.clone())?;
+            let server = embedded_server(
+                &runtime,
+                &config,
+                state.clone(),
+                Arc::clone(&exporter),
+                stop.clone(),
+            )?;
             (
                 Sink::Embedded(server.0.clone()),
                 None,
@@ -562,6 +641,7 @@ fn embedded_server(
     runtime: &tokio::runtime::Runtime,
     config: &Config,
     state: Option<PathBuf>,
+    exporter: Arc<spud_server::metrics::Exporter>,
     shutdown: CancellationToken,
 ) -> Result<(spud_server::Server, Serving)> {
     let server_config = spud_server::Config::default();
@@ -589,6 +669,18 @@ fn embedded_server(
         .with_context(|| format!("the embedded stat server cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!("stat server listening on {local}");
+    if let Some(addr) = config.server.http_addr().map_err(|e| anyhow::anyhow!(e))? {
+        let http = runtime
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("the embedded stat server cannot serve HTTP on {addr}"))?;
+        tracing::info!("HTTP on http://{}/", http.local_addr()?);
+        runtime.spawn(spud_server::http::serve(
+            server.clone(),
+            exporter,
+            http,
+            shutdown.clone(),
+        ));
+    }
     let options = spud_server::net::ServeOptions::for_addr(local);
     let serving = runtime.spawn(spud_server::net::serve(
         server.clone(),

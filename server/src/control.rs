@@ -10,6 +10,11 @@ pub trait Control: Send + Sync {
     /// Answers `command args`: reply lines (each sent as `OK <line>`, then `OK done`), or
     /// an error, sent as `ERR <code> <text>`.
     fn call(&self, command: &str, args: &str) -> Result<Vec<String>, ControlError>;
+
+    /// A JSON view for the HTTP API (`jobs`, `plugins`); None when it has no such view.
+    fn view(&self, _what: &str) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// An error answer to a control command.

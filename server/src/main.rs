@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -9,6 +10,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use spud_server::metrics::{Exporter, MetricsConfig, Rules};
 use spud_server::net::{serve, ServeOptions};
 use spud_server::snapshot::{self, SnapshotError};
 use spud_server::{Config, Server};
@@ -42,6 +44,19 @@ struct Args {
     /// Bytes of updates that may wait for one slow subscriber before it is disconnected.
     #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
     max_pending: usize,
+
+    /// Address of the HTTP listener: JSON API, dashboard, /metrics, JSON push.
+    #[arg(long, default_value = spud_server::http::DEFAULT_ADDR, value_name = "ADDR")]
+    http: SocketAddr,
+
+    /// No HTTP listener.
+    #[arg(long, conflicts_with = "http")]
+    no_http: bool,
+
+    /// Rules mapping keys to Prometheus series for /metrics (a TOML file of `[[rule]]`s;
+    /// see docs/metrics.md).
+    #[arg(long, value_name = "FILE")]
+    metrics_rules: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -78,6 +93,19 @@ async fn run(args: Args) -> Result<()> {
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    if !args.no_http {
+        let exporter = Arc::new(Exporter::new(load_rules(args.metrics_rules.as_deref())?));
+        let http = tokio::net::TcpListener::bind(args.http)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {}", args.http))?;
+        info!("HTTP on http://{}/", http.local_addr()?);
+        tokio::spawn(spud_server::http::serve(
+            server.clone(),
+            exporter,
+            http,
+            shutdown.clone(),
+        ));
+    }
     let snapshots = args.state.clone().map(|path| {
         tokio::spawn(snapshot_periodically(
             server.clone(),
@@ -95,6 +123,19 @@ async fn run(args: Args) -> Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The /metrics mapping rules: the built-in ones, and those of `path`.
+fn load_rules(path: Option<&std::path::Path>) -> Result<Rules> {
+    let config = match path {
+        None => MetricsConfig::default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("{}", path.display()))?
+        }
+    };
+    Rules::new(&config).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Loads the snapshot; a missing one starts empty, a bad one is moved aside (never

@@ -213,6 +213,23 @@ impl Server {
         out
     }
 
+    /// Calls `f(key, time, number)` for every key whose newest value is a number, the
+    /// server's own counters included. Runs under each shard's lock in turn: keep `f` short.
+    pub fn for_each_newest_number(&self, mut f: impl FnMut(&str, u64, f64)) {
+        self.shared.keys.for_each(|entry| {
+            if let Some((time, value)) = entry.history.newest() {
+                if let Some(n) = value.number() {
+                    f(&entry.key, time, n);
+                }
+            }
+        });
+        for (key, sample) in self.shared.counters.newest_all() {
+            if let Some(n) = sample.value.number() {
+                f(&key, sample.time, n);
+            }
+        }
+    }
+
     /// Every key, the server's own counters included.
     pub fn key_count(&self) -> usize {
         let counters = self.shared.counters.newest_all();

@@ -189,6 +189,15 @@ pub struct SpudServer {
     pub process: Process,
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it serves HTTP (None with `--no-http`).
+    pub http: Option<SocketAddr>,
+}
+
+/// The address in a log line `... HTTP on http://ADDR/`.
+fn http_addr(log: &str) -> Option<SocketAddr> {
+    log.lines()
+        .find_map(|l| l.split("HTTP on http://").nth(1))
+        .and_then(|rest| rest.trim_end_matches('/').parse().ok())
 }
 
 impl SpudServer {
@@ -197,6 +206,9 @@ impl SpudServer {
         let mut cmd = Command::new(binary("spud-server"));
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        if !args.contains(&"--http") && !args.contains(&"--no-http") {
+            cmd.args(["--http", "127.0.0.1:0"]);
         }
         cmd.args(args);
         if std::env::var_os("RUST_LOG").is_none() {
@@ -208,7 +220,12 @@ impl SpudServer {
             .next()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
-        SpudServer { process, addr }
+        let http = http_addr(&process.log());
+        SpudServer {
+            process,
+            addr,
+            http,
+        }
     }
 
     /// A new client connection.
@@ -224,6 +241,8 @@ pub struct SpudHost {
     pub process: Process,
     /// Where its embedded server listens (None with a remote server).
     pub addr: Option<SocketAddr>,
+    /// Where its embedded server serves HTTP.
+    pub http: Option<SocketAddr>,
     /// The directory holding the config and plugins.
     pub dir: tempfile::TempDir,
 }
@@ -251,6 +270,11 @@ impl SpudHost {
         } else {
             format!("[server]\nlisten = \"127.0.0.1:0\"\n\n{config}")
         };
+        // Tests run side by side: no fixed HTTP port either.
+        let config = config.replace(
+            "listen = \"127.0.0.1:0\"",
+            "listen = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"",
+        );
         std::fs::write(dir.path().join("gatherer.toml"), config).unwrap();
         dir
     }
@@ -270,7 +294,13 @@ impl SpudHost {
             .find(|l| l.contains("stat server listening on "))
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|a| a.parse().ok());
-        SpudHost { process, addr, dir }
+        let http = http_addr(&log);
+        SpudHost {
+            process,
+            addr,
+            http,
+            dir,
+        }
     }
 
     /// A client of its embedded server.

@@ -202,7 +202,7 @@ options = { mode = "ok" }
 fn check_config_reports_every_problem_and_passes_a_good_config() {
     let dir = SpudHost::prepare(
         &["chaos"],
-        "[server]\nlisten = \"127.0.0.1:0\"\n[[job]]\nname = \"a\"\nplugin = \"nosuch\"\n[host]\nintervall = \"1s\"\n",
+        "[server]\nhttp = \"off\"\n[[job]]\nname = \"a\"\nplugin = \"nosuch\"\n[host]\nintervall = \"1s\"\n",
     );
     let conf = dir.path().join("gatherer.toml");
     let out = Command::new(binary("spud-host"))

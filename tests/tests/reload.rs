@@ -239,7 +239,7 @@ fn write_config(host: &SpudHost, body: &str) {
     let tmp = host.dir.path().join(".gatherer.toml.tmp");
     std::fs::write(
         &tmp,
-        format!("[server]\nlisten = \"127.0.0.1:0\"\n\n{body}"),
+        format!("[server]\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\n{body}"),
     )
     .unwrap();
     std::fs::rename(tmp, path).unwrap();
@@ -448,7 +448,7 @@ fn reloads_work_with_a_relative_config_path() {
     std::fs::copy(plugin("versioned"), dir.path().join("plugins/versioned.so")).unwrap();
     std::fs::write(
         dir.path().join("conf/gatherer.toml"),
-        "[server]\nlisten = \"127.0.0.1:0\"\n[host]\nplugins = \"../plugins\"\n[[job]]\nname = \"v\"\nplugin = \"versioned\"\ninterval = \"100ms\"\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n[host]\nplugins = \"../plugins\"\n[[job]]\nname = \"v\"\nplugin = \"versioned\"\ninterval = \"100ms\"\n",
     )
     .unwrap();
     let mut cmd = std::process::Command::new(spud_tests::binary("spud-host"));

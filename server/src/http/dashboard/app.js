@@ -1,0 +1,148 @@
+// The SPUD dashboard: keys by pattern with values updating live (server-sent events,
+// coalesced to one update per key every half second), a plot of the selected key's
+// history, and spud-host's jobs when the server is embedded in it. No libraries.
+"use strict";
+
+const $ = (sel) => document.querySelector(sel);
+const HISTORY = 100;
+let source = null;
+let selected = null;
+let history = [];
+
+function when(t) {
+  return new Date(t * 1000).toLocaleTimeString();
+}
+
+function row(key) {
+  let tr = document.querySelector(`#keys tr[data-key="${CSS.escape(key)}"]`);
+  if (!tr) {
+    tr = document.createElement("tr");
+    tr.dataset.key = key;
+    tr.innerHTML = '<td class="key"></td><td class="value"></td><td class="time"></td>';
+    tr.querySelector(".key").textContent = key;
+    tr.addEventListener("click", () => select(key));
+    $("#keys tbody").appendChild(tr);
+  }
+  return tr;
+}
+
+function show(sample, flash) {
+  const tr = row(sample.key);
+  tr.querySelector(".value").textContent = sample.value;
+  tr.querySelector(".time").textContent = when(sample.time);
+  if (flash) {
+    tr.classList.remove("flash");
+    void tr.offsetWidth; // restart the animation
+    tr.classList.add("flash");
+  }
+}
+
+async function find(pattern) {
+  location.hash = encodeURIComponent(pattern);
+  if (source) source.close();
+  $("#keys tbody").replaceChildren();
+  const reply = await fetch(`api/keys?limit=500&match=${encodeURIComponent(pattern)}`);
+  const body = await reply.json();
+  if (!reply.ok) {
+    $("#count").textContent = body.error;
+    return;
+  }
+  body.keys.forEach((s) => show(s, false));
+  $("#count").textContent = body.total > body.keys.length
+    ? `${body.keys.length} of ${body.total} keys` : `${body.total} keys`;
+  source = new EventSource(`api/stream?every=500ms&match=${encodeURIComponent(pattern)}`);
+  source.onopen = () => { $("#live").className = "on"; };
+  source.onerror = () => { $("#live").className = "off"; };
+  source.onmessage = (e) => {
+    const sample = JSON.parse(e.data);
+    show(sample, true);
+    if (sample.key === selected) {
+      history.push(sample);
+      if (history.length > HISTORY) history.shift();
+      plot();
+    }
+  };
+}
+
+async function select(key) {
+  selected = key;
+  document.querySelectorAll("#keys tr.selected").forEach((tr) => tr.classList.remove("selected"));
+  row(key).classList.add("selected");
+  $("#plot-title").textContent = key;
+  const reply = await fetch(`api/history/${encodeURIComponent(key)}`);
+  if (!reply.ok) return;
+  history = (await reply.json()).history.reverse();
+  plot();
+}
+
+function plot() {
+  const canvas = $("#plot");
+  const g = canvas.getContext("2d");
+  const w = canvas.width, h = canvas.height, pad = 44;
+  g.clearRect(0, 0, w, h);
+  const points = history.filter((s) => s.number !== undefined);
+  g.fillStyle = "#555";
+  g.font = "12px system-ui";
+  if (points.length === 0) {
+    g.fillText(history.length ? "not a number" : "no history", pad, h / 2);
+    return;
+  }
+  const t0 = points[0].time, t1 = points[points.length - 1].time;
+  let lo = Math.min(...points.map((p) => p.number));
+  let hi = Math.max(...points.map((p) => p.number));
+  if (lo === hi) { lo -= 1; hi += 1; }
+  const x = (t) => pad + (t1 === t0 ? (w - 2 * pad) / 2 : (t - t0) / (t1 - t0) * (w - 2 * pad));
+  const y = (v) => h - pad + (pad - h + pad) * (v - lo) / (hi - lo);
+  g.strokeStyle = "#ccc";
+  g.strokeRect(pad, pad / 2, w - 2 * pad, h - 1.5 * pad);
+  g.fillText(String(hi), 2, y(hi) + 4);
+  g.fillText(String(lo), 2, y(lo));
+  g.fillText(when(t0), pad, h - pad / 3);
+  g.fillText(when(t1), w - pad - 60, h - pad / 3);
+  g.strokeStyle = "#2b6cb0";
+  g.lineWidth = 2;
+  g.beginPath();
+  points.forEach((p, i) => (i ? g.lineTo(x(p.time), y(p.number)) : g.moveTo(x(p.time), y(p.number))));
+  g.stroke();
+  g.fillStyle = "#2b6cb0";
+  points.forEach((p) => g.fillRect(x(p.time) - 2, y(p.number) - 2, 4, 4));
+}
+
+async function jobs() {
+  const reply = await fetch("api/jobs").catch(() => null);
+  if (!reply || !reply.ok) return; // not embedded in spud-host
+  $("#jobs-section").hidden = false;
+  const body = $("#jobs tbody");
+  body.replaceChildren();
+  for (const job of await reply.json()) {
+    const tr = document.createElement("tr");
+    tr.dataset.job = job.name;
+    for (const [field, text] of [["name", job.name], ["state", job.state], ["plugin", job.plugin],
+      ["generation", job.generation], ["every", job.every], ["errors", job.errors],
+      ["error", job.last_error || ""]]) {
+      const td = document.createElement("td");
+      td.className = field === "state" ? `state ${text}` : field;
+      td.textContent = text;
+      tr.appendChild(td);
+    }
+    body.appendChild(tr);
+  }
+}
+
+async function uptime() {
+  const reply = await fetch("api/uptime").catch(() => null);
+  if (!reply || !reply.ok) return;
+  const u = await reply.json();
+  $("#uptime").textContent = `up ${u.uptime_seconds} s, ${u.keys} keys, ${u.subscriptions} subscriptions`;
+}
+
+$("#find").addEventListener("submit", (e) => {
+  e.preventDefault();
+  find($("#pattern").value || "*");
+});
+$("#pattern").value = decodeURIComponent(location.hash.slice(1)) || "*";
+find($("#pattern").value);
+jobs();
+uptime();
+setInterval(jobs, 2000);
+setInterval(uptime, 5000);
