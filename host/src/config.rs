@@ -26,6 +26,9 @@ pub struct Config {
     /// How keys map to Prometheus series (`/metrics` and remote-write outputs).
     #[serde(default)]
     pub metrics: spud_server::metrics::MetricsConfig,
+    /// Where samples go besides the store.
+    #[serde(default, rename = "output")]
+    pub outputs: Vec<crate::output::OutputConfig>,
 }
 
 /// Where samples go: the embedded server (the default) or a remote one.
@@ -191,6 +194,15 @@ impl Config {
         }
         if let Err(e) = spud_server::metrics::Rules::new(&self.metrics) {
             problems.push(format!("{}: {e}", at("[metrics")));
+        }
+        for (i, output) in self.outputs.iter().enumerate() {
+            if let Some(e) = output.problem() {
+                problems.push(format!(
+                    "{}: [[output]] {}: {e}",
+                    at(&output.url),
+                    output.name(i)
+                ));
+            }
         }
         if self.host.workers == 0 {
             problems.push(format!(

@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{relative_to, Config, HelperConfig, JobSpec};
 use crate::job::{Context, Job};
 use crate::loader::{self, Plugin};
+use crate::output::RemoteWrite;
 use crate::scheduler::Scheduler;
-use crate::sink::Sink;
+use crate::sink::{Sink, Target};
 use crate::{plugins, reload, watch};
 use spud_server::pusher::Pusher;
 
@@ -327,7 +328,7 @@ impl Daemon {
     pub fn jobs_view(&self) -> serde_json::Value {
         let state = self.state.lock();
         let last_error = |name: &str| -> Option<String> {
-            let Sink::Embedded(server) = &self.ctx.sink else {
+            let Target::Embedded(server) = &self.ctx.sink.target else {
                 return None;
             };
             let history = server.get(&format!("host.job.{name}.last_error"))?;
@@ -396,6 +397,14 @@ impl Daemon {
         let jobs = self.scheduler.jobs();
         for job in &jobs {
             job.report_figures();
+        }
+        for o in self.ctx.sink.outputs.iter() {
+            use std::sync::atomic::Ordering::Relaxed;
+            let key = |what: &str| format!("host.output.{}.{what}", o.name);
+            self.report(&key("sent"), o.sent.load(Relaxed));
+            self.report(&key("buffered"), o.buffered());
+            self.report(&key("dropped"), o.dropped.load(Relaxed));
+            self.report(&key("refused"), o.refused.load(Relaxed));
         }
         self.report("host.jobs", jobs.len());
         self.report("host.plugins", self.state.lock().plugins.len());
@@ -491,12 +500,25 @@ pub fn run(config_path: &Path) -> Result<()> {
         spud_server::metrics::Rules::new(&config.metrics).map_err(|e| anyhow::anyhow!("{e}"))?,
     ));
 
+    // Besides the store: the [[output]]s, stopped after the last collect.
+    let outputs_stop = CancellationToken::new();
+    let outputs: Vec<Arc<RemoteWrite>> = config
+        .outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let name = o.name(i);
+            tracing::info!("output {name}: remote write to {}", o.url);
+            RemoteWrite::start(name, o.clone(), Arc::clone(&exporter), outputs_stop.clone())
+        })
+        .collect();
+
     // Where samples go.
     let (sink, remote, embedded) = match &config.server.remote {
         Some(addr) => {
             let remote = Pusher::start(addr.clone(), config.server.buffer.unwrap_or(100_000));
             tracing::info!("pushing samples to the remote server {addr}");
-            (Sink::Remote(Arc::clone(&remote)), Some(remote), None)
+            (Target::Remote(Arc::clone(&remote)), Some(remote), None)
         }
         None => {
             let state = config
@@ -512,7 +534,7 @@ pub fn run(config_path: &Path) -> Result<()> {
                 stop.clone(),
             )?;
             (
-                Sink::Embedded(server.0.clone()),
+                Target::Embedded(server.0.clone()),
                 None,
                 Some((server, state)),
             )
@@ -527,7 +549,10 @@ pub fn run(config_path: &Path) -> Result<()> {
         config_path: config_path.to_path_buf(),
         plugins_dir: plugins_dir.clone(),
         ctx: Context {
-            sink,
+            sink: Sink {
+                target: sink,
+                outputs: outputs.clone().into(),
+            },
             vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text())),
         },
         scheduler: Scheduler::start(config.host.workers),
@@ -549,9 +574,9 @@ pub fn run(config_path: &Path) -> Result<()> {
         daemon: Arc::downgrade(&daemon),
         changes: std::sync::Mutex::new(changes.clone()),
     });
-    match (&daemon.ctx.sink, config.host.control) {
-        (Sink::Embedded(server), _) => server.set_control(control),
-        (Sink::Remote(_), Some(addr)) => {
+    match (&daemon.ctx.sink.target, config.host.control) {
+        (Target::Embedded(server), _) => server.set_control(control),
+        (Target::Remote(_), Some(addr)) => {
             // A server of its own that holds nothing: it is there to answer control.
             let server = spud_server::Server::new(spud_server::Config::default());
             server.set_control(control);
@@ -567,7 +592,7 @@ pub fn run(config_path: &Path) -> Result<()> {
                 stop.clone(),
             ));
         }
-        (Sink::Remote(_), None) => {}
+        (Target::Remote(_), None) => {}
     }
 
     // Startup is a reload from nothing: every plugin file, then every job and helper.
@@ -621,6 +646,10 @@ pub fn run(config_path: &Path) -> Result<()> {
     daemon.scheduler.stop(Duration::from_secs(2));
     if let Some(remote) = &daemon.remote {
         remote.flush_and_stop(Duration::from_secs(5));
+    }
+    outputs_stop.cancel();
+    for output in &outputs {
+        output.finish(Duration::from_secs(5));
     }
     if let Some(((server, serving), state)) = embedded {
         let _ = runtime.block_on(serving);
@@ -749,7 +778,9 @@ pub fn check(config_path: &Path) -> Vec<String> {
     };
     let (plugins, mut problems) = plugins::load_dir(&config.plugins_dir(config_path));
     let ctx = Context {
-        sink: Sink::Embedded(spud_server::Server::new(spud_server::Config::default())),
+        sink: Sink::new(Target::Embedded(spud_server::Server::new(
+            spud_server::Config::default(),
+        ))),
         vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text())),
     };
     for spec in config.job_specs() {

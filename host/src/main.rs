@@ -7,6 +7,7 @@ mod diff;
 mod elf;
 mod job;
 mod loader;
+mod output;
 mod plugins;
 mod reload;
 mod scheduler;

@@ -332,8 +332,10 @@ pub fn reload_config(daemon: &Arc<Daemon>) {
     };
     state.config_hash = content;
     let old = std::mem::replace(&mut state.config, new.clone());
-    if old.server != new.server {
-        tracing::warn!("[server] changed: that takes effect when spud-host restarts");
+    if old.server != new.server || old.metrics != new.metrics || old.outputs != new.outputs {
+        tracing::warn!(
+            "[server], [metrics] and [[output]] changes take effect when spud-host restarts"
+        );
     }
     if old.host.plugins != new.host.plugins || old.host.workers != new.host.workers {
         tracing::warn!("[host] plugins and workers take effect when spud-host restarts");

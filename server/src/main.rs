@@ -89,7 +89,6 @@ async fn run(args: Args) -> Result<()> {
     let addr = listener.local_addr()?;
     let mut options = ServeOptions::for_addr(addr);
     options.max_line = args.max_line;
-    info!("listening on {addr}");
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -106,6 +105,8 @@ async fn run(args: Args) -> Result<()> {
             shutdown.clone(),
         ));
     }
+    // Said last: whoever waits for this line finds every listener ready.
+    info!("listening on {addr}");
     let snapshots = args.state.clone().map(|path| {
         tokio::spawn(snapshot_periodically(
             server.clone(),

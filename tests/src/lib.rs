@@ -9,6 +9,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod http;
+pub mod prometheus;
+pub mod webdriver;
+
 /// The workspace's top folder.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -74,14 +78,35 @@ pub struct Process {
 
 impl Process {
     /// Starts `cmd` and waits until a stderr line contains `ready`; returns that line too.
-    pub fn start(mut cmd: Command, ready: &str, within: Duration) -> (Process, String) {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+    pub fn start(cmd: Command, ready: &str, within: Duration) -> (Process, String) {
+        Process::start_reading(cmd, ready, within, false)
+    }
+
+    /// The same, for programs that say it on stdout.
+    pub fn start_stdout(cmd: Command, ready: &str, within: Duration) -> (Process, String) {
+        Process::start_reading(cmd, ready, within, true)
+    }
+
+    fn start_reading(
+        mut cmd: Command,
+        ready: &str,
+        within: Duration,
+        stdout: bool,
+    ) -> (Process, String) {
+        cmd.stdin(Stdio::null());
+        if stdout {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+        } else {
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        }
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        let stderr = child.stderr.take().expect("piped");
+        let stderr: Box<dyn Read + Send> = if stdout {
+            Box::new(child.stdout.take().expect("piped"))
+        } else {
+            Box::new(child.stderr.take().expect("piped"))
+        };
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let ready = ready.to_string();

@@ -1,0 +1,393 @@
+//! The HTTP listener end to end: the JSON API, JSON push and the event stream against the
+//! real `spud-server`; the host's jobs; a real Prometheus scraping `/metrics` and receiving
+//! remote write; the dashboard in real headless Chromium.
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use spud_tests::http::{get, get_json, post};
+use spud_tests::prometheus::Prometheus;
+use spud_tests::webdriver::Browser;
+use spud_tests::{SpudHost, SpudServer};
+
+const T: Duration = Duration::from_secs(30);
+
+fn base(server: &SpudServer) -> String {
+    format!("http://{}", server.http.expect("HTTP is on"))
+}
+
+#[test]
+fn json_api_reads_keys_history_and_uptime_and_refuses_clearly() {
+    let server = SpudServer::start(&[]);
+    let mut c = server.connect();
+    c.ask("set 100 web1.load 0.5", "\r\n");
+    c.ask("set 101 web1.load 0.75", "\r\n");
+    c.ask("set 102 web2.load busy", "\r\n");
+    let url = base(&server);
+
+    let keys = get_json(&format!("{url}/api/keys?match=web*"));
+    assert_eq!(
+        keys,
+        json!({ "total": 2, "keys": [
+            { "key": "web1.load", "time": 101, "value": "0.75", "number": 0.75 },
+            { "key": "web2.load", "time": 102, "value": "busy" },
+        ]})
+    );
+    let limited = get_json(&format!("{url}/api/keys?match=web*&limit=1"));
+    assert_eq!(
+        (
+            limited["total"].as_u64(),
+            limited["keys"].as_array().unwrap().len()
+        ),
+        (Some(2), 1)
+    );
+    let history = get_json(&format!("{url}/api/history/web1.load"));
+    assert_eq!(
+        history,
+        json!({ "key": "web1.load", "history": [
+            { "time": 101, "value": "0.75", "number": 0.75 },
+            { "time": 100, "value": "0.5", "number": 0.5 },
+        ]})
+    );
+    let uptime = get_json(&format!("{url}/api/uptime"));
+    assert!(uptime["keys"].as_u64().unwrap() >= 2, "{uptime}");
+
+    // Clear refusals.
+    let (status, body) = get(&format!("{url}/api/history/nope"));
+    assert_eq!(
+        (status, body.as_str()),
+        (404, r#"{"error":"no key \"nope\""}"#)
+    );
+    let (status, body) = get(&format!("{url}/api/keys?match=%5B"));
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = get(&format!("{url}/api/jobs"));
+    assert_eq!(status, 404);
+    assert!(body.contains("not embedded in spud-host"), "{body}");
+    // The dashboard and the API's description come from the binary.
+    let (status, page) = get(&format!("{url}/"));
+    assert!(status == 200 && page.contains("<title>SPUD</title>"));
+    assert_eq!(get(&format!("{url}/app.js")).0, 200);
+    let (status, spec) = get(&format!("{url}/openapi.yaml"));
+    assert!(status == 200 && spec.starts_with("openapi: 3"));
+}
+
+#[test]
+fn json_push_in_the_sister_format_is_all_or_nothing() {
+    let server = SpudServer::start(&[]);
+    let url = base(&server);
+    // The sister system's own example, posted where its scripts post.
+    let (status, body) = post(
+        &format!("{url}/put?topic=tachyon-metric-json"),
+        "application/json",
+        br#"{"grouping": "fifo","metric": "fifo.vm.createions","time": 12345,"value": 1,"tags": {"fifo-host":"fifo01"}}"#,
+    );
+    assert_eq!((status, body.as_str()), (200, r#"{"stored":1}"#));
+    let mut c = server.connect();
+    assert_eq!(
+        c.history("fifo.vm.createions.fifo-host:fifo01"),
+        ["OK 1 12345 1"]
+    );
+
+    // An array, and one object per line; milliseconds; tags in name order; a string value.
+    let (status, body) = post(
+        &format!("{url}/api/push"),
+        "application/json",
+        br#"[{"grouping":"zone","metric":"cpu.usage","time":1700000000000,"value":12.5,"tags":{"zone":"z1","az":"east"}},
+             {"metric":"disk.state","time":1700000001,"value":"degraded"}]"#,
+    );
+    assert_eq!((status, body.as_str()), (200, r#"{"stored":2}"#));
+    assert_eq!(
+        c.history("zone.cpu.usage.az:east.zone:z1"),
+        ["OK 1 1700000000 12.5"]
+    );
+    assert_eq!(c.history("disk.state"), ["OK 1 1700000001 degraded"]);
+    let (status, _) = post(
+        &format!("{url}/api/push"),
+        "application/x-ndjson",
+        b"{\"metric\":\"nd.a\",\"time\":5,\"value\":1}\n{\"metric\":\"nd.b\",\"time\":5,\"value\":2}\n",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(c.history("nd.b"), ["OK 1 5 2"]);
+
+    // One bad item refuses the batch, saying which and why; nothing of it is stored.
+    let (status, body) = post(
+        &format!("{url}/api/push"),
+        "application/json",
+        br#"[{"metric":"ok.one","value":1},{"metric":"bad.two","value":{"x":1}}]"#,
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("item 1: value must be a number or a string; nothing was stored"),
+        "{body}"
+    );
+    assert!(
+        c.get("ok.one").is_empty(),
+        "a refused batch stored something"
+    );
+    let (status, body) = post(
+        &format!("{url}/api/push"),
+        "application/json",
+        b"{\"metric\": ",
+    );
+    assert_eq!(status, 400, "{body}");
+}
+
+/// Reads server-sent events' data lines from `url` until `n` have come.
+fn events(url: &str, n: usize, after_open: impl FnOnce()) -> Vec<serde_json::Value> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(T))
+        .build()
+        .into();
+    let reply = agent.get(url).call().unwrap();
+    assert_eq!(
+        reply.headers().get("content-type").unwrap(),
+        "text/event-stream"
+    );
+    after_open();
+    let mut lines = BufReader::new(reply.into_body().into_reader()).lines();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let line = lines.next().expect("the stream ended").unwrap();
+        if let Some(data) = line.strip_prefix("data: ") {
+            out.push(serde_json::from_str(data).unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn stream_sends_every_set_and_coalesces_with_every() {
+    let server = SpudServer::start(&[]);
+    let url = base(&server);
+    let addr = server.addr;
+    let setter = move |lines: &'static [&'static str]| {
+        move || {
+            std::thread::spawn(move || {
+                // Once the subscription is in place.
+                std::thread::sleep(Duration::from_millis(300));
+                let mut c = spud_tests::Client::connect(addr);
+                for l in lines {
+                    c.ask(l, "\r\n");
+                }
+            });
+        }
+    };
+    let got = events(
+        &format!("{url}/api/stream?match=live.*"),
+        3,
+        setter(&[
+            "set 1 live.a 1",
+            "set 2 other.b 2",
+            "set 3 live.a 3",
+            "set 4 live.c x",
+        ]),
+    );
+    assert_eq!(
+        got,
+        [
+            json!({ "key": "live.a", "time": 1, "value": "1", "number": 1.0 }),
+            json!({ "key": "live.a", "time": 3, "value": "3", "number": 3.0 }),
+            json!({ "key": "live.c", "time": 4, "value": "x" }),
+        ]
+    );
+    // Coalesced: three sets of one key within the period arrive as the newest one.
+    let got = events(
+        &format!("{url}/api/stream?match=co.*&every=1s"),
+        1,
+        setter(&["set 1 co.k 1", "set 2 co.k 2", "set 3 co.k 3"]),
+    );
+    assert_eq!(
+        got,
+        [json!({ "key": "co.k", "time": 3, "value": "3", "number": 3.0 })]
+    );
+    let (status, body) = get(&format!("{url}/api/stream?every=1ns"));
+    assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn host_serves_its_jobs_and_plugins() {
+    let host = SpudHost::start(
+        &["chaos"],
+        "[[job]]\nname = \"good\"\nplugin = \"chaos\"\ninterval = \"100ms\"\noptions = { mode = \"ok\" }\n\
+         [[job]]\nname = \"bad\"\nplugin = \"chaos\"\ninterval = \"100ms\"\noptions = { mode = \"error\" }\n",
+    );
+    let url = format!("http://{}", host.http.expect("HTTP is on"));
+    let deadline = Instant::now() + T;
+    let jobs = loop {
+        let jobs = get_json(&format!("{url}/api/jobs"));
+        let bad = jobs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == "bad")
+            .cloned();
+        if bad.is_some_and(|b| b["errors"].as_u64() > Some(0) && b.get("last_error").is_some()) {
+            break jobs;
+        }
+        assert!(Instant::now() < deadline, "{jobs}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let good = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "good")
+        .unwrap();
+    assert_eq!(good["state"], "running");
+    assert_eq!(good["plugin"], "chaos");
+    assert_eq!(good["generation"], 1);
+    let plugins = get_json(&format!("{url}/api/plugins"));
+    assert_eq!(plugins[0]["name"], "chaos", "{plugins}");
+}
+
+#[test]
+fn prometheus_scrapes_metrics_through_the_mapping_rules() {
+    assert!(
+        Prometheus::installed(),
+        "prometheus is missing: scripts/setup-test-deps installs it"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        r#"
+[[rule]]
+match = "memcached.*.curr_items"
+name = "memcached_curr_items"
+labels = { instance = "$1" }
+help = "Items stored in memcached."
+"#,
+    )
+    .unwrap();
+    let server = SpudServer::start(&["--metrics-rules", rules.to_str().unwrap()]);
+    let mut c = server.connect();
+    c.ask("set memcached.web1:11211.curr_items 42", "\r\n");
+    c.ask("set web1.load 0.5", "\r\n");
+    c.ask("set web1.state up", "\r\n");
+    let http = server.http.unwrap();
+
+    let (status, text) = get(&format!("http://{http}/metrics"));
+    assert_eq!(status, 200);
+    assert!(
+        text.contains(
+            "# TYPE memcached_curr_items gauge\nmemcached_curr_items{instance=\"web1:11211\"} 42\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("\nweb1_load 0.5\n"), "{text}");
+    assert!(
+        text.contains("# TYPE spud_server_commands_total counter\n"),
+        "{text}"
+    );
+    assert!(!text.contains("web1_state"), "{text}");
+
+    // honor_labels: the rules' `instance` is the memcached's, not the scraped server's.
+    let prometheus = Prometheus::start(
+        &format!(
+            "global: {{ scrape_interval: 1s }}\nscrape_configs:\n  - job_name: spud\n    honor_labels: true\n    static_configs:\n      - targets: ['{http}']\n"
+        ),
+        &[],
+    );
+    let found = prometheus.wait_for("memcached_curr_items", T, |v| v == 42.0);
+    assert_eq!(found[0].0["instance"], "web1:11211", "{found:?}");
+    prometheus.wait_for("web1_load", T, |v| v == 0.5);
+    prometheus.wait_for("spud_server_commands_total{command=\"set\"}", T, |v| {
+        v >= 3.0
+    });
+    // The scrape itself was clean: Prometheus says the target is up.
+    prometheus.wait_for("up{job=\"spud\"}", T, |v| v == 1.0);
+}
+
+#[test]
+fn remote_write_output_reaches_a_real_prometheus() {
+    assert!(
+        Prometheus::installed(),
+        "prometheus is missing: scripts/setup-test-deps installs it"
+    );
+    let prometheus = Prometheus::start("global: {}\n", &["--web.enable-remote-write-receiver"]);
+    let host = SpudHost::start(
+        &["chaos"],
+        &format!(
+            r#"
+[[job]]
+name = "rw"
+plugin = "chaos"
+interval = "100ms"
+options = {{ mode = "ok" }}
+
+[[metrics.rule]]
+match = "*.tick"
+name = "chaos_tick"
+labels = {{ job_name = "$1" }}
+
+[[output]]
+type = "prometheus_remote_write"
+name = "prom"
+url = "http://{}/api/v1/write"
+match = "rw.*"
+labels = {{ instance = "test-host" }}
+flush = "200ms"
+"#,
+            prometheus.addr
+        ),
+    );
+    let found = prometheus.wait_for("chaos_tick", T, |v| v >= 3.0);
+    assert_eq!(found[0].0["job_name"], "rw", "{found:?}");
+    assert_eq!(found[0].0["instance"], "test-host", "{found:?}");
+    // Only what the output matches: the host's own keys stay home.
+    assert!(prometheus.query("spud_host_samples_total").is_empty());
+    let sent = host.wait_for("host.output.prom.sent", T, |v| {
+        v.parse::<u64>().unwrap_or(0) > 0
+    });
+    assert!(sent.parse::<u64>().unwrap() > 0);
+    assert_eq!(host.wait_for("host.output.prom.refused", T, |_| true), "0");
+}
+
+#[test]
+fn dashboard_shows_live_values_and_jobs_in_chromium() {
+    assert!(
+        Browser::installed(),
+        "chromium and chromium-driver are missing: scripts/setup-test-deps installs them"
+    );
+    let host = SpudHost::start(
+        &["chaos"],
+        "[[job]]\nname = \"dash\"\nplugin = \"chaos\"\ninterval = \"200ms\"\noptions = { mode = \"ok\" }\n\
+         [[job]]\nname = \"broken\"\nplugin = \"chaos\"\ninterval = \"200ms\"\noptions = { mode = \"panic\" }\n",
+    );
+    host.wait_for("dash.tick", T, |_| true);
+    let browser = Browser::start();
+    browser.goto(&format!("http://{}/#dash.*", host.http.unwrap()));
+    let cell = browser.wait(r#"tr[data-key="dash.tick"] td.value"#, T);
+    let first: u64 = browser.text(&cell).parse().expect("a tick number");
+    // The value changes on the page by itself (server-sent events).
+    let deadline = Instant::now() + T;
+    loop {
+        let cell = browser.wait(r#"tr[data-key="dash.tick"] td.value"#, T);
+        let now: u64 = browser.text(&cell).parse().unwrap_or(0);
+        if now >= first + 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the value stayed at {now}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // A click plots the key's history.
+    let row = browser.wait(r#"tr[data-key="dash.tick"]"#, T);
+    browser.click(&row);
+    let title = browser.wait("#plot-title", T);
+    let deadline = Instant::now() + T;
+    while browser.text(&title) != "dash.tick" {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The host's jobs with their state.
+    let state = browser.wait(r#"tr[data-job="dash"] td.state.running"#, T);
+    assert_eq!(browser.text(&state), "running");
+    browser.wait(r#"tr[data-job="broken"] td.error"#, T);
+    std::thread::sleep(Duration::from_millis(600)); // one more live update, for the picture
+    let png = browser.screenshot();
+    assert!(png.starts_with(b"\x89PNG"));
+    let out = spud_tests::workspace_root().join("target/dashboard.png");
+    std::fs::write(&out, png).unwrap();
+    eprintln!("screenshot: {}", out.display());
+}
