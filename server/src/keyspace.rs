@@ -19,10 +19,14 @@ pub(crate) struct Entry {
     /// Subscribers of this key, valid while `subs_generation` is the registry's.
     pub(crate) subs: SinkList,
     pub(crate) subs_generation: u64,
+    /// Its shard's write count at its last write: what `changed_since` looks at.
+    changed: u64,
 }
 
 pub(crate) struct Shard {
     table: HashTable<Entry>,
+    /// Writes to this shard so far.
+    writes: u64,
 }
 
 pub(crate) struct Keyspace {
@@ -38,6 +42,7 @@ impl Keyspace {
                 .map(|_| {
                     CachePadded::new(Mutex::new(Shard {
                         table: HashTable::new(),
+                        writes: 0,
                     }))
                 })
                 .collect(),
@@ -61,23 +66,28 @@ impl Keyspace {
     pub(crate) fn with_entry<R>(&self, key: &str, f: impl FnOnce(&mut Entry) -> R) -> R {
         let (hash, shard) = self.locate(key);
         let mut shard = shard.lock();
+        shard.writes += 1;
+        let changed = shard.writes;
         let hasher = &self.hasher;
-        match shard
+        let entry = match shard
             .table
             .entry(hash, |e| &*e.key == key, |e| hasher.hash_one(&*e.key))
         {
-            TableEntry::Occupied(mut o) => f(o.get_mut()),
+            TableEntry::Occupied(o) => o.into_mut(),
             TableEntry::Vacant(v) => {
                 self.len.fetch_add(1, Ordering::Relaxed);
-                let mut o = v.insert(Entry {
+                v.insert(Entry {
                     key: key.into(),
                     history: History::default(),
                     subs: SinkList::default(),
                     subs_generation: u64::MAX,
-                });
-                f(o.get_mut())
+                    changed,
+                })
+                .into_mut()
             }
-        }
+        };
+        entry.changed = changed;
+        f(entry)
     }
 
     /// Runs `f` on the key's entry if it exists.
@@ -90,6 +100,27 @@ impl Keyspace {
     /// Visits every entry, one shard at a time; each shard is locked only while visited.
     pub(crate) fn for_each(&self, mut f: impl FnMut(&Entry)) {
         self.for_each_shard(|entries| entries.for_each(&mut f));
+    }
+
+    /// Each shard's write count: a starting point for `changed_since`.
+    pub(crate) fn marks(&self) -> Vec<u64> {
+        self.shards.iter().map(|s| s.lock().writes).collect()
+    }
+
+    /// Visits the entries written since `marks` (and moves the marks to now). A shard
+    /// without writes since is passed over without a look at its entries.
+    pub(crate) fn changed_since(&self, marks: &mut [u64], mut f: impl FnMut(&Entry)) {
+        for (shard, mark) in self.shards.iter().zip(marks.iter_mut()) {
+            let shard = shard.lock();
+            if shard.writes != *mark {
+                shard
+                    .table
+                    .iter()
+                    .filter(|e| e.changed > *mark)
+                    .for_each(&mut f);
+                *mark = shard.writes;
+            }
+        }
     }
 
     /// Hands `f` the entries of one shard at a time, under that shard's lock.

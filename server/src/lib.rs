@@ -36,7 +36,9 @@ mod value;
 
 pub use counters::Stat;
 pub use pattern::{Pattern, PatternError};
-pub use server::{is_valid_key, unix_now, Config, Server, SetError, Subscription, Update};
+pub use server::{
+    is_valid_key, unix_now, ChangeCursor, Config, Server, SetError, Subscription, Update,
+};
 pub use value::Value;
 
 /// Logs to stderr through `tracing`, at `RUST_LOG`'s levels (default `info`), in colour only

@@ -230,6 +230,39 @@ impl Server {
         }
     }
 
+    /// A cursor for `changed_since`, starting now.
+    pub fn change_cursor(&self) -> ChangeCursor {
+        ChangeCursor {
+            marks: self.shared.keys.marks(),
+        }
+    }
+
+    /// The newest sample of every key matching `pattern` set since the cursor last looked
+    /// (keys in no order). For watchers that want the newest values now and then, such as a
+    /// dashboard: unlike a subscription, it costs the set path nothing but a count taken
+    /// under the lock it holds anyway. The server's own counters are not included.
+    pub fn changed_since(
+        &self,
+        cursor: &mut ChangeCursor,
+        pattern: &Pattern,
+    ) -> Vec<(String, Sample)> {
+        let mut out = Vec::new();
+        self.shared.keys.changed_since(&mut cursor.marks, |entry| {
+            if pattern.is_match(&entry.key) {
+                if let Some((time, value)) = entry.history.newest() {
+                    out.push((
+                        entry.key.to_string(),
+                        Sample {
+                            time,
+                            value: value.to_value(),
+                        },
+                    ));
+                }
+            }
+        });
+        out
+    }
+
     /// Every key, the server's own counters included.
     pub fn key_count(&self) -> usize {
         let counters = self.shared.counters.newest_all();
@@ -297,6 +330,11 @@ impl Server {
     pub(crate) fn connection_sink(&self, label: String, outbox: Arc<Outbox>) -> Arc<Sink> {
         Arc::new(Sink::connection(self.next_id(), label, outbox))
     }
+}
+
+/// Where `Server::changed_since` last looked.
+pub struct ChangeCursor {
+    marks: Vec<u64>,
 }
 
 /// An in-process subscription; dropping it unsubscribes.

@@ -3,7 +3,6 @@
 
 pub mod rules;
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -17,26 +16,46 @@ use crate::{unix_now, Server};
 /// costs a walk over the keys and the formatting, not a regular expression per key.
 pub struct Exporter {
     rules: Rules,
-    cache: Mutex<HashMap<Box<str>, Option<Arc<Mapping>>>>,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    /// Per key: where it goes, or None (not exported).
+    routes: hashbrown::HashMap<Box<str>, Option<Arc<Mapping>>>,
+    /// One family per name, so that a family's series can be found by pointer.
+    families: hashbrown::HashMap<String, Arc<Family>>,
+}
+
+impl Cache {
+    fn route(&mut self, rules: &Rules, key: &str) -> Option<Arc<Mapping>> {
+        if let Some(m) = self.routes.get(key) {
+            return m.clone();
+        }
+        let m = rules.map(key).map(|mut m| {
+            let family = self
+                .families
+                .entry(m.family.name.clone())
+                .or_insert_with(|| Arc::clone(&m.family));
+            m.family = Arc::clone(family);
+            Arc::new(m)
+        });
+        self.routes.insert(key.into(), m.clone());
+        m
+    }
 }
 
 impl Exporter {
     pub fn new(rules: Rules) -> Exporter {
         Exporter {
             rules,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
         }
     }
 
     /// The mapping of `key`, remembered.
     pub fn map(&self, key: &str) -> Option<Arc<Mapping>> {
-        let mut cache = self.cache.lock();
-        if let Some(m) = cache.get(key) {
-            return m.clone();
-        }
-        let m = self.rules.map(key).map(Arc::new);
-        cache.insert(key.into(), m.clone());
-        m
+        self.cache.lock().route(&self.rules, key)
     }
 
     /// Every numeric key's newest value, as the text exposition format.
@@ -47,15 +66,7 @@ impl Exporter {
         {
             let mut cache = self.cache.lock();
             server.for_each_newest_number(|key, time, value| {
-                let mapping = match cache.get(key) {
-                    Some(m) => m.clone(),
-                    None => {
-                        let m = self.rules.map(key).map(Arc::new);
-                        cache.insert(key.into(), m.clone());
-                        m
-                    }
-                };
-                if let Some(m) = mapping {
+                if let Some(m) = cache.route(&self.rules, key) {
                     if m.builtin || now.saturating_sub(time) <= expiry {
                         let v = value * m.scale;
                         rows.push((m, v));
@@ -63,13 +74,15 @@ impl Exporter {
                 }
             });
         }
-        // A family's series must be together; two keys mapped to one series keep the first.
-        rows.sort_by(|a, b| {
-            (a.0.family.name.as_str(), a.0.label_text.as_str())
-                .cmp(&(b.0.family.name.as_str(), b.0.label_text.as_str()))
+        // A family's series must be together (families are interned: by pointer); two keys
+        // mapped to one series keep the first.
+        rows.sort_unstable_by(|a, b| {
+            Arc::as_ptr(&a.0.family)
+                .cmp(&Arc::as_ptr(&b.0.family))
+                .then_with(|| a.0.label_text.cmp(&b.0.label_text))
         });
         rows.dedup_by(|a, b| {
-            a.0.family.name == b.0.family.name && a.0.label_text == b.0.label_text
+            Arc::ptr_eq(&a.0.family, &b.0.family) && a.0.label_text == b.0.label_text
         });
 
         let mut out = String::with_capacity(rows.len() * 64 + 512);
@@ -96,10 +109,11 @@ impl Exporter {
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
-        let mut family = "";
+        let mut current: *const Family = std::ptr::null();
         for (m, value) in &rows {
-            if m.family.name != family {
-                family = &m.family.name;
+            let family = m.family.name.as_str();
+            if Arc::as_ptr(&m.family) != current {
+                current = Arc::as_ptr(&m.family);
                 if let Some(help) = &m.family.help {
                     let _ = writeln!(out, "# HELP {family} {}", help.replace('\n', " "));
                 }
@@ -117,7 +131,9 @@ impl Exporter {
 
 /// Prometheus spells the non-finite values its own way.
 fn push_value(out: &mut String, v: f64) {
-    if v.is_nan() {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        out.push_str(itoa::Buffer::new().format(v as i64));
+    } else if v.is_nan() {
         out.push_str("NaN");
     } else if v.is_infinite() {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
