@@ -71,6 +71,26 @@ impl Librrd {
         text.to_string_lossy().into_owned()
     }
 
+    /// Runs a librrd call taking a file name and an argv, which returns 0 on success.
+    fn with_argv(
+        &self,
+        path: &Path,
+        args: &[String],
+        call: impl FnOnce(*const c_char, c_int, *const *const c_char) -> c_int,
+    ) -> Result<(), String> {
+        let file = c_path(path)?;
+        let args = c_strings(args)?;
+        let argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
+        // SAFETY: clearing this thread's error is always allowed; the pointers handed to
+        // `call` are NUL-terminated strings that outlive it.
+        unsafe { (self.clear)() };
+        if call(file.as_ptr(), argv.len() as c_int, argv.as_ptr()) == 0 {
+            Ok(())
+        } else {
+            Err(self.failure())
+        }
+    }
+
     /// Creates `path` (refusing nothing: the caller checks it is not there) with data
     /// starting after `start` and the given DS and RRA definitions.
     pub fn create(
@@ -80,47 +100,18 @@ impl Librrd {
         start: i64,
         defs: &[String],
     ) -> Result<(), String> {
-        let file = c_path(path)?;
-        let args = c_strings(defs)?;
-        let argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
-        // SAFETY: every pointer is to a NUL-terminated string that outlives the call.
-        let rc = unsafe {
-            (self.clear)();
-            (self.create)(
-                file.as_ptr(),
-                step as c_ulong,
-                start,
-                argv.len() as c_int,
-                argv.as_ptr(),
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(self.failure())
-        }
+        // SAFETY: the arguments are as rrd_create_r takes them.
+        self.with_argv(path, defs, |file, argc, argv| unsafe {
+            (self.create)(file, step as c_ulong, start, argc, argv)
+        })
     }
 
     /// Adds `TIME:VALUE` updates, in increasing time, to `path`.
     pub fn update(&self, path: &Path, updates: &[String]) -> Result<(), String> {
-        let file = c_path(path)?;
-        let args = c_strings(updates)?;
-        let argv: Vec<*const c_char> = args.iter().map(|a| a.as_ptr()).collect();
-        // SAFETY: as in `create`; a null template means "every data source, in order".
-        let rc = unsafe {
-            (self.clear)();
-            (self.update)(
-                file.as_ptr(),
-                std::ptr::null(),
-                argv.len() as c_int,
-                argv.as_ptr(),
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(self.failure())
-        }
+        // SAFETY: as rrd_update_r takes them; a null template means "every data source".
+        self.with_argv(path, updates, |file, argc, argv| unsafe {
+            (self.update)(file, std::ptr::null(), argc, argv)
+        })
     }
 
     /// The time of the last update stored in `path`.

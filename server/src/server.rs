@@ -191,15 +191,7 @@ impl Server {
         let mut out = Vec::new();
         self.shared.keys.for_each(|entry| {
             if pattern.is_match(&entry.key) {
-                if let Some((time, value)) = entry.history.newest() {
-                    out.push((
-                        entry.key.to_string(),
-                        Sample {
-                            time,
-                            value: value.to_value(),
-                        },
-                    ));
-                }
+                out.extend(newest_sample(entry));
             }
         });
         for (key, sample) in self.shared.counters.newest_all() {
@@ -249,15 +241,7 @@ impl Server {
         let mut out = Vec::new();
         self.shared.keys.changed_since(&mut cursor.marks, |entry| {
             if pattern.is_match(&entry.key) {
-                if let Some((time, value)) = entry.history.newest() {
-                    out.push((
-                        entry.key.to_string(),
-                        Sample {
-                            time,
-                            value: value.to_value(),
-                        },
-                    ));
-                }
+                out.extend(newest_sample(entry));
             }
         });
         out
@@ -330,6 +314,18 @@ impl Server {
     pub(crate) fn connection_sink(&self, label: String, outbox: Arc<Outbox>) -> Arc<Sink> {
         Arc::new(Sink::connection(self.next_id(), label, outbox))
     }
+}
+
+/// A key with its newest sample.
+fn newest_sample(entry: &crate::keyspace::Entry) -> Option<(String, Sample)> {
+    let (time, value) = entry.history.newest()?;
+    Some((
+        entry.key.to_string(),
+        Sample {
+            time,
+            value: value.to_value(),
+        },
+    ))
 }
 
 /// Where `Server::changed_since` last looked.

@@ -21,10 +21,14 @@ impl Prometheus {
 
     /// Starts it with `config` (prometheus.yml) and extra flags.
     pub fn start(config: &str, flags: &[&str]) -> Prometheus {
+        Prometheus::start_on(free_port(), config, flags)
+    }
+
+    /// The same, on a given address.
+    pub fn start_on(addr: SocketAddr, config: &str, flags: &[&str]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("prometheus.yml");
         std::fs::write(&file, config).unwrap();
-        let addr = free_port();
         let mut cmd = Command::new("prometheus");
         cmd.arg(format!("--config.file={}", file.display()))
             .arg(format!(

@@ -345,6 +345,51 @@ flush = "200ms"
 }
 
 #[test]
+fn remote_write_keeps_samples_while_the_receiver_is_away() {
+    assert!(
+        Prometheus::installed(),
+        "prometheus is missing: scripts/setup-test-deps installs it"
+    );
+    let addr = spud_tests::free_port();
+    let host = SpudHost::start(
+        &["chaos"],
+        &format!(
+            "[[job]]\nname = \"away\"\nplugin = \"chaos\"\ninterval = \"100ms\"\noptions = {{ mode = \"ok\" }}\n\
+             [[output]]\ntype = \"prometheus_remote_write\"\nname = \"late\"\nurl = \"http://{addr}/api/v1/write\"\n\
+             match = \"away.tick\"\nflush = \"100ms\"\n"
+        ),
+    );
+    // Nothing listens yet: samples wait.
+    host.wait_for("host.output.late.buffered", T, |v| {
+        v.parse::<u64>().unwrap_or(0) >= 30
+    });
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 1;
+    let prometheus = Prometheus::start_on(
+        addr,
+        "global: {}\n",
+        &["--web.enable-remote-write-receiver"],
+    );
+    // What waited arrives with its own times: samples dated before the receiver existed
+    // (one per second: the last value of a second wins).
+    let found = prometheus.wait_for(
+        &format!("count_over_time(away_tick[1m] @ {before})"),
+        T,
+        |n| n >= 2.0,
+    );
+    assert!(found[0].1 >= 2.0, "{found:?}");
+    assert_eq!(host.wait_for("host.output.late.dropped", T, |_| true), "0");
+    let log = host.process.log();
+    assert!(
+        log.contains("keeping samples and trying again") && log.contains("takes samples again"),
+        "{log}"
+    );
+}
+
+#[test]
 fn dashboard_shows_live_values_and_jobs_in_chromium() {
     assert!(
         Browser::installed(),
