@@ -148,6 +148,8 @@ pub struct RemoteWrite {
     routes: Mutex<HashMap<Box<str>, Option<Arc<Mapping>>>>,
     queue: Mutex<VecDeque<Queued>>,
     wake: Condvar,
+    /// Samples taken from the queue whose request has not settled yet.
+    in_flight: AtomicU64,
     pub sent: AtomicU64,
     pub dropped: AtomicU64,
     pub refused: AtomicU64,
@@ -170,6 +172,7 @@ impl RemoteWrite {
             routes: Mutex::new(HashMap::new()),
             queue: Mutex::new(VecDeque::new()),
             wake: Condvar::new(),
+            in_flight: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -222,11 +225,14 @@ impl RemoteWrite {
         self.queue.lock().len()
     }
 
-    /// Waits (up to `within`) for the buffer to empty, once its stop token is cancelled.
+    /// Waits (up to `within`) until everything buffered has been sent (or given up on), once
+    /// its stop token is cancelled.
     pub fn finish(&self, within: Duration) {
         let deadline = Instant::now() + within;
         self.wake.notify_one();
-        while self.buffered() > 0 && Instant::now() < deadline {
+        while (self.buffered() > 0 || self.in_flight.load(Ordering::Relaxed) > 0)
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -249,6 +255,7 @@ impl RemoteWrite {
                     self.wake.wait_for(&mut queue, self.config.flush);
                 }
                 let n = queue.len().min(self.config.batch);
+                self.in_flight.store(n as u64, Ordering::Relaxed);
                 queue.drain(..n).collect()
             };
             if batch.is_empty() {
@@ -296,6 +303,8 @@ impl RemoteWrite {
                             // Give up on what is left: the host is stopping.
                             self.dropped
                                 .fetch_add(count + self.buffered() as u64, Ordering::Relaxed);
+                            self.queue.lock().clear();
+                            self.in_flight.store(0, Ordering::Relaxed);
                             return;
                         }
                         std::thread::sleep(backoff);
@@ -303,6 +312,7 @@ impl RemoteWrite {
                     }
                 }
             }
+            self.in_flight.store(0, Ordering::Relaxed);
         }
     }
 
