@@ -127,7 +127,7 @@ fn stop_on_signals(tx: SyncSender<Event>) {
 
 /// Subscribes (and back-fills) again and again, with backoff, for as long as the process runs.
 fn read_forever(server: &str, pattern: &str, backfill: bool, tx: &SyncSender<Event>) {
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = super::Backoff::new();
     loop {
         let started = Instant::now();
         let why = match subscribe(server, pattern) {
@@ -146,12 +146,9 @@ fn read_forever(server: &str, pattern: &str, backfill: bool, tx: &SyncSender<Eve
             }
             Err(e) => e.to_string(),
         };
-        if started.elapsed() > Duration::from_secs(60) {
-            backoff = Duration::from_secs(1);
-        }
-        eprintln!("spud archive: {server}: {why}; subscribing again in {backoff:?}");
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        let wait = backoff.after(started.elapsed());
+        eprintln!("spud archive: {server}: {why}; subscribing again in {wait:?}");
+        std::thread::sleep(wait);
     }
 }
 

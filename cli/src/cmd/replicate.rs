@@ -177,25 +177,22 @@ pub fn run(args: ReplicateArgs) -> i32 {
         .clone()
         .or(args.from_cmd.clone())
         .unwrap_or_default();
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = super::Backoff::new();
     loop {
-        match open(&args) {
+        let started = std::time::Instant::now();
+        let why = match open(&args) {
             Ok(mut source) => {
                 eprintln!(
                     "spud replicate: copying {} from {from} to {}",
                     args.pattern, args.to
                 );
-                let started = std::time::Instant::now();
-                let why = copy(&mut source, &args.pattern, &pusher, &counts);
-                eprintln!("spud replicate: {why}; subscribing again in {backoff:?}");
-                if started.elapsed() > Duration::from_secs(60) {
-                    backoff = Duration::from_secs(1);
-                }
+                copy(&mut source, &args.pattern, &pusher, &counts)
             }
-            Err(e) => eprintln!("spud replicate: {e}; trying again in {backoff:?}"),
-        }
+            Err(e) => e,
+        };
+        let wait = backoff.after(started.elapsed());
+        eprintln!("spud replicate: {why}; subscribing again in {wait:?}");
         counts.reconnects.fetch_add(1, Ordering::Relaxed);
-        std::thread::sleep(backoff);
-        backoff = (backoff * 2).min(Duration::from_secs(30));
+        std::thread::sleep(wait);
     }
 }

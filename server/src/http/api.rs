@@ -12,15 +12,11 @@ use crate::{Pattern, Sample};
 
 #[derive(Deserialize)]
 pub struct KeysQuery {
-    #[serde(rename = "match", default = "everything")]
+    #[serde(rename = "match", default = "super::everything")]
     pattern: String,
     /// At most this many keys (default 1,000); `total` says how many matched.
     #[serde(default = "default_limit")]
     limit: usize,
-}
-
-fn everything() -> String {
-    "*".into()
 }
 
 fn default_limit() -> usize {

@@ -87,6 +87,11 @@ async fn metrics(axum::extract::State(app): axum::extract::State<App>) -> Respon
     }
 }
 
+/// The pattern of a query that names none.
+fn everything() -> String {
+    "*".into()
+}
+
 /// A JSON error body: `{"error": "..."}`.
 fn error(status: StatusCode, text: impl Into<String>) -> Response {
     (

@@ -20,14 +20,10 @@ use crate::{Pattern, Value};
 
 #[derive(Deserialize)]
 pub struct StreamQuery {
-    #[serde(rename = "match", default = "everything")]
+    #[serde(rename = "match", default = "super::everything")]
     pattern: String,
     /// Coalesce: the newest value per key, once per this period (`250ms`, `1s`).
     every: Option<String>,
-}
-
-fn everything() -> String {
-    "*".into()
 }
 
 fn event(key: &str, time: u64, value: &Value) -> Event {
