@@ -65,6 +65,10 @@ pub fn is_plugin_file(path: &Path) -> bool {
 
 /// Every plugin file in `dir`, sorted by name.
 pub fn plugin_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
+    crate::safety::check_dir(dir).map_err(|reason| LoadError {
+        file: dir.to_path_buf(),
+        reason,
+    })?;
     let entries = std::fs::read_dir(dir).map_err(|e| LoadError {
         file: dir.to_path_buf(),
         reason: format!("cannot read the plugins directory: {e}"),
@@ -78,11 +82,43 @@ pub fn plugin_files(dir: &Path) -> Result<Vec<PathBuf>, LoadError> {
     Ok(files)
 }
 
+/// Why a plugin file was not read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// It is gone (a removal).
+    Missing,
+    /// Unsafe to load (see `safety`), or unreadable: the reason, in one line.
+    Refused(String),
+}
+
+/// Reads a plugin file, checking its owner and mode on the very file read (no window for a
+/// swap between the check and the read).
+pub fn read(file: &Path) -> Result<Vec<u8>, ReadError> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(file).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ReadError::Missing,
+        _ => ReadError::Refused(format!("cannot read: {e}")),
+    })?;
+    let meta = f
+        .metadata()
+        .map_err(|e| ReadError::Refused(format!("cannot read: {e}")))?;
+    if let Some(problem) = crate::safety::problem(file, &meta, false) {
+        return Err(ReadError::Refused(problem));
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    f.read_to_end(&mut data)
+        .map_err(|e| ReadError::Refused(format!("cannot read: {e}")))?;
+    Ok(data)
+}
+
 /// Loads one plugin file.
 pub fn load(file: &Path) -> Result<Plugin, LoadError> {
-    let data = std::fs::read(file).map_err(|e| LoadError {
+    let data = read(file).map_err(|e| LoadError {
         file: file.to_path_buf(),
-        reason: format!("cannot read: {e}"),
+        reason: match e {
+            ReadError::Missing => "cannot read: it is gone".into(),
+            ReadError::Refused(reason) => reason,
+        },
     })?;
     load_data(file, &data)
 }

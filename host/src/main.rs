@@ -10,6 +10,7 @@ mod loader;
 mod output;
 mod plugins;
 mod reload;
+mod safety;
 mod scheduler;
 mod sink;
 mod watch;

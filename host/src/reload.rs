@@ -129,10 +129,20 @@ fn settle(path: &Path) -> bool {
 
 /// Loads (or reloads) the plugin at `path`, or notices it is gone.
 fn load_file(daemon: &Daemon, state: &mut State, path: &Path, starting: bool) {
-    let data = match std::fs::read(path) {
+    let data = match loader::read(path) {
         Ok(data) => data,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return removed(daemon, state, path),
-        Err(e) => return tracing::error!("plugin file {}: cannot read: {e}", path.display()),
+        Err(loader::ReadError::Missing) => return removed(daemon, state, path),
+        Err(loader::ReadError::Refused(reason)) => {
+            // Said once per reason; the running version (if any) stays.
+            if state
+                .failed_files
+                .insert(path.to_path_buf(), hash(reason.as_bytes()))
+                != Some(hash(reason.as_bytes()))
+            {
+                tracing::error!("{reason}");
+            }
+            return;
+        }
     };
     let content = hash(&data);
     if state.files.get(path).is_some_and(|f| f.hash == content) {

@@ -45,6 +45,23 @@ pub fn plugin(name: &str) -> PathBuf {
         .join(format!("lib{}.so", krate.replace('-', "_")))
 }
 
+/// Copies a plugin file to `to`, writable by its owner only: the host refuses plugin files
+/// others could write, and what `cargo` builds follows the umask (group-writable under 002).
+pub fn install_plugin(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::copy(from, to).expect("copy plugin");
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o644)).expect("chmod plugin");
+}
+
+/// Sets this test process's umask to 022, once, so that files and directories the tests make
+/// are not group-writable whatever the caller's umask: the host refuses such plugins.
+pub fn strict_umask() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| unsafe {
+        libc::umask(0o022);
+    });
+}
+
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
@@ -281,14 +298,14 @@ impl SpudHost {
 
     /// A temporary directory with the plugins and config, not yet started.
     pub fn prepare(plugins: &[&str], config: &str) -> tempfile::TempDir {
+        strict_umask();
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir(dir.path().join("plugins")).unwrap();
         for name in plugins {
-            std::fs::copy(
-                plugin(name),
-                dir.path().join("plugins").join(format!("{name}.so")),
-            )
-            .expect("copy plugin");
+            install_plugin(
+                &plugin(name),
+                &dir.path().join("plugins").join(format!("{name}.so")),
+            );
         }
         let config = if config.contains("[server]") {
             config.to_string()

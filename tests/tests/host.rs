@@ -275,6 +275,58 @@ fn broken_plugin_files_are_refused_with_a_reason() {
 }
 
 #[test]
+fn plugin_files_others_could_write_are_refused_until_fixed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = SpudHost::prepare(
+        &["chaos", "test"],
+        "[[job]]\nname = \"ok\"\nplugin = \"chaos\"\ninterval = \"100ms\"\noptions = { mode = \"ok\" }\n\n\
+         [[job]]\nname = \"t\"\nplugin = \"test\"\ninterval = \"100ms\"\n",
+    );
+    let test_so = dir.path().join("plugins/test.so");
+    std::fs::set_permissions(&test_so, std::fs::Permissions::from_mode(0o664)).unwrap();
+    let host = SpudHost::start_in(dir);
+    host.wait_for("ok.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 2);
+    let log = host.process.log();
+    assert!(
+        log.contains("test.so refused: writable by its group (mode 0664); `chmod go-w` it"),
+        "{log}"
+    );
+    // The test plugin's heartbeat: `test.t`.
+    let own = |c: &mut Client| c.get("test.t").len();
+    assert_eq!(own(&mut host.connect()), 0, "a refused plugin ran");
+
+    // Fixed in place: the change of mode is noticed and the plugin loads.
+    std::fs::set_permissions(&test_so, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut client = host.connect();
+    let deadline = std::time::Instant::now() + T;
+    while own(&mut client) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            host.process.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A loaded plugin made writable again: refused, and the running version stays.
+    std::fs::set_permissions(&test_so, std::fs::Permissions::from_mode(0o646)).unwrap();
+    let deadline = std::time::Instant::now() + T;
+    while !host
+        .process
+        .log()
+        .contains("writable by others (mode 0646)")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            host.process.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    host.wait_for("ok.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 8);
+    assert!(own(&mut client) > 0);
+}
+
+#[test]
 fn two_hosts_cannot_run_one_config() {
     let host = SpudHost::start(&["test"], "[[job]]\nname = \"h\"\nplugin = \"test\"\n");
     let out = Command::new(binary("spud-host"))

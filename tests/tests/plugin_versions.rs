@@ -14,7 +14,7 @@ fn check(so: &Path) -> (bool, String) {
         &[],
         "[[job]]\nname = \"j\"\nplugin = \"chaos\"\noptions = { mode = \"ok\" }\n",
     );
-    std::fs::copy(so, dir.path().join("plugins/fixture.so")).unwrap();
+    spud_tests::install_plugin(so, &dir.path().join("plugins/fixture.so"));
     let out = Command::new(binary("spud-host"))
         .args(["check-config", "--conf"])
         .arg(dir.path().join("gatherer.toml"))

@@ -442,10 +442,14 @@ fn runtime_control_lists_pauses_resumes_runs_and_reloads() {
 #[test]
 fn reloads_work_with_a_relative_config_path() {
     // As the README runs it: `--conf conf/gatherer.toml`, plugins at `../plugins`.
+    spud_tests::strict_umask();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("conf")).unwrap();
     std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
-    std::fs::copy(plugin("versioned"), dir.path().join("plugins/versioned.so")).unwrap();
+    spud_tests::install_plugin(
+        &plugin("versioned"),
+        &dir.path().join("plugins/versioned.so"),
+    );
     std::fs::write(
         dir.path().join("conf/gatherer.toml"),
         "[server]\nlisten = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n[host]\nplugins = \"../plugins\"\n[[job]]\nname = \"v\"\nplugin = \"versioned\"\ninterval = \"100ms\"\n",
