@@ -1,8 +1,9 @@
 //! A blocking connection to a stat server, for the command line's short conversations.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::Duration;
+
+use spud_server::endpoint::{Connection, Endpoint};
 
 /// Why a conversation with the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,21 +32,23 @@ impl ClientError {
 
 pub struct Client {
     addr: String,
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    reader: BufReader<Connection>,
+    writer: Connection,
 }
 
 impl Client {
-    pub fn connect(addr: &str) -> Result<Client, ClientError> {
-        let unreachable = |source| ClientError::Unreachable {
-            addr: addr.to_string(),
-            source,
+    pub fn connect(server: &Endpoint) -> Result<Client, ClientError> {
+        let unreachable = |source: std::io::Error| match source.kind() {
+            std::io::ErrorKind::PermissionDenied => ClientError::Refused(source.to_string()),
+            _ => ClientError::Unreachable {
+                addr: server.to_string(),
+                source,
+            },
         };
-        let stream = TcpStream::connect(addr).map_err(unreachable)?;
-        stream.set_nodelay(true).ok();
+        let stream = server.connect().map_err(unreachable)?;
         let writer = stream.try_clone().map_err(unreachable)?;
         Ok(Client {
-            addr: addr.to_string(),
+            addr: server.to_string(),
             reader: BufReader::new(stream),
             writer,
         })

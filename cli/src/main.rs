@@ -9,6 +9,7 @@ mod cmd;
 mod rrd;
 
 use clap::{Parser, Subcommand};
+use spud_server::endpoint::Endpoint;
 
 /// Talk to a SPUD stat server, and the tools around it.
 #[derive(Parser, Debug)]
@@ -27,6 +28,11 @@ struct Args {
         value_name = "HOST:PORT"
     )]
     server: String,
+
+    /// A file whose first line is the token to authenticate with (also SPUD_TOKEN_FILE),
+    /// for a server with tokens. Never the token itself on the command line.
+    #[arg(long, global = true, env = "SPUD_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -91,7 +97,14 @@ enum Command {
 
 fn main() {
     let args = Args::parse();
-    let server = args.server.as_str();
+    let server = match Endpoint::new(args.server).token_file(args.token_file.as_deref()) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("spud: {e}");
+            std::process::exit(2);
+        }
+    };
+    let server = &server;
     let result = match args.command {
         Command::Get { key, json } => cmd::get::run(server, &key, json),
         Command::Set { time, key, value } => cmd::set::run(server, time, &key, &value),

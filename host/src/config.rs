@@ -45,6 +45,15 @@ pub struct ServerSection {
     pub state: Option<PathBuf>,
     /// The embedded server's HTTP listener (default `127.0.0.1:9108`), or `"off"`.
     pub http: Option<String>,
+    /// The embedded server's tokens file (roles per token; see docs/security.md),
+    /// relative to this file.
+    pub tokens: Option<PathBuf>,
+    /// Let the embedded server listen beyond loopback without tokens.
+    #[serde(default)]
+    pub no_auth: bool,
+    /// The token the host presents to the `remote` server: a file whose first line is the
+    /// secret, relative to this file.
+    pub token_file: Option<PathBuf>,
 }
 
 impl ServerSection {
@@ -187,6 +196,19 @@ impl Config {
             problems.push(format!(
                 "{}: [server] has both `listen` and `remote`; choose one",
                 at("remote")
+            ));
+        }
+        if self.server.remote.is_some() && (self.server.tokens.is_some() || self.server.no_auth) {
+            problems.push(format!(
+                "{}: [server] `tokens` and `no_auth` are for the embedded server, not a remote one",
+                at("remote")
+            ));
+        }
+        if self.server.remote.is_none() && self.server.token_file.is_some() {
+            problems.push(format!(
+                "{}: [server] `token_file` is what the host presents to a `remote` server; \
+                 without `remote` it is unused",
+                at("token_file")
             ));
         }
         if let Err(e) = self.server.http_addr() {

@@ -18,6 +18,8 @@ use crate::output::RemoteWrite;
 use crate::scheduler::Scheduler;
 use crate::sink::{Sink, Target};
 use crate::{plugins, reload, watch};
+use spud_server::auth::Tokens;
+use spud_server::endpoint::Endpoint;
 use spud_server::pusher::Pusher;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:9107";
@@ -516,7 +518,15 @@ pub fn run(config_path: &Path) -> Result<()> {
     // Where samples go.
     let (sink, remote, embedded) = match &config.server.remote {
         Some(addr) => {
-            let remote = Pusher::start(addr.clone(), config.server.buffer.unwrap_or(100_000));
+            let token = config
+                .server
+                .token_file
+                .as_ref()
+                .map(|p| relative_to(config_path, p));
+            let endpoint = Endpoint::new(addr.clone())
+                .token_file(token.as_deref())
+                .map_err(anyhow::Error::msg)?;
+            let remote = Pusher::start(endpoint, config.server.buffer.unwrap_or(100_000));
             tracing::info!("pushing samples to the remote server {addr}");
             (Target::Remote(Arc::clone(&remote)), Some(remote), None)
         }
@@ -529,6 +539,7 @@ pub fn run(config_path: &Path) -> Result<()> {
             let server = embedded_server(
                 &runtime,
                 &config,
+                config_path,
                 state.clone(),
                 Arc::clone(&exporter),
                 stop.clone(),
@@ -669,6 +680,7 @@ type Serving = tokio::task::JoinHandle<std::io::Result<()>>;
 fn embedded_server(
     runtime: &tokio::runtime::Runtime,
     config: &Config,
+    config_path: &Path,
     state: Option<PathBuf>,
     exporter: Arc<spud_server::metrics::Exporter>,
     shutdown: CancellationToken,
@@ -693,12 +705,26 @@ fn embedded_server(
         .server
         .listen
         .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid address"));
+    let http_addr = config.server.http_addr().map_err(|e| anyhow::anyhow!(e))?;
+    let tokens = match &config.server.tokens {
+        Some(path) => Some(Arc::new(
+            Tokens::load(&relative_to(config_path, path)).map_err(anyhow::Error::msg)?,
+        )),
+        None => None,
+    };
+    spud_server::auth::protected_mode(
+        tokens.is_some() || config.server.no_auth,
+        std::iter::once(addr).chain(http_addr),
+        "[server] tokens = \"FILE\"",
+        "[server] no_auth = true",
+    )
+    .map_err(anyhow::Error::msg)?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(addr))
         .with_context(|| format!("the embedded stat server cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!("stat server listening on {local}");
-    if let Some(addr) = config.server.http_addr().map_err(|e| anyhow::anyhow!(e))? {
+    if let Some(addr) = http_addr {
         let http = runtime
             .block_on(tokio::net::TcpListener::bind(addr))
             .with_context(|| format!("the embedded stat server cannot serve HTTP on {addr}"))?;
@@ -706,11 +732,13 @@ fn embedded_server(
         runtime.spawn(spud_server::http::serve(
             server.clone(),
             exporter,
+            tokens.clone(),
             http,
             shutdown.clone(),
         ));
     }
-    let options = spud_server::net::ServeOptions::for_addr(local);
+    let mut options = spud_server::net::ServeOptions::for_addr(local);
+    options.tokens = tokens;
     let serving = runtime.spawn(spud_server::net::serve(
         server.clone(),
         listener,

@@ -17,9 +17,11 @@
 //! assert_eq!(newest.len(), 1);
 //! ```
 
+pub mod auth;
 mod cmd;
 pub mod control;
 mod counters;
+pub mod endpoint;
 mod history;
 pub mod http;
 mod keyspace;

@@ -10,6 +10,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use spud_server::auth::Tokens;
 use spud_server::metrics::{Exporter, MetricsConfig, Rules};
 use spud_server::net::{serve, ServeOptions};
 use spud_server::snapshot::{self, SnapshotError};
@@ -57,6 +58,16 @@ struct Args {
     /// see docs/metrics.md).
     #[arg(long, value_name = "FILE")]
     metrics_rules: Option<PathBuf>,
+
+    /// Tokens and their roles (read, write, admin): clients then need `auth TOKEN`, HTTP
+    /// requests a bearer token (see docs/security.md). Readable by this user only.
+    #[arg(long, value_name = "FILE")]
+    tokens: Option<PathBuf>,
+
+    /// Listen beyond loopback without tokens: anyone who can reach the ports may read and
+    /// write every key. Without this, such a server refuses to start.
+    #[arg(long, conflicts_with = "tokens")]
+    no_auth: bool,
 }
 
 fn main() -> Result<()> {
@@ -83,12 +94,26 @@ async fn run(args: Args) -> Result<()> {
         None => Server::new(config),
     };
 
+    let tokens = match &args.tokens {
+        Some(path) => Some(Arc::new(Tokens::load(path).map_err(anyhow::Error::msg)?)),
+        None => None,
+    };
+    let http_addr = (!args.no_http).then_some(args.http);
+    spud_server::auth::protected_mode(
+        tokens.is_some() || args.no_auth,
+        std::iter::once(args.listen).chain(http_addr),
+        "--tokens FILE",
+        "--no-auth",
+    )
+    .map_err(anyhow::Error::msg)?;
+
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     let mut options = ServeOptions::for_addr(addr);
     options.max_line = args.max_line;
+    options.tokens = tokens.clone();
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -101,6 +126,7 @@ async fn run(args: Args) -> Result<()> {
         tokio::spawn(spud_server::http::serve(
             server.clone(),
             exporter,
+            tokens,
             http,
             shutdown.clone(),
         ));

@@ -6,19 +6,20 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
+use crate::endpoint::{Connection, Endpoint};
+
 /// Samples sent but not yet acknowledged, at most.
 const IN_FLIGHT: usize = 10_000;
 
 /// A buffered, acknowledged pusher to one server.
 pub struct Pusher {
-    addr: String,
+    addr: Endpoint,
     capacity: usize,
     state: Mutex<State>,
     changed: Condvar,
@@ -40,7 +41,7 @@ struct State {
 
 impl Pusher {
     /// Starts the sender thread.
-    pub fn start(addr: String, capacity: usize) -> Arc<Pusher> {
+    pub fn start(addr: Endpoint, capacity: usize) -> Arc<Pusher> {
         let sink = Arc::new(Pusher {
             addr,
             capacity: capacity.max(1),
@@ -123,7 +124,7 @@ impl Pusher {
         let mut backoff = Duration::from_millis(100);
         let mut said_down = false;
         while !self.stopping.load(Ordering::Relaxed) {
-            match TcpStream::connect(&self.addr) {
+            match self.addr.connect() {
                 Ok(stream) => {
                     if said_down {
                         tracing::info!(
@@ -161,14 +162,12 @@ impl Pusher {
     }
 
     /// Sends until the connection fails; unacknowledged samples go back to the front.
-    fn serve(self: &Arc<Self>, stream: TcpStream) -> std::io::Result<()> {
-        stream.set_nodelay(true)?;
+    fn serve(self: &Arc<Self>, stream: Connection) -> std::io::Result<()> {
         let generation = self.state.lock().broken;
         let reader = stream.try_clone()?;
         let acks = Arc::clone(self);
         let reader = std::thread::spawn(move || acks.read_acks(reader, generation));
-        let result = self.write_loop(&stream, generation);
-        let _ = stream.shutdown(std::net::Shutdown::Both);
+        let result = self.write_loop(stream, generation);
         let _ = reader.join();
         let mut state = self.state.lock();
         // Not acknowledged: send again on the next connection, in order.
@@ -178,7 +177,13 @@ impl Pusher {
         result
     }
 
-    fn write_loop(&self, mut stream: &TcpStream, generation: u64) -> std::io::Result<()> {
+    fn write_loop(&self, mut stream: Connection, generation: u64) -> std::io::Result<()> {
+        let result = self.write_batches(&mut stream, generation);
+        let _ = stream.shutdown();
+        result
+    }
+
+    fn write_batches(&self, stream: &mut Connection, generation: u64) -> std::io::Result<()> {
         let mut batch = Vec::new();
         loop {
             {
@@ -209,7 +214,7 @@ impl Pusher {
         }
     }
 
-    fn read_acks(&self, stream: TcpStream, generation: u64) {
+    fn read_acks(&self, stream: Connection, generation: u64) {
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
         loop {

@@ -37,3 +37,26 @@ pub fn get_json(url: &str) -> serde_json::Value {
     assert_eq!(status, 200, "GET {url}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
 }
+
+/// GET `url` with `Authorization: Bearer secret`: (status, body).
+pub fn get_with_token(url: &str, secret: &str) -> (u16, String) {
+    let mut r = agent()
+        .get(url)
+        .header("Authorization", &format!("Bearer {secret}"))
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_to_string().unwrap_or_default())
+}
+
+/// POST `body` as JSON to `url` with `Authorization: Bearer secret`: (status, body).
+pub fn post_with_token(url: &str, secret: &str, body: &[u8]) -> (u16, String) {
+    let mut r = agent()
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("Authorization", &format!("Bearer {secret}"))
+        .send(body)
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_to_string().unwrap_or_default())
+}

@@ -9,9 +9,9 @@
 //! sample not newer than its file's last update is skipped (a back-fill overlapping what is
 //! already archived costs nothing).
 
+use spud_server::endpoint::{Connection, Endpoint};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
@@ -81,7 +81,7 @@ pub fn file_name(key: &str) -> String {
     out
 }
 
-pub fn run(server: &str, args: ArchiveArgs) -> i32 {
+pub fn run(server: &Endpoint, args: ArchiveArgs) -> i32 {
     if !args.dir.is_dir() {
         eprintln!(
             "spud archive: {} does not exist or is not a directory",
@@ -101,8 +101,7 @@ pub fn run(server: &str, args: ArchiveArgs) -> i32 {
     let (tx, rx) = sync_channel(1 << 16);
     stop_on_signals(tx.clone());
     {
-        let (server, pattern, backfill) =
-            (server.to_string(), args.pattern.clone(), !args.no_backfill);
+        let (server, pattern, backfill) = (server.clone(), args.pattern.clone(), !args.no_backfill);
         std::thread::spawn(move || read_forever(&server, &pattern, backfill, &tx));
     }
     let mut archive = Archive {
@@ -126,7 +125,7 @@ fn stop_on_signals(tx: SyncSender<Event>) {
 }
 
 /// Subscribes (and back-fills) again and again, with backoff, for as long as the process runs.
-fn read_forever(server: &str, pattern: &str, backfill: bool, tx: &SyncSender<Event>) {
+fn read_forever(server: &Endpoint, pattern: &str, backfill: bool, tx: &SyncSender<Event>) {
     let mut backoff = super::Backoff::new();
     loop {
         let started = Instant::now();
@@ -134,8 +133,7 @@ fn read_forever(server: &str, pattern: &str, backfill: bool, tx: &SyncSender<Eve
             Ok((reader, _writer)) => {
                 eprintln!("spud archive: archiving {pattern} from {server}");
                 if backfill {
-                    let (server, pattern, tx) =
-                        (server.to_string(), pattern.to_string(), tx.clone());
+                    let (server, pattern, tx) = (server.clone(), pattern.to_string(), tx.clone());
                     std::thread::spawn(move || {
                         if let Err(e) = fill_from_history(&server, &pattern, &tx) {
                             eprintln!("spud archive: back-fill stopped: {e}");
@@ -152,15 +150,18 @@ fn read_forever(server: &str, pattern: &str, backfill: bool, tx: &SyncSender<Eve
     }
 }
 
-fn subscribe(server: &str, pattern: &str) -> std::io::Result<(BufReader<TcpStream>, TcpStream)> {
-    let stream = TcpStream::connect(server)?;
+fn subscribe(
+    server: &Endpoint,
+    pattern: &str,
+) -> std::io::Result<(BufReader<Connection>, Connection)> {
+    let stream = server.connect()?;
     let mut writer = stream.try_clone()?;
     writer.write_all(format!("sub {pattern}\r\n").as_bytes())?;
     Ok((BufReader::new(stream), writer))
 }
 
 /// Forwards the subscription's numeric samples until the connection ends; returns why.
-fn stream(mut reader: BufReader<TcpStream>, tx: &SyncSender<Event>) -> String {
+fn stream(mut reader: BufReader<Connection>, tx: &SyncSender<Event>) -> String {
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -201,9 +202,13 @@ fn sample(key: &str, time: &str, value: &str) -> Option<Event> {
 
 /// Reads the stored history of every matching key (`get PATTERN`, then one pipelined
 /// `get KEY` each) into the writer.
-fn fill_from_history(server: &str, pattern: &str, tx: &SyncSender<Event>) -> std::io::Result<()> {
+fn fill_from_history(
+    server: &Endpoint,
+    pattern: &str,
+    tx: &SyncSender<Event>,
+) -> std::io::Result<()> {
     let started = Instant::now();
-    let stream = TcpStream::connect(server)?;
+    let stream = server.connect()?;
     let mut writer = std::io::BufWriter::new(stream.try_clone()?);
     let mut reader = BufReader::new(stream);
     // `PATTERN*` matches the same keys (patterns are unanchored) and is never taken for one

@@ -2,8 +2,9 @@
 //! `pause`, `resume`, `run` and `reload`.
 
 use crate::client::{Client, ClientError};
+use spud_server::endpoint::Endpoint;
 
-pub fn print(server: &str, command: &str) -> Result<i32, ClientError> {
+pub fn print(server: &Endpoint, command: &str) -> Result<i32, ClientError> {
     let mut client = Client::connect(server)?;
     for line in client.multi(command)? {
         println!("{line}");

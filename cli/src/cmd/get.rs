@@ -2,6 +2,7 @@
 
 use crate::client::{Client, ClientError};
 use crate::cmd::when;
+use spud_server::endpoint::Endpoint;
 
 struct Row {
     /// The key (pattern answers), or the position in history.
@@ -10,7 +11,7 @@ struct Row {
     value: String,
 }
 
-pub fn run(server: &str, arg: &str, json: bool) -> Result<i32, ClientError> {
+pub fn run(server: &Endpoint, arg: &str, json: bool) -> Result<i32, ClientError> {
     let mut client = Client::connect(server)?;
     let lines = match client.multi(&format!("get {arg}")) {
         Ok(lines) => lines,

@@ -9,12 +9,13 @@
 //! sample's time) and `.reconnects`.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use spud_server::endpoint::Endpoint;
 use spud_server::pusher::Pusher;
 
 #[derive(clap::Args, Debug)]
@@ -40,6 +41,13 @@ pub struct ReplicateArgs {
     /// Samples kept while the destination is away.
     #[arg(long, default_value_t = 100_000, value_name = "SAMPLES")]
     buffer: usize,
+    /// A file whose first line is the token for the source server (sent through
+    /// --from-cmd too).
+    #[arg(long, value_name = "FILE")]
+    from_token_file: Option<PathBuf>,
+    /// A file whose first line is the token for the destination server.
+    #[arg(long, value_name = "FILE")]
+    to_token_file: Option<PathBuf>,
 }
 
 #[derive(Default)]
@@ -72,6 +80,10 @@ impl Drop for Source {
 }
 
 fn open(args: &ReplicateArgs) -> Result<Source, String> {
+    let token = match &args.from_token_file {
+        Some(file) => Some(spud_server::auth::read_token_file(file)?),
+        None => None,
+    };
     if let Some(command) = &args.from_cmd {
         let words =
             shell_words::split(command).map_err(|e| format!("--from-cmd {command:?}: {e}"))?;
@@ -82,8 +94,14 @@ fn open(args: &ReplicateArgs) -> Result<Source, String> {
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot run {program}: {e}"))?;
-        let writer = Box::new(child.stdin.take().expect("piped"));
+        let mut writer = Box::new(child.stdin.take().expect("piped"));
         let reader = Box::new(BufReader::new(child.stdout.take().expect("piped")));
+        if let Some(token) = token {
+            // Its answer is read (and skipped) with the subscription's.
+            writer
+                .write_all(format!("auth {token}\r\n").as_bytes())
+                .map_err(|e| format!("cannot send the token: {e}"))?;
+        }
         return Ok(Source {
             reader,
             writer,
@@ -94,7 +112,11 @@ fn open(args: &ReplicateArgs) -> Result<Source, String> {
         .from
         .as_deref()
         .expect("clap requires --from or --from-cmd");
-    let stream = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+    let mut endpoint = Endpoint::new(addr);
+    if let Some(file) = &args.from_token_file {
+        endpoint = endpoint.token_file(Some(file))?;
+    }
+    let stream = endpoint.connect().map_err(|e| format!("{addr}: {e}"))?;
     let writer = Box::new(stream.try_clone().map_err(|e| e.to_string())?);
     Ok(Source {
         reader: Box::new(BufReader::new(stream)),
@@ -146,7 +168,14 @@ fn copy(source: &mut Source, pattern: &str, pusher: &Pusher, counts: &Counts) ->
 }
 
 pub fn run(args: ReplicateArgs) -> i32 {
-    let pusher = Pusher::start(args.to.clone(), args.buffer.max(1));
+    let to = match Endpoint::new(args.to.clone()).token_file(args.to_token_file.as_deref()) {
+        Ok(to) => to,
+        Err(e) => {
+            eprintln!("spud replicate: {e}");
+            return 2;
+        }
+    };
+    let pusher = Pusher::start(to, args.buffer.max(1));
     let counts = Arc::new(Counts::default());
     {
         let (pusher, counts) = (Arc::clone(&pusher), Arc::clone(&counts));

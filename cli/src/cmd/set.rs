@@ -1,8 +1,14 @@
 //! `spud set [--time T] KEY VALUE`.
 
 use crate::client::{Client, ClientError};
+use spud_server::endpoint::Endpoint;
 
-pub fn run(server: &str, time: Option<u64>, key: &str, value: &str) -> Result<i32, ClientError> {
+pub fn run(
+    server: &Endpoint,
+    time: Option<u64>,
+    key: &str,
+    value: &str,
+) -> Result<i32, ClientError> {
     let key_ok = !key.is_empty()
         && key
             .bytes()

@@ -1,11 +1,12 @@
 //! `spud sub PATTERN...`: every matching set as it happens.
 
+use spud_server::endpoint::Endpoint;
 use std::io::Write;
 
 use crate::client::{Client, ClientError};
 use crate::cmd::when;
 
-pub fn run(server: &str, patterns: &[String], json: bool) -> Result<i32, ClientError> {
+pub fn run(server: &Endpoint, patterns: &[String], json: bool) -> Result<i32, ClientError> {
     let mut client = Client::connect(server)?;
     for p in patterns {
         client.single(&format!("sub {p}"))?;

@@ -7,6 +7,7 @@
 //! original always exited 143), and runs the command even when the server is unreachable,
 //! saying on stderr what could not be recorded.
 
+use spud_server::endpoint::Endpoint;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -73,7 +74,7 @@ impl Recorder {
     }
 }
 
-pub fn run(server: &str, args: WrapArgs) -> i32 {
+pub fn run(server: &Endpoint, args: WrapArgs) -> i32 {
     let key = args.key;
     let valid = !key.is_empty()
         && key
@@ -179,7 +180,7 @@ pub fn run(server: &str, args: WrapArgs) -> i32 {
     code
 }
 
-fn report_lost(rec: &Recorder, server: &str) {
+fn report_lost(rec: &Recorder, server: &Endpoint) {
     if rec.lost > 0 {
         eprintln!(
             "spud wrap: {} samples were not recorded at {server}: {}",

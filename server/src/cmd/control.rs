@@ -1,7 +1,8 @@
 //! Words answered by a registered `Control` (spud-host's `jobs`, `pause`, `resume`, `run`,
-//! `reload`). Like `shutdown`, they are only accepted on a loopback-only server.
+//! `reload`). Like `shutdown`, they need the admin role.
 
 use super::Session;
+use crate::auth::Role;
 use crate::protocol::reply::Error;
 
 /// Answers `word` if a registered control knows it; false if not (an unknown command).
@@ -14,8 +15,7 @@ pub(super) fn apply(word: &str, args: &[u8], s: &mut Session) -> bool {
         return false;
     }
     s.server.counters().add_command(&word, s.now);
-    if !s.shutdown_allowed {
-        s.reply().err(Error::NotAllowed);
+    if !s.may(Role::Admin, "host control") {
         return true;
     }
     let args = String::from_utf8_lossy(args);

@@ -2,6 +2,7 @@
 //! it as the original did (`server.clients.process_lines`, `server.clients.commands`,
 //! `server.com_<word>`) and hands its arguments to the command.
 
+mod auth;
 mod control;
 mod get;
 mod list;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Role, Roles, Tokens};
 use crate::counters::{LocalCounts, Stat};
 use crate::outbox::Outbox;
 use crate::protocol::parse;
@@ -37,7 +39,12 @@ pub(crate) struct Session {
     pub(crate) quit: bool,
     /// Stops the whole server.
     pub(crate) shutdown: CancellationToken,
-    pub(crate) shutdown_allowed: bool,
+    /// What this connection may do (see `crate::auth`).
+    pub(crate) roles: Roles,
+    /// The server's tokens, if it has any.
+    pub(crate) tokens: Option<Arc<Tokens>>,
+    /// Wrong secrets sent on this connection.
+    pub(crate) failed_auths: u32,
 }
 
 impl Session {
@@ -53,6 +60,20 @@ impl Session {
     fn count_command(&mut self, stat: Stat) {
         self.counts.incr(stat);
     }
+
+    /// Whether this connection may run `command`, which needs `role`; if not, says why.
+    pub(crate) fn may(&mut self, role: Role, command: &'static str) -> bool {
+        if self.roles.has(role) {
+            return true;
+        }
+        let error = if self.tokens.is_none() {
+            Error::NotAllowed
+        } else {
+            Error::AuthRequired(command, role)
+        };
+        self.reply().err(error);
+        false
+    }
 }
 
 /// Executes one line.
@@ -65,11 +86,16 @@ pub(crate) fn execute(line: &[u8], s: &mut Session) {
     let is = |name: &str| word.eq_ignore_ascii_case(name);
     if is("get") {
         s.count_command(Stat::ComGet);
-        get::apply(args, s);
+        if s.may(Role::Read, "get") {
+            get::apply(args, s);
+        }
     } else if is("set") || is("qset") {
         let quiet = is("qset");
         s.count_command(if quiet { Stat::ComQset } else { Stat::ComSet });
-        set::apply(args, quiet, s);
+        // A refused qset is answered too: silence would look like success.
+        if s.may(Role::Write, "set") {
+            set::apply(args, quiet, s);
+        }
     } else if word.len() >= 3 && word[..3].eq_ignore_ascii_case("sub") {
         if is("sub") {
             s.count_command(Stat::ComSub);
@@ -79,20 +105,33 @@ pub(crate) fn execute(line: &[u8], s: &mut Session) {
             let word = word.to_ascii_lowercase();
             s.server.counters().add_command(&word, s.now);
         }
-        sub::apply(args, s);
+        if s.may(Role::Read, "sub") {
+            sub::apply(args, s);
+        }
     } else if is("list") || is("listall") {
         let all = is("listall");
         s.count_command(if all { Stat::ComListall } else { Stat::ComList });
-        list::apply(all, s);
+        if s.may(Role::Read, "list") {
+            list::apply(all, s);
+        }
     } else if is("shutdown") {
         s.count_command(Stat::ComShutdown);
-        shutdown::apply(s);
+        if s.may(Role::Admin, "shutdown") {
+            shutdown::apply(s);
+        }
     } else if is("uptime") {
         s.count_command(Stat::ComUptime);
-        uptime::apply(s);
+        if s.may(Role::Read, "uptime") {
+            uptime::apply(s);
+        }
     } else if is("quickset") {
         s.count_command(Stat::ComQuickset);
-        quickset::apply(args, s);
+        if s.may(Role::Write, "quickset") {
+            quickset::apply(args, s);
+        }
+    } else if is("auth") {
+        s.server.counters().add_command("auth", s.now);
+        auth::apply(args, s);
     } else if is("quit") {
         s.count_command(Stat::ComQuit);
         quit::apply(s);

@@ -13,8 +13,13 @@
 //! | `POST /api/push` (and `/put`) | samples as JSON, in the sister system's format |
 //! | `GET /metrics` | the Prometheus text format |
 //! | `GET /openapi.yaml` | the API's description |
+//!
+//! With tokens (`crate::auth`), every `/api/*`, `/put` and `/metrics` request needs
+//! `Authorization: Bearer SECRET` (or `?access_token=SECRET`, for `EventSource`) of a token
+//! with the read role (GET) or the write role (POST); the dashboard's files stay open.
 
 mod api;
+mod auth;
 mod dashboard;
 mod push;
 mod stream;
@@ -28,6 +33,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Role, Tokens};
 use crate::metrics::Exporter;
 use crate::Server;
 
@@ -40,33 +46,56 @@ struct App {
     exporter: Arc<Exporter>,
 }
 
-/// The routes, over `server`, with `/metrics` rendered by `exporter`.
-pub fn router(server: Server, exporter: Arc<Exporter>) -> Router {
-    Router::new()
-        .route("/", get(dashboard::index))
-        .route("/app.js", get(dashboard::script))
-        .route("/style.css", get(dashboard::style))
-        .route("/openapi.yaml", get(dashboard::openapi))
+/// The routes, over `server`, with `/metrics` rendered by `exporter`; with `tokens`, reads
+/// and writes need a token with the role.
+pub fn router(server: Server, exporter: Arc<Exporter>, tokens: Option<Arc<Tokens>>) -> Router {
+    let app = App { server, exporter };
+    let reads = Router::new()
         .route("/api/keys", get(api::keys))
         .route("/api/history/{key}", get(api::history))
         .route("/api/uptime", get(api::uptime))
         .route("/api/jobs", get(api::jobs))
         .route("/api/plugins", get(api::plugins))
         .route("/api/stream", get(stream::stream))
+        .route("/metrics", get(metrics));
+    let writes = Router::new()
         .route("/api/push", post(push::push))
-        .route("/put", post(push::push))
-        .route("/metrics", get(metrics))
-        .with_state(App { server, exporter })
+        .route("/put", post(push::push));
+    let (reads, writes) = match tokens {
+        Some(tokens) => {
+            let needs = |role| {
+                let guard = auth::Guard {
+                    tokens: Arc::clone(&tokens),
+                    role,
+                };
+                axum::middleware::from_fn_with_state(guard, auth::guard)
+            };
+            (
+                reads.route_layer(needs(Role::Read)),
+                writes.route_layer(needs(Role::Write)),
+            )
+        }
+        None => (reads, writes),
+    };
+    Router::new()
+        .route("/", get(dashboard::index))
+        .route("/app.js", get(dashboard::script))
+        .route("/style.css", get(dashboard::style))
+        .route("/openapi.yaml", get(dashboard::openapi))
+        .merge(reads)
+        .merge(writes)
+        .with_state(app)
 }
 
 /// Serves HTTP on `listener` until `shutdown`.
 pub async fn serve(
     server: Server,
     exporter: Arc<Exporter>,
+    tokens: Option<Arc<Tokens>>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(server, exporter))
+    axum::serve(listener, router(server, exporter, tokens))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }

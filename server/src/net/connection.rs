@@ -12,6 +12,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::ServeOptions;
+use crate::auth::Roles;
 use crate::cmd::{self, Session};
 use crate::counters::{LocalCounts, Stat};
 use crate::outbox::{Outbox, SLOW_SUBSCRIBER};
@@ -48,7 +49,13 @@ pub(super) async fn run(
         buffering: false,
         now: unix_now(),
         quit: false,
-        shutdown_allowed: options.allow_shutdown,
+        roles: match &options.tokens {
+            Some(tokens) => tokens.anonymous(),
+            None if options.allow_shutdown => Roles::ALL,
+            None => Roles::READ_WRITE,
+        },
+        tokens: options.tokens.clone(),
+        failed_auths: 0,
         shutdown,
     };
     session.counts.incr(Stat::ClientsTotal);

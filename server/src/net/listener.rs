@@ -18,8 +18,11 @@ use crate::Server;
 pub struct ServeOptions {
     /// Longest line accepted; a longer one gets `ERR line_too_long` and the connection closes.
     pub max_line: usize,
-    /// Whether any client may `shutdown` the server (only when listening on loopback).
+    /// Without tokens: whether any client may `shutdown` the server and control the host
+    /// (only when listening on loopback).
     pub allow_shutdown: bool,
+    /// Tokens and their roles; None: no authentication, as the original.
+    pub tokens: Option<Arc<crate::auth::Tokens>>,
     /// How long connections get to flush their replies when the server stops.
     pub drain_timeout: Duration,
 }
@@ -30,6 +33,7 @@ impl ServeOptions {
         ServeOptions {
             max_line: 128 * 1024,
             allow_shutdown: addr.ip().is_loopback(),
+            tokens: None,
             drain_timeout: Duration::from_secs(5),
         }
     }

@@ -22,6 +22,10 @@ pub(crate) enum Error {
     LineTooLong(usize),
     /// New: an error from a registered control command.
     Control(&'static str, String),
+    /// New: on a server with tokens, a command this connection's roles do not cover.
+    AuthRequired(&'static str, crate::auth::Role),
+    /// New: `auth` with a secret no token has.
+    AuthFailed,
 }
 
 impl Error {
@@ -37,6 +41,8 @@ impl Error {
             Error::NotAllowed => "not_allowed",
             Error::LineTooLong(_) => "line_too_long",
             Error::Control(code, _) => code,
+            Error::AuthRequired(..) => "auth_required",
+            Error::AuthFailed => "auth_failed",
         }
     }
 
@@ -54,6 +60,11 @@ impl Error {
             }
             Error::LineTooLong(max) => format!("Line longer than {max} bytes; disconnected"),
             Error::Control(_, text) => text.clone(),
+            Error::AuthRequired(command, role) => format!(
+                "{command} needs the {} role: send auth TOKEN with a token that has it",
+                role.name()
+            ),
+            Error::AuthFailed => "No token has this secret".into(),
         }
     }
 }

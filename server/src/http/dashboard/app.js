@@ -9,6 +9,27 @@ let source = null;
 let selected = null;
 let history = [];
 
+// On a server with tokens: asked for once, kept for this tab only.
+let token = sessionStorage.getItem("spud-token");
+
+async function api(path) {
+  const headers = token ? { Authorization: `Bearer ${token}` } : {};
+  const reply = await fetch(path, { headers });
+  if (reply.status === 401 || reply.status === 403) {
+    const given = prompt("This SPUD server needs a token with the read role:");
+    if (given) {
+      token = given.trim();
+      sessionStorage.setItem("spud-token", token);
+      return fetch(path, { headers: { Authorization: `Bearer ${token}` } });
+    }
+  }
+  return reply;
+}
+
+function withToken(path) {
+  return token ? `${path}&access_token=${encodeURIComponent(token)}` : path;
+}
+
 function when(t) {
   return new Date(t * 1000).toLocaleTimeString();
 }
@@ -41,7 +62,7 @@ async function find(pattern) {
   location.hash = encodeURIComponent(pattern);
   if (source) source.close();
   $("#keys tbody").replaceChildren();
-  const reply = await fetch(`api/keys?limit=500&match=${encodeURIComponent(pattern)}`);
+  const reply = await api(`api/keys?limit=500&match=${encodeURIComponent(pattern)}`);
   const body = await reply.json();
   if (!reply.ok) {
     $("#count").textContent = body.error;
@@ -50,7 +71,7 @@ async function find(pattern) {
   body.keys.forEach((s) => show(s, false));
   $("#count").textContent = body.total > body.keys.length
     ? `${body.keys.length} of ${body.total} keys` : `${body.total} keys`;
-  source = new EventSource(`api/stream?every=500ms&match=${encodeURIComponent(pattern)}`);
+  source = new EventSource(withToken(`api/stream?every=500ms&match=${encodeURIComponent(pattern)}`));
   source.onopen = () => { $("#live").className = "on"; };
   source.onerror = () => { $("#live").className = "off"; };
   source.onmessage = (e) => {
@@ -69,7 +90,7 @@ async function select(key) {
   document.querySelectorAll("#keys tr.selected").forEach((tr) => tr.classList.remove("selected"));
   row(key).classList.add("selected");
   $("#plot-title").textContent = key;
-  const reply = await fetch(`api/history/${encodeURIComponent(key)}`);
+  const reply = await api(`api/history/${encodeURIComponent(key)}`);
   if (!reply.ok) return;
   history = (await reply.json()).history.reverse();
   plot();
@@ -109,7 +130,7 @@ function plot() {
 }
 
 async function jobs() {
-  const reply = await fetch("api/jobs").catch(() => null);
+  const reply = await api("api/jobs").catch(() => null);
   if (!reply || !reply.ok) return; // not embedded in spud-host
   $("#jobs-section").hidden = false;
   const body = $("#jobs tbody");
@@ -130,7 +151,7 @@ async function jobs() {
 }
 
 async function uptime() {
-  const reply = await fetch("api/uptime").catch(() => null);
+  const reply = await api("api/uptime").catch(() => null);
   if (!reply || !reply.ok) return;
   const u = await reply.json();
   $("#uptime").textContent = `up ${u.uptime_seconds} s, ${u.keys} keys, ${u.subscriptions} subscriptions`;

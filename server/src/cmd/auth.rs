@@ -1,0 +1,33 @@
+//! `auth TOKEN`: take on a token's roles (new; a server without tokens needs none).
+//! Wrong secrets are answered and counted; after a few the connection is closed, so one
+//! connection cannot try many.
+
+use super::Session;
+use crate::protocol::reply::Error;
+
+/// Wrong secrets one connection may send before it is closed.
+const MAX_FAILURES: u32 = 3;
+
+pub(super) fn apply(args: &[u8], s: &mut Session) {
+    let Some(tokens) = s.tokens.clone() else {
+        return s.reply().ok(&[b"no authentication on this server"]);
+    };
+    let secret = args.trim_ascii();
+    match tokens.check(secret) {
+        Some((name, roles)) => {
+            s.roles = roles;
+            tracing::debug!(client = %s.sink.label, "authenticated as {name} ({})", roles.names());
+            let text = format!("authenticated as {name} ({})", roles.names());
+            s.reply().ok(&[text.as_bytes()]);
+        }
+        None => {
+            s.failed_auths += 1;
+            s.server.counters().add_command("auth_failed", s.now);
+            tracing::warn!(client = %s.sink.label, "auth with an unknown secret");
+            s.reply().err(Error::AuthFailed);
+            if s.failed_auths >= MAX_FAILURES {
+                s.quit = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! A stat server as its clients see it (`spud`, spud-host's remote sink, the replicator):
+//! an address, and the token to authenticate with. `connect` hands back a connection that
+//! has already authenticated, so no client has to know about `auth`.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::Path;
+use std::time::Duration;
+
+/// Where a stat server is and how to prove who we are to it.
+#[derive(Clone)]
+pub struct Endpoint {
+    addr: String,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.debug_struct("Endpoint")
+            .field("addr", &self.addr)
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.addr)
+    }
+}
+
+impl Endpoint {
+    /// A server at `addr` (`host:port`), without authentication.
+    pub fn new(addr: impl Into<String>) -> Endpoint {
+        Endpoint {
+            addr: addr.into(),
+            token: None,
+        }
+    }
+
+    /// Authenticates with the token on the first line of `file` (see `auth::read_token_file`).
+    pub fn token_file(mut self, file: Option<&Path>) -> Result<Endpoint, String> {
+        if let Some(file) = file {
+            self.token = Some(crate::auth::read_token_file(file)?);
+        }
+        Ok(self)
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Connects and, with a token, authenticates. A refused token is an error of kind
+    /// `PermissionDenied` carrying the server's answer.
+    pub fn connect(&self) -> io::Result<Connection> {
+        let stream = TcpStream::connect(&self.addr)?;
+        stream.set_nodelay(true)?;
+        let mut conn = Connection { stream };
+        if let Some(token) = &self.token {
+            conn.authenticate(token)?;
+        }
+        Ok(conn)
+    }
+}
+
+/// One connection to a stat server: read and write it like a socket.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+}
+
+impl Connection {
+    fn authenticate(&mut self, token: &str) -> io::Result<()> {
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(10)))?;
+        self.write_all(format!("auth {token}\r\n").as_bytes())?;
+        // Byte by byte: nothing after this line may be read into a buffer we then drop.
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while line.last() != Some(&b'\n') {
+            if self.read(&mut byte)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection during auth",
+                ));
+            }
+            line.push(byte[0]);
+        }
+        self.stream.set_read_timeout(None)?;
+        let line = String::from_utf8_lossy(&line);
+        match line.trim_end().strip_prefix("ERR ") {
+            Some(refused) => Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("the server refused the token: {refused}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// A second handle on the same connection (one thread reads, another writes).
+    pub fn try_clone(&self) -> io::Result<Connection> {
+        Ok(Connection {
+            stream: self.stream.try_clone()?,
+        })
+    }
+
+    pub fn shutdown(&self) -> io::Result<()> {
+        self.stream.shutdown(Shutdown::Both)
+    }
+
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.stream.set_read_timeout(timeout)
+    }
+
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.stream.set_write_timeout(timeout)
+    }
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
