@@ -461,7 +461,8 @@ fn fix7_slow_subscribers_are_cut_off_and_counted() {
 
 #[test]
 fn fix8_shutdown_is_refused_beyond_loopback() {
-    let mut server = SpudServer::start(&["--listen", "0.0.0.0:0"]);
+    // Told knowingly that anyone may use it (protected mode would refuse otherwise).
+    let mut server = SpudServer::start(&["--listen", "0.0.0.0:0", "--no-auth"]);
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], server.addr.port()));
     let mut c = Client::connect(addr);
     let reply = c.ask("shutdown", "\r\n");
