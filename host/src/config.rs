@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::isolation::{Isolation, Limits};
+use crate::loader::Probe;
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +32,17 @@ pub struct Config {
     /// Where samples go besides the store.
     #[serde(default, rename = "output")]
     pub outputs: Vec<crate::output::OutputConfig>,
+    /// Settings per plugin, by the name it declares: `[plugin.memcached]`.
+    #[serde(default, rename = "plugin")]
+    pub plugins: BTreeMap<String, PluginSettings>,
+}
+
+/// `[plugin.NAME]`: what applies to every job of one plugin.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSettings {
+    /// Where its jobs run, unless a job says otherwise.
+    pub isolation: Option<Isolation>,
 }
 
 /// Where samples go: the embedded server (the default) or a remote one.
@@ -92,6 +106,34 @@ pub struct HostSection {
     /// Where to answer runtime control (`jobs`, `pause`, ...) when samples go to a remote
     /// server; with the embedded server, its own address answers them.
     pub control: Option<SocketAddr>,
+    /// Where jobs run unless their plugin or they say otherwise: `"none"` (in this process)
+    /// or `"process"` (a worker each). With `"process"`, the host itself maps no plugin
+    /// that no in-process job or helper needs.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// An isolated job's worker: its address space, in MiB.
+    #[serde(default = "default_worker_memory_mib")]
+    pub worker_memory_mib: u64,
+    /// An isolated job's worker: the most threads it may have.
+    #[serde(default = "default_worker_threads")]
+    pub worker_threads: u64,
+}
+
+impl HostSection {
+    /// What an isolated job's worker may use.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            memory: self.worker_memory_mib.saturating_mul(1 << 20),
+            threads: self.worker_threads,
+        }
+    }
+}
+
+fn default_worker_memory_mib() -> u64 {
+    1024
+}
+fn default_worker_threads() -> u64 {
+    64
 }
 
 impl Default for HostSection {
@@ -102,6 +144,9 @@ impl Default for HostSection {
             timeout: default_timeout(),
             workers: default_workers(),
             control: None,
+            isolation: Isolation::None,
+            worker_memory_mib: default_worker_memory_mib(),
+            worker_threads: default_worker_threads(),
         }
     }
 }
@@ -131,6 +176,8 @@ pub struct JobConfig {
     pub interval: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub timeout: Option<Duration>,
+    /// `"process"`: run in a worker process of its own (see `[host] isolation`).
+    pub isolation: Option<Isolation>,
     /// Handed to the plugin, which parses it into its own type.
     #[serde(default)]
     pub options: toml::Table,
@@ -165,6 +212,7 @@ pub struct JobSpec {
     pub interval: Duration,
     pub timeout: Duration,
     pub options: toml::Table,
+    pub isolation: Isolation,
 }
 
 impl Config {
@@ -273,8 +321,23 @@ impl Config {
                 interval: j.interval.unwrap_or(self.host.interval),
                 timeout: j.timeout.unwrap_or(self.host.timeout),
                 options: j.options.clone(),
+                isolation: self.isolation(j.isolation, &j.plugin),
             })
             .collect()
+    }
+
+    /// Where a job of `plugin` runs: the job's own setting, else its plugin's, else the host's.
+    pub fn isolation(&self, job: Option<Isolation>, plugin: &str) -> Isolation {
+        job.or_else(|| self.plugins.get(plugin).and_then(|p| p.isolation))
+            .unwrap_or(self.host.isolation)
+    }
+
+    /// Whether plugins are read by workers, the host mapping none it does not need.
+    pub fn probe(&self) -> Probe {
+        match self.host.isolation {
+            Isolation::Process => Probe::Worker,
+            Isolation::None => Probe::InProcess,
+        }
     }
 
     /// `[vars]` as text, the way plugins read them.

@@ -211,7 +211,14 @@ impl Daemon {
             timeout_ms: timeout.as_millis() as u64,
         };
         let host = Job::helper_host(name, &plugin, &self.ctx);
-        let wanted = match (plugin.module.helper_jobs())(spec, host).into_result() {
+        let module = match plugin.module() {
+            Ok(module) => module,
+            Err(e) => {
+                tracing::error!("helper {name}: {e}");
+                return;
+            }
+        };
+        let wanted = match (module.helper_jobs())(spec, host).into_result() {
             Ok(jobs) => jobs,
             Err(e) => {
                 tracing::error!("helper {name}: {e}");
@@ -247,6 +254,7 @@ impl Daemon {
                 },
                 timeout,
                 options,
+                isolation: state.config.isolation(None, &def.plugin),
             };
             if state
                 .wanted
@@ -353,6 +361,9 @@ impl Daemon {
                         view["generation"] = job.plugin.generation.into();
                         view["errors"] = job.errors.load(Relaxed).into();
                         view["timeouts"] = job.timeouts.load(Relaxed).into();
+                        if let Some(pid) = job.runner.worker_pid() {
+                            view["worker_pid"] = pid.into();
+                        }
                     }
                     None => {
                         let why = if state.plugins.contains_key(&w.spec.plugin) {
@@ -565,6 +576,7 @@ pub fn run(config_path: &Path) -> Result<()> {
                 outputs: outputs.clone().into(),
             },
             vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text())),
+            limits: config.host.limits(),
         },
         scheduler: Scheduler::start(config.host.workers),
         remote,
@@ -804,12 +816,14 @@ pub fn check(config_path: &Path) -> Vec<String> {
         Ok(c) => c,
         Err(e) => return e.problems,
     };
-    let (plugins, mut problems) = plugins::load_dir(&config.plugins_dir(config_path));
+    let (plugins, mut problems) =
+        plugins::load_dir(&config.plugins_dir(config_path), config.probe());
     let ctx = Context {
         sink: Sink::new(Target::Embedded(spud_server::Server::new(
             spud_server::Config::default(),
         ))),
         vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text())),
+        limits: config.host.limits(),
     };
     for spec in config.job_specs() {
         match plugins.get(&spec.plugin) {

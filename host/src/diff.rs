@@ -47,6 +47,7 @@ mod tests {
 
     fn job(name: &str, plugin: &str, interval_s: u64, options: &str) -> JobSpec {
         JobSpec {
+            isolation: Default::default(),
             name: name.into(),
             plugin: plugin.into(),
             interval: Duration::from_secs(interval_s),

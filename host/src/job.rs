@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RNone, ROption, RSome, RStr, RString};
+use abi_stable::std_types::{RNone, ROption, RResult, RSome, RStr, RString};
 use parking_lot::{Condvar, Mutex};
 use spud_plugin_api::ffi::{CollectorBox, HostApi, HostApi_TO, JobStyle, Level};
 
 use crate::config::JobSpec;
+use crate::isolation::{Isolated, Isolation, Limits};
 use crate::loader::Plugin;
 use crate::sink::Sink;
 
@@ -20,6 +21,65 @@ use crate::sink::Sink;
 pub struct Context {
     pub sink: Sink,
     pub vars: Arc<parking_lot::RwLock<HashMap<String, String>>>,
+    /// What an isolated job's worker may use.
+    pub limits: Limits,
+}
+
+/// Where a job's collector runs.
+pub enum Runner {
+    /// In the host's process.
+    InProcess(Mutex<CollectorBox>),
+    /// In a worker process of its own (`isolation = "process"`).
+    Process(Isolated),
+}
+
+/// A collect or run that failed, and whether it counts as a crash (a panic, a worker that
+/// died, hung or outgrew its limits): crashes back off, plain errors do not.
+#[derive(Debug)]
+pub struct Failure {
+    pub text: String,
+    pub crash: bool,
+}
+
+impl Runner {
+    pub fn collect(&self) -> Result<(), Failure> {
+        match self {
+            Runner::InProcess(c) => in_process(c.lock().collect()),
+            Runner::Process(p) => p.collect(),
+        }
+    }
+
+    pub fn run(&self) -> Result<(), Failure> {
+        match self {
+            Runner::InProcess(c) => in_process(c.lock().run()),
+            Runner::Process(p) => p.run(),
+        }
+    }
+
+    /// Asks it to stop: a service's `stop_requested` turns true; a worker is retired.
+    pub fn stop(&self, host: &JobHost) {
+        host.request_stop();
+        if let Runner::Process(p) = self {
+            p.stop();
+        }
+    }
+
+    /// The worker's pid, for an isolated job that has one running.
+    pub fn worker_pid(&self) -> Option<u32> {
+        match self {
+            Runner::InProcess(_) => None,
+            Runner::Process(p) => p.pid(),
+        }
+    }
+}
+
+fn in_process(result: RResult<(), RString>) -> Result<(), Failure> {
+    result.into_result().map_err(|e| {
+        let text = e.to_string();
+        // The plugin side turns a panic into "collect panicked: ...".
+        let crash = text.starts_with("collect panicked:");
+        Failure { text, crash }
+    })
 }
 
 /// A running job.
@@ -28,7 +88,7 @@ pub struct Job {
     pub plugin: Arc<Plugin>,
     pub host: Arc<JobHost>,
     pub style: JobStyle,
-    pub collector: Mutex<CollectorBox>,
+    pub runner: Runner,
     /// A collect is under way.
     pub busy: AtomicBool,
     /// Which call is (or was last) under way, so a deadline can tell whether it still is.
@@ -61,24 +121,46 @@ impl Job {
         let host = Arc::new(JobHost::new(&spec.name, &plugin.name, ctx.clone()));
         let options = toml::to_string(&spec.options)
             .map_err(|e| format!("job {}: options: {e}", spec.name))?;
-        let ffi_spec = spud_plugin_api::ffi::JobSpec {
-            name: spec.name.as_str().into(),
-            options: options.into(),
-            interval_ms: spec.interval.as_millis() as u64,
-            timeout_ms: spec.timeout.as_millis() as u64,
+        let named = |e: String| {
+            if e.starts_with(&format!("job {}", spec.name)) {
+                e
+            } else {
+                format!("job {}: {e}", spec.name)
+            }
         };
-        let host_box = HostApi_TO::from_value(SharedHost(Arc::clone(&host)), TD_Opaque);
-        let collector = (plugin.module.new_job())(ffi_spec, host_box)
-            .into_result()
-            .map_err(|e| {
-                let e = e.to_string();
-                if e.starts_with(&format!("job {}", spec.name)) {
-                    e
+        let (runner, style) = match spec.isolation {
+            Isolation::Process => {
+                let isolated = Isolated::start(
+                    &spec,
+                    options,
+                    Arc::clone(&plugin),
+                    Arc::clone(&host),
+                    ctx.limits,
+                )
+                .map_err(named)?;
+                let style = if isolated.service {
+                    JobStyle::Service
                 } else {
-                    format!("job {}: {e}", spec.name)
-                }
-            })?;
-        let style = collector.style();
+                    JobStyle::Pull
+                };
+                (Runner::Process(isolated), style)
+            }
+            Isolation::None => {
+                let module = plugin.module().map_err(named)?;
+                let ffi_spec = spud_plugin_api::ffi::JobSpec {
+                    name: spec.name.as_str().into(),
+                    options: options.into(),
+                    interval_ms: spec.interval.as_millis() as u64,
+                    timeout_ms: spec.timeout.as_millis() as u64,
+                };
+                let host_box = HostApi_TO::from_value(SharedHost(Arc::clone(&host)), TD_Opaque);
+                let collector = (module.new_job())(ffi_spec, host_box)
+                    .into_result()
+                    .map_err(|e| named(e.to_string()))?;
+                let style = collector.style();
+                (Runner::InProcess(Mutex::new(collector)), style)
+            }
+        };
         let phase = crate::scheduler::phase(&spec.name, spec.interval);
         Ok(Arc::new(Job {
             phase,
@@ -91,7 +173,7 @@ impl Job {
             plugin,
             host,
             style,
-            collector: Mutex::new(collector),
+            runner,
             busy: AtomicBool::new(false),
             call: AtomicU64::new(0),
             wedged: AtomicBool::new(false),
@@ -206,7 +288,19 @@ impl JobHost {
         }
     }
 
-    fn store(&self, key: &str, value: &str, time: Option<u64>) {
+    /// A line of the job's plugin (from a worker: 1 error … 5 trace).
+    pub(crate) fn log(&self, level: u8, message: &str) {
+        let (job, plugin) = (&self.job, &self.plugin);
+        match level {
+            0 | 1 => tracing::error!(job = %job, plugin = %plugin, "{message}"),
+            2 => tracing::warn!(job = %job, plugin = %plugin, "{message}"),
+            3 => tracing::info!(job = %job, plugin = %plugin, "{message}"),
+            4 => tracing::debug!(job = %job, plugin = %plugin, "{message}"),
+            _ => tracing::trace!(job = %job, plugin = %plugin, "{message}"),
+        }
+    }
+
+    pub(crate) fn store(&self, key: &str, value: &str, time: Option<u64>) {
         if !spud_server::is_valid_key(key) {
             tracing::warn!(job = %self.job, plugin = %self.plugin, "sample dropped: invalid key {key:?}");
             return;
@@ -243,14 +337,14 @@ impl HostApi for SharedHost {
     }
 
     fn log(&self, level: Level, message: RStr<'_>) {
-        let (job, plugin, message) = (&self.0.job, &self.0.plugin, message.as_str());
-        match level {
-            Level::Error => tracing::error!(job = %job, plugin = %plugin, "{message}"),
-            Level::Warn => tracing::warn!(job = %job, plugin = %plugin, "{message}"),
-            Level::Info => tracing::info!(job = %job, plugin = %plugin, "{message}"),
-            Level::Debug => tracing::debug!(job = %job, plugin = %plugin, "{message}"),
-            Level::Trace => tracing::trace!(job = %job, plugin = %plugin, "{message}"),
-        }
+        let level = match level {
+            Level::Error => 1,
+            Level::Warn => 2,
+            Level::Info => 3,
+            Level::Debug => 4,
+            Level::Trace => 5,
+        };
+        self.0.log(level, message.as_str());
     }
 
     fn var(&self, name: RStr<'_>) -> ROption<RString> {

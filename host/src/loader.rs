@@ -3,9 +3,14 @@
 //! (`lib_header_from_path(..).init_root_module()`: the `load_from_*` helpers would cache one
 //! module per type for the whole process, making a second plugin silently the first).
 //! abi_stable never unloads a library; each load is a generation that stays mapped.
+//!
+//! With process isolation on the host (`[host] isolation = "process"`) the host maps
+//! nothing: a short-lived worker reads the plugin's declaration, the jobs run in workers of
+//! their own, and the host maps a plugin only when an in-process job or a helper needs it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use abi_stable::library::lib_header_from_path;
@@ -21,10 +26,41 @@ pub struct Plugin {
     pub is_helper: bool,
     /// The file it was loaded from (the watched path, not the private copy).
     pub file: PathBuf,
-    pub module: PluginModRef,
+    /// The private copy, kept while this generation lives: workers load it, and the host
+    /// maps it when first needed.
+    pub copy: PrivateCopy,
+    module: OnceLock<Result<PluginModRef, String>>,
     /// How many loads this process has made so far, this one included.
     pub generation: u64,
     pub load_time: Duration,
+}
+
+impl Plugin {
+    /// The plugin mapped into this process (on first use).
+    pub fn module(&self) -> Result<PluginModRef, String> {
+        self.module
+            .get_or_init(|| open_module(&self.copy.0))
+            .clone()
+    }
+}
+
+/// A private copy of a plugin file, removed when dropped.
+#[derive(Debug)]
+pub struct PrivateCopy(pub PathBuf);
+
+impl Drop for PrivateCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// How a plugin's declaration (name, version, helper or not) is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// Map it into the host (it stays mapped: abi_stable never unloads).
+    InProcess,
+    /// Ask a short-lived worker process, which maps it and exits: the host maps nothing.
+    Worker,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -48,10 +84,11 @@ pub struct LoadError {
 }
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
+static MAPPED: AtomicU64 = AtomicU64::new(0);
 
-/// Loads generations: the number of libraries this process has mapped and cannot unmap.
+/// The number of plugin libraries this process has mapped and cannot unmap.
 pub fn generations() -> u64 {
-    GENERATION.load(Ordering::Relaxed)
+    MAPPED.load(Ordering::Relaxed)
 }
 
 /// Whether a directory entry is a plugin candidate: `*.so`, not hidden (publish a new
@@ -112,7 +149,7 @@ pub fn read(file: &Path) -> Result<Vec<u8>, ReadError> {
 }
 
 /// Loads one plugin file.
-pub fn load(file: &Path) -> Result<Plugin, LoadError> {
+pub fn load(file: &Path, probe: Probe) -> Result<Plugin, LoadError> {
     let data = read(file).map_err(|e| LoadError {
         file: file.to_path_buf(),
         reason: match e {
@@ -120,11 +157,11 @@ pub fn load(file: &Path) -> Result<Plugin, LoadError> {
             ReadError::Refused(reason) => reason,
         },
     })?;
-    load_data(file, &data)
+    load_data(file, &data, probe)
 }
 
 /// Loads a plugin from the bytes just read from `file`.
-pub fn load_data(file: &Path, data: &[u8]) -> Result<Plugin, LoadError> {
+pub fn load_data(file: &Path, data: &[u8], probe: Probe) -> Result<Plugin, LoadError> {
     let err = |reason: String| LoadError {
         file: file.to_path_buf(),
         reason,
@@ -136,45 +173,74 @@ pub fn load_data(file: &Path, data: &[u8]) -> Result<Plugin, LoadError> {
     // it, a truncation) cannot touch the running code.
     let copy =
         private_copy(file, data).map_err(|e| err(format!("cannot make a private copy: {e}")))?;
+    let copy = PrivateCopy(copy);
     let copied = started.elapsed();
-    let loaded: Result<PluginModRef, String> = lib_header_from_path(&copy)
-        .map_err(|e| short_abi_report(&e.to_string()))
-        .and_then(|header| {
-            let opened = started.elapsed();
-            check_api_version(header)?;
-            let module = header
-                .init_root_module::<PluginModRef>()
-                .map_err(|e| short_abi_report(&e.to_string()));
-            tracing::debug!(
-                "{}: checked and copied in {copied:?}, opened at {opened:?}, ABI checked at {:?}",
-                file.display(),
-                started.elapsed()
-            );
-            module
-        });
-    // Mapped (or refused): the copy's name is no longer needed.
-    let _ = std::fs::remove_file(&copy);
-    let module = loaded.map_err(err)?;
+    let module = OnceLock::new();
+    let info = match probe {
+        Probe::InProcess => {
+            let mapped = open_module(&copy.0).map_err(err)?;
+            let _ = module.set(Ok(mapped));
+            Declaration::of(mapped)
+        }
+        Probe::Worker => crate::isolation::probe(&copy.0).map_err(err)?,
+    };
+    tracing::debug!(
+        "{}: checked and copied in {copied:?}, declaration read at {:?}",
+        file.display(),
+        started.elapsed()
+    );
     let generation = GENERATION.fetch_add(1, Ordering::Relaxed) + 1;
-
-    let info: PluginInfo = (module.info())();
     Ok(Plugin {
-        name: info.name.into(),
-        version: info.version.into(),
-        description: info.description.into(),
+        name: info.name,
+        version: info.version,
+        description: info.description,
         is_helper: info.is_helper,
         file: file.to_path_buf(),
+        copy,
         module,
         generation,
         load_time: started.elapsed(),
     })
 }
 
+/// What a plugin declares about itself.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Declaration {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub is_helper: bool,
+}
+
+impl Declaration {
+    pub fn of(module: PluginModRef) -> Declaration {
+        let info: PluginInfo = (module.info())();
+        Declaration {
+            name: info.name.into(),
+            version: info.version.into(),
+            description: info.description.into(),
+            is_helper: info.is_helper,
+        }
+    }
+}
+
+/// Maps a library (a private copy) into this process through abi_stable's checks and the
+/// version policy. Never unmapped.
+pub fn open_module(library: &Path) -> Result<PluginModRef, String> {
+    let header = lib_header_from_path(library).map_err(|e| short_abi_report(&e.to_string()))?;
+    check_api_version(header)?;
+    let module = header
+        .init_root_module::<PluginModRef>()
+        .map_err(|e| short_abi_report(&e.to_string()))?;
+    MAPPED.fetch_add(1, Ordering::Relaxed);
+    Ok(module)
+}
+
 /// Copies `data` to a new file of its own, preferably in memory (tmpfs: `$XDG_RUNTIME_DIR`
 /// or `/dev/shm`, five times faster than a disk-backed temporary directory for a large
 /// library). Every copy has a name never used before: glibc would take a second library
-/// under a name it has loaded for the one it has. The caller unlinks it once mapped, so
-/// only the pages the library maps stay in memory.
+/// under a name it has loaded for the one it has. It lives as long as its generation (see
+/// `PrivateCopy`): workers started later load it, whatever happened to the watched file.
 fn private_copy(file: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     static COPIES: AtomicU64 = AtomicU64::new(0);

@@ -5,6 +5,7 @@ mod control;
 mod daemon;
 mod diff;
 mod elf;
+mod isolation;
 mod job;
 mod loader;
 mod output;
@@ -42,12 +43,16 @@ enum Command {
     /// Check the configuration: every plugin loads and every job's options are accepted.
     /// Prints one line per problem and exits non-zero if there is any.
     CheckConfig,
+    /// A worker for one isolated job, started by the host itself (see docs/host.md).
+    #[command(hide = true)]
+    Worker,
 }
 
 fn main() {
     let args = Args::parse();
     spud_server::init_logs();
     match args.command {
+        Some(Command::Worker) => std::process::exit(isolation::worker::main()),
         Some(Command::CheckConfig) => {
             let problems = daemon::check(&args.conf);
             for p in &problems {

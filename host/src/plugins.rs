@@ -4,11 +4,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::loader::{self, LoadError, Plugin};
+use crate::loader::{self, LoadError, Plugin, Probe};
 
 /// Loads every plugin file in `dir`. Returns the plugins by declared name, and one line
 /// per file that could not be used.
-pub fn load_dir(dir: &Path) -> (HashMap<String, Arc<Plugin>>, Vec<String>) {
+pub fn load_dir(dir: &Path, probe: Probe) -> (HashMap<String, Arc<Plugin>>, Vec<String>) {
     let mut plugins: HashMap<String, Arc<Plugin>> = HashMap::new();
     let mut problems = Vec::new();
     let files = match loader::plugin_files(dir) {
@@ -16,7 +16,7 @@ pub fn load_dir(dir: &Path) -> (HashMap<String, Arc<Plugin>>, Vec<String>) {
         Err(e) => return (plugins, vec![e.to_string()]),
     };
     for file in files {
-        match loader::load(&file) {
+        match loader::load(&file, probe) {
             Ok(plugin) => {
                 if let Some(first) = plugins.get(&plugin.name) {
                     problems.push(format!(

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, JobSpec};
 use crate::daemon::{hash, helper_name, Daemon, LoadedFile, Owner, State, Wanted};
 use crate::diff::diff;
-use crate::job::Job;
+use crate::job::{Job, Runner};
 use crate::loader::{self, Plugin};
 use crate::watch::Change;
 
@@ -153,7 +153,7 @@ fn load_file(daemon: &Daemon, state: &mut State, path: &Path, starting: bool) {
         return; // Already said why this content does not load.
     }
     let known = state.files.get(path).map(|f| f.name.clone());
-    let plugin = match loader::load_data(path, &data) {
+    let plugin = match loader::load_data(path, &data, state.config.probe()) {
         Ok(plugin) => plugin,
         Err(e) => {
             state.failed_files.insert(path.to_path_buf(), content);
@@ -347,10 +347,24 @@ pub fn reload_config(daemon: &Arc<Daemon>) {
             "[server], [metrics] and [[output]] changes take effect when spud-host restarts"
         );
     }
-    if old.host.plugins != new.host.plugins || old.host.workers != new.host.workers {
-        tracing::warn!("[host] plugins and workers take effect when spud-host restarts");
+    if old.host.plugins != new.host.plugins
+        || old.host.workers != new.host.workers
+        || old.host.limits() != new.host.limits()
+    {
+        tracing::warn!(
+            "[host] plugins, workers and worker limits take effect when spud-host restarts"
+        );
     }
-    *daemon.ctx.vars.write() = new.vars_as_text();
+    let vars = new.vars_as_text();
+    if *daemon.ctx.vars.read() != vars {
+        *daemon.ctx.vars.write() = vars;
+        // Isolated jobs keep their own copy.
+        for job in daemon.scheduler.jobs() {
+            if let Runner::Process(isolated) = &job.runner {
+                isolated.vars_changed();
+            }
+        }
+    }
 
     let (before, after) = (old.job_specs(), new.job_specs());
     let d = diff(&before, &after);

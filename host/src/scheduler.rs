@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use abi_stable::std_types::RResult;
 use parking_lot::{Condvar, Mutex};
 use spud_plugin_api::ffi::JobStyle;
 
@@ -232,7 +231,7 @@ impl Scheduler {
 
 fn stop_job(job: &Job) {
     job.stopped.store(true, Ordering::Relaxed);
-    job.host.request_stop();
+    job.runner.stop(&job.host);
 }
 
 /// Sleeps in whole milliseconds and hands every collect that fell due to the workers as
@@ -365,7 +364,7 @@ fn collect(shared: &Shared, task: Task) {
         .lateness
         .lock()
         .push(late.as_micros().min(u32::MAX as u128) as u32);
-    let result = job.collector.lock().collect();
+    let result = job.runner.collect();
     let took = start.elapsed();
     job.busy.store(false, Ordering::Relaxed);
     if job.wedged.swap(false, Ordering::Relaxed) {
@@ -378,16 +377,15 @@ fn collect(shared: &Shared, task: Task) {
         Ordering::Relaxed,
     );
     match result {
-        RResult::ROk(()) => {
+        Ok(()) => {
             if job.crashes.swap(0, Ordering::Relaxed) > 0 {
                 *job.backoff_until.lock() = None;
                 job.report("state", "running");
             }
         }
-        RResult::RErr(e) => {
-            job.failed(e.as_str());
-            // The plugin side turns a panic into "collect panicked: ...".
-            if e.as_str().starts_with("collect panicked:") {
+        Err(failure) => {
+            job.failed(&failure.text);
+            if failure.crash {
                 crashed(&job);
             }
         }
@@ -421,13 +419,13 @@ fn crashed(job: &Job) -> bool {
 fn run_service(job: &Job) {
     while !job.stopped.load(Ordering::Relaxed) {
         let started = Instant::now();
-        let result = job.collector.lock().run();
+        let result = job.runner.run();
         if job.stopped.load(Ordering::Relaxed) {
             break;
         }
         match result {
-            RResult::ROk(()) => job.failed("service returned before it was asked to stop"),
-            RResult::RErr(e) => job.failed(e.as_str()),
+            Ok(()) => job.failed("service returned before it was asked to stop"),
+            Err(failure) => job.failed(&failure.text),
         }
         // A service that ran a good while before it ended starts a new count.
         if started.elapsed() > Duration::from_secs(60) {

@@ -27,6 +27,14 @@ enum Mode {
     /// A service that sets samples as fast as it can (keys `k0`..`k999`), and `seq`, the
     /// number set so far, after every thousand.
     Flood,
+    /// Sets `tick`, and dereferences a null pointer on every second collect (only ever run
+    /// it isolated: in-process it takes the host down).
+    Segfault,
+    /// Sets `tick`, and starts 20 threads that never end on every collect.
+    #[serde(rename = "leak_threads")]
+    LeakThreads,
+    /// Sets `tick`, and allocates (and writes, and keeps) 64 MiB more on every collect.
+    Alloc,
 }
 
 #[derive(Deserialize)]
@@ -105,6 +113,28 @@ impl Pull for Job1 {
             Mode::Panic => panic!("chaos panic number {}", self.tick),
             Mode::Hang => {
                 std::thread::sleep(Duration::from_millis(self.options.hang_ms));
+                Ok(())
+            }
+            Mode::Segfault => {
+                self.host.set("tick", self.tick);
+                if self.tick.is_multiple_of(2) {
+                    // SAFETY: none; crashing is the point.
+                    unsafe { std::ptr::null_mut::<u64>().write_volatile(self.tick) };
+                }
+                Ok(())
+            }
+            Mode::LeakThreads => {
+                self.host.set("tick", self.tick);
+                for _ in 0..20 {
+                    std::thread::spawn(|| loop {
+                        std::thread::sleep(Duration::from_secs(3600));
+                    });
+                }
+                Ok(())
+            }
+            Mode::Alloc => {
+                self.host.set("tick", self.tick);
+                std::mem::forget(vec![1u8; 64 << 20]);
                 Ok(())
             }
         }

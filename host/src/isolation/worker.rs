@@ -1,0 +1,236 @@
+//! The worker's side: `spud-host worker`. Reads the host's messages from fd 3, loads the
+//! plugin's copy, runs its one job, and sends back every sample and log line. It exits when
+//! told to stop or when the host's end closes.
+
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter, Write};
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RNone, ROption, RResult, RSome, RStr, RString};
+use parking_lot::{Condvar, Mutex, RwLock};
+use spud_plugin_api::ffi::{CollectorBox, HostApi, HostApi_TO, JobSpec, JobStyle, Level};
+
+use super::{receive, send, FromWorker, ToWorker, WORKER_FD};
+use crate::loader::{open_module, Declaration};
+
+/// The worker's way back to the host. Samples of a collect go out together with its `done`.
+struct Out {
+    writer: Mutex<BufWriter<UnixStream>>,
+    /// Inside a collect: write, but flush only with `done`.
+    batching: AtomicBool,
+}
+
+impl Out {
+    fn send(&self, message: &FromWorker) {
+        let mut w = self.writer.lock();
+        // The host gone, there is nobody to tell: the read loop ends on its own.
+        let _ = send(&mut *w, message);
+        if !self.batching.load(Ordering::Relaxed) {
+            let _ = w.flush();
+        }
+    }
+
+    fn flush(&self) {
+        let _ = self.writer.lock().flush();
+    }
+}
+
+/// Runs the worker; returns its exit code.
+pub fn main() -> i32 {
+    // SAFETY: the host started this process with its end of a socket pair on this fd.
+    let socket = unsafe { UnixStream::from_raw_fd(WORKER_FD) };
+    let mut input = match socket.try_clone() {
+        Ok(s) => BufReader::new(s),
+        Err(e) => {
+            eprintln!("spud-host worker: no socket on fd {WORKER_FD}: {e}");
+            return 2;
+        }
+    };
+    let out = Arc::new(Out {
+        writer: Mutex::new(BufWriter::new(socket)),
+        batching: AtomicBool::new(false),
+    });
+    let mut job: Option<(Arc<Mutex<CollectorBox>>, Arc<WorkerHost>)> = None;
+    let mut service: Option<std::thread::JoinHandle<()>> = None;
+    loop {
+        let message = match receive::<ToWorker>(&mut input) {
+            Ok(Some(m)) => m,
+            Ok(None) => return 0,
+            Err(e) => {
+                eprintln!("spud-host worker: unreadable message from the host: {e}");
+                return 2;
+            }
+        };
+        match message {
+            ToWorker::Probe { library } => {
+                out.send(&match open_module(&library) {
+                    Ok(module) => FromWorker::Declared(Declaration::of(module)),
+                    Err(error) => FromWorker::Refused { error },
+                });
+                return 0;
+            }
+            ToWorker::Start {
+                library,
+                job: name,
+                options,
+                interval_ms,
+                timeout_ms,
+                vars,
+            } => {
+                let host = Arc::new(WorkerHost {
+                    job: name.clone(),
+                    out: Arc::clone(&out),
+                    counters: Mutex::new(HashMap::new()),
+                    vars: RwLock::new(vars),
+                    stop: Mutex::new(false),
+                    stop_changed: Condvar::new(),
+                });
+                let started = open_module(&library).and_then(|module| {
+                    let spec = JobSpec {
+                        name: name.as_str().into(),
+                        options: options.into(),
+                        interval_ms,
+                        timeout_ms,
+                    };
+                    let host_box = HostApi_TO::from_value(Shared(Arc::clone(&host)), TD_Opaque);
+                    (module.new_job())(spec, host_box)
+                        .into_result()
+                        .map_err(|e| e.to_string())
+                });
+                match started {
+                    Ok(collector) => {
+                        let service = collector.style() == JobStyle::Service;
+                        job = Some((Arc::new(Mutex::new(collector)), host));
+                        out.send(&FromWorker::Ready { service });
+                    }
+                    Err(error) => {
+                        out.send(&FromWorker::Refused { error });
+                        return 0;
+                    }
+                }
+            }
+            ToWorker::Collect => {
+                let Some((collector, _)) = &job else { continue };
+                out.batching.store(true, Ordering::Relaxed);
+                let result = collector.lock().collect();
+                out.send(&done(result));
+                out.batching.store(false, Ordering::Relaxed);
+                out.flush();
+            }
+            ToWorker::Run => {
+                let Some((collector, _)) = &job else { continue };
+                let (collector, out) = (Arc::clone(collector), Arc::clone(&out));
+                service = Some(std::thread::spawn(move || {
+                    let result = collector.lock().run();
+                    out.send(&done(result));
+                }));
+            }
+            ToWorker::Vars { vars } => {
+                if let Some((_, host)) = &job {
+                    *host.vars.write() = vars;
+                }
+            }
+            ToWorker::Stop => {
+                if let Some((_, host)) = &job {
+                    *host.stop.lock() = true;
+                    host.stop_changed.notify_all();
+                }
+                // A service gets the host's grace period to return; then the host kills.
+                if let Some(service) = service.take() {
+                    let _ = service.join();
+                }
+                out.flush();
+                return 0;
+            }
+        }
+    }
+}
+
+fn done(result: RResult<(), RString>) -> FromWorker {
+    FromWorker::Done {
+        error: result.into_result().err().map(|e| e.to_string()),
+    }
+}
+
+/// The host as the job's plugin sees it, inside the worker.
+struct WorkerHost {
+    job: String,
+    out: Arc<Out>,
+    counters: Mutex<HashMap<String, f64>>,
+    vars: RwLock<HashMap<String, String>>,
+    stop: Mutex<bool>,
+    stop_changed: Condvar,
+}
+
+impl WorkerHost {
+    fn full_key(&self, key: &str, absolute: bool) -> String {
+        if absolute {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.job)
+        }
+    }
+}
+
+struct Shared(Arc<WorkerHost>);
+
+impl HostApi for Shared {
+    fn set(&self, key: RStr<'_>, value: RStr<'_>, time: ROption<u64>, absolute: bool) {
+        self.0.out.send(&FromWorker::Set {
+            key: self.0.full_key(key.as_str(), absolute),
+            value: value.as_str().to_string(),
+            time: time.into_option(),
+        });
+    }
+
+    fn count(&self, key: RStr<'_>, delta: f64, absolute: bool) {
+        let key = self.0.full_key(key.as_str(), absolute);
+        let total = {
+            let mut counters = self.0.counters.lock();
+            let total = counters.entry(key.clone()).or_insert(0.0);
+            *total += delta;
+            *total
+        };
+        self.0.out.send(&FromWorker::Set {
+            key,
+            value: total.to_string(),
+            time: None,
+        });
+    }
+
+    fn log(&self, level: Level, message: RStr<'_>) {
+        let level = match level {
+            Level::Error => 1,
+            Level::Warn => 2,
+            Level::Info => 3,
+            Level::Debug => 4,
+            Level::Trace => 5,
+        };
+        self.0.out.send(&FromWorker::Log {
+            level,
+            message: message.as_str().to_string(),
+        });
+    }
+
+    fn var(&self, name: RStr<'_>) -> ROption<RString> {
+        match self.0.vars.read().get(name.as_str()) {
+            Some(v) => RSome(v.as_str().into()),
+            None => RNone,
+        }
+    }
+
+    fn stop_requested(&self, ms: u64) -> bool {
+        let mut stop = self.0.stop.lock();
+        if !*stop && ms > 0 {
+            self.0
+                .stop_changed
+                .wait_for(&mut stop, Duration::from_millis(ms));
+        }
+        *stop
+    }
+}
