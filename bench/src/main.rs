@@ -1,6 +1,6 @@
 //! `spud-bench`: the stat server's figures, each beside its reference, measured in one run.
 //!
-//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|memory|new-keys|host|reload|http]`. Starts the release `spud-server`,
+//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|memory|new-keys|host|reload|http|isolation|isolation-reloads]`. Starts the release `spud-server`,
 //! Debian's `redis-server` (with `redis-benchmark`) and the original Perl server from the
 //! seed; a reference that cannot run here is reported as missing, not guessed.
 //! Every throughput figure is the median of several trials; the machine is shared.
@@ -11,6 +11,8 @@ use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod isolation;
 
 use anyhow::{bail, Context, Result};
 use spud_tests::{free_port, plugin, Client, OriginalServer, Process, SpudHost, SpudServer};
@@ -71,6 +73,12 @@ fn main() -> Result<()> {
     }
     if wanted("http") {
         http(&scale, &mut report)?;
+    }
+    if wanted("isolation") {
+        isolation::collects(quick, &mut report)?;
+    }
+    if wanted("isolation-reloads") {
+        isolation::reloads(quick, &mut report)?;
     }
     if wanted("reload") {
         reload_latency(&scale, &mut report)?;

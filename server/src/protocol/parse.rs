@@ -81,4 +81,54 @@ mod tests {
         assert!(!is_missing(b"00"));
         assert!(!is_missing(b"0 "));
     }
+
+    /// The hand-written splitters against the original's own regular expressions, on
+    /// generated lines (bounded run; `PROPTEST_CASES=100000` for a long one). Failures found
+    /// are kept in `proptest-regressions/` and replayed first.
+    mod against_the_regexes {
+        use super::*;
+        use proptest::prelude::*;
+        use regex::bytes::Regex;
+
+        /// Lines made of the protocol's own pieces, and any byte but a line break.
+        fn line() -> impl Strategy<Value = Vec<u8>> {
+            let piece = prop_oneof![
+                Just(b"get".to_vec()),
+                Just(b"set".to_vec()),
+                Just(b"sub".to_vec()),
+                Just(b" ".to_vec()),
+                Just(b"\t".to_vec()),
+                Just(b"\r".to_vec()),
+                Just(b"\x0b".to_vec()),
+                Just(b"0".to_vec()),
+                "[-A-Za-z0-9_.:]{1,8}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>().prop_filter("no LF", |b| *b != b'\n'), 1..4),
+            ];
+            proptest::collection::vec(piece, 0..8).prop_map(|p| p.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn command_is_the_word_then_the_rest_after_blanks(line in line()) {
+                let re = Regex::new(r"(?s-u)^(\w+)[ \t\r\x0b\x0c]*(.*)").unwrap();
+                let expected = re.captures(&line).map(|c| {
+                    (std::str::from_utf8(&c[1]).unwrap().to_string(), c[2].to_vec())
+                });
+                let got = command(&line).map(|(w, rest)| (w.to_string(), rest.to_vec()));
+                prop_assert_eq!(got, expected);
+            }
+
+            #[test]
+            fn key_and_rest_is_the_key_blanks_and_a_non_empty_rest(line in line()) {
+                let re = Regex::new(r"(?s-u)^([-\w.:]+)[ \t\r\x0b\x0c]+(.+)").unwrap();
+                let expected = re.captures(&line).map(|c| {
+                    (std::str::from_utf8(&c[1]).unwrap().to_string(), c[2].to_vec())
+                });
+                let got = key_and_rest(&line).map(|(k, v)| (k.to_string(), v.to_vec()));
+                prop_assert_eq!(got, expected);
+            }
+        }
+    }
 }
