@@ -168,7 +168,7 @@ fn the_seed_corpus() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         // Whole, byte by byte at the start, and in two halves.
-        check(&[bytes.clone()]).unwrap();
+        check(std::slice::from_ref(&bytes)).unwrap();
         let mut bytewise: Vec<Vec<u8>> = bytes.iter().take(64).map(|b| vec![*b]).collect();
         bytewise.push(bytes[bytes.len().min(64)..].to_vec());
         check(&bytewise).unwrap();
