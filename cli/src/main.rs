@@ -34,6 +34,19 @@ struct Args {
     #[arg(long, global = true, env = "SPUD_TOKEN_FILE", value_name = "FILE")]
     token_file: Option<std::path::PathBuf>,
 
+    /// Speak TLS to the server, trusting certificates this CA (PEM) signed (also
+    /// SPUD_TLS_CA). For `replicate`, see its --from-tls-ca and --to-tls-ca.
+    #[arg(long, global = true, env = "SPUD_TLS_CA", value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+
+    /// A client certificate (PEM) for servers that want one (mutual TLS)…
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+
+    /// …and its private key (PEM).
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -97,7 +110,11 @@ enum Command {
 
 fn main() {
     let args = Args::parse();
-    let server = match Endpoint::new(args.server).token_file(args.token_file.as_deref()) {
+    let identity = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
+    let server = match Endpoint::new(args.server)
+        .token_file(args.token_file.as_deref())
+        .and_then(|e| e.tls(args.tls_ca.as_deref(), identity))
+    {
         Ok(server) => server,
         Err(e) => {
             eprintln!("spud: {e}");
@@ -118,7 +135,7 @@ fn main() {
         Command::Reload => cmd::control::print(server, "reload"),
         Command::Wrap(w) => Ok(cmd::wrap::run(server, w)),
         Command::Cmdshell(c) => Ok(cmd::cmdshell::run(c)),
-        Command::Replicate(r) => Ok(cmd::replicate::run(r)),
+        Command::Replicate(r) => Ok(cmd::replicate::run(r, identity)),
         Command::Archive(a) => Ok(cmd::archive::run(server, a)),
     };
     match result {

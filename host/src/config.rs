@@ -68,6 +68,15 @@ pub struct ServerSection {
     /// The token the host presents to the `remote` server: a file whose first line is the
     /// secret, relative to this file.
     pub token_file: Option<PathBuf>,
+    /// TLS: the embedded server's certificate chain (PEM); with `remote`, the host's own
+    /// client certificate, for a server that asks for one.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM, readable by this user only).
+    pub tls_key: Option<PathBuf>,
+    /// Mutual TLS on the embedded server: only clients with a certificate this CA signed.
+    pub tls_client_ca: Option<PathBuf>,
+    /// With `remote`: speak TLS to it, trusting server certificates this CA signed.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl ServerSection {
@@ -250,6 +259,24 @@ impl Config {
             problems.push(format!(
                 "{}: [server] `tokens` and `no_auth` are for the embedded server, not a remote one",
                 at("remote")
+            ));
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            problems.push(format!(
+                "{}: [server] `tls_cert` and `tls_key` go together",
+                at("tls_")
+            ));
+        }
+        if self.server.remote.is_some() && self.server.tls_client_ca.is_some() {
+            problems.push(format!(
+                "{}: [server] `tls_client_ca` is for the embedded server, not a remote one",
+                at("tls_client_ca")
+            ));
+        }
+        if self.server.remote.is_none() && self.server.tls_ca.is_some() {
+            problems.push(format!(
+                "{}: [server] `tls_ca` is for speaking TLS to a `remote` server",
+                at("tls_ca")
             ));
         }
         if self.server.remote.is_none() && self.server.token_file.is_some() {

@@ -534,8 +534,15 @@ pub fn run(config_path: &Path) -> Result<()> {
                 .token_file
                 .as_ref()
                 .map(|p| relative_to(config_path, p));
+            let file = |p: &Option<PathBuf>| p.as_ref().map(|p| relative_to(config_path, p));
+            let (ca, cert, key) = (
+                file(&config.server.tls_ca),
+                file(&config.server.tls_cert),
+                file(&config.server.tls_key),
+            );
             let endpoint = Endpoint::new(addr.clone())
                 .token_file(token.as_deref())
+                .and_then(|e| e.tls(ca.as_deref(), cert.as_deref().zip(key.as_deref())))
                 .map_err(anyhow::Error::msg)?;
             let remote = Pusher::start(endpoint, config.server.buffer.unwrap_or(100_000));
             tracing::info!("pushing samples to the remote server {addr}");
@@ -724,8 +731,20 @@ fn embedded_server(
         )),
         None => None,
     };
+    let file = |p: &Option<PathBuf>| p.as_ref().map(|p| relative_to(config_path, p));
+    let tls = match (file(&config.server.tls_cert), file(&config.server.tls_key)) {
+        (Some(cert), Some(key)) => Some(
+            spud_server::tls::server_config(
+                &cert,
+                &key,
+                file(&config.server.tls_client_ca).as_deref(),
+            )
+            .map_err(anyhow::Error::msg)?,
+        ),
+        _ => None,
+    };
     spud_server::auth::protected_mode(
-        tokens.is_some() || config.server.no_auth,
+        tokens.is_some() || config.server.tls_client_ca.is_some() || config.server.no_auth,
         std::iter::once(addr).chain(http_addr),
         "[server] tokens = \"FILE\"",
         "[server] no_auth = true",
@@ -745,12 +764,14 @@ fn embedded_server(
             server.clone(),
             exporter,
             tokens.clone(),
+            tls.clone(),
             http,
             shutdown.clone(),
         ));
     }
     let mut options = spud_server::net::ServeOptions::for_addr(local);
     options.tokens = tokens;
+    options.tls = tls;
     let serving = runtime.spawn(spud_server::net::serve(
         server.clone(),
         listener,

@@ -177,8 +177,8 @@ pub fn protected_mode(
         None => Ok(()),
         Some(addr) => Err(format!(
             "refusing to listen on {addr} without authentication: anyone reaching it could \
-             read and write every key. Give {with_tokens} (see docs/security.md), or {open} \
-             to allow it knowingly"
+             read and write every key. Give {with_tokens} or a TLS client CA (see \
+             docs/security.md), or {open} to allow it knowingly"
         )),
     }
 }

@@ -34,6 +34,7 @@ pub mod pusher;
 mod server;
 pub mod snapshot;
 mod subscriptions;
+pub mod tls;
 mod value;
 
 pub use counters::Stat;

@@ -68,6 +68,18 @@ struct Args {
     /// write every key. Without this, such a server refuses to start.
     #[arg(long, conflicts_with = "tokens")]
     no_auth: bool,
+
+    /// TLS on both listeners: this certificate chain (PEM)…
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// …and its private key (PEM, readable by this user only).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: only clients with a certificate signed by this CA (PEM) get in.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -99,8 +111,15 @@ async fn run(args: Args) -> Result<()> {
         None => None,
     };
     let http_addr = (!args.no_http).then_some(args.http);
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            spud_server::tls::server_config(cert, key, args.tls_client_ca.as_deref())
+                .map_err(anyhow::Error::msg)?,
+        ),
+        _ => None,
+    };
     spud_server::auth::protected_mode(
-        tokens.is_some() || args.no_auth,
+        tokens.is_some() || args.tls_client_ca.is_some() || args.no_auth,
         std::iter::once(args.listen).chain(http_addr),
         "--tokens FILE",
         "--no-auth",
@@ -114,6 +133,7 @@ async fn run(args: Args) -> Result<()> {
     let mut options = ServeOptions::for_addr(addr);
     options.max_line = args.max_line;
     options.tokens = tokens.clone();
+    options.tls = tls.clone();
 
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -127,6 +147,7 @@ async fn run(args: Args) -> Result<()> {
             server.clone(),
             exporter,
             tokens,
+            tls,
             http,
             shutdown.clone(),
         ));

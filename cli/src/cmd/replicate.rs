@@ -9,7 +9,7 @@
 //! sample's time) and `.reconnects`.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -48,6 +48,12 @@ pub struct ReplicateArgs {
     /// A file whose first line is the token for the destination server.
     #[arg(long, value_name = "FILE")]
     to_token_file: Option<PathBuf>,
+    /// Speak TLS to the source (--from), trusting certificates this CA signed.
+    #[arg(long, value_name = "FILE")]
+    from_tls_ca: Option<PathBuf>,
+    /// Speak TLS to the destination, trusting certificates this CA signed.
+    #[arg(long, value_name = "FILE")]
+    to_tls_ca: Option<PathBuf>,
 }
 
 #[derive(Default)]
@@ -79,7 +85,7 @@ impl Drop for Source {
     }
 }
 
-fn open(args: &ReplicateArgs) -> Result<Source, String> {
+fn open(args: &ReplicateArgs, identity: Option<(&Path, &Path)>) -> Result<Source, String> {
     let token = match &args.from_token_file {
         Some(file) => Some(spud_server::auth::read_token_file(file)?),
         None => None,
@@ -112,10 +118,9 @@ fn open(args: &ReplicateArgs) -> Result<Source, String> {
         .from
         .as_deref()
         .expect("clap requires --from or --from-cmd");
-    let mut endpoint = Endpoint::new(addr);
-    if let Some(file) = &args.from_token_file {
-        endpoint = endpoint.token_file(Some(file))?;
-    }
+    let endpoint = Endpoint::new(addr)
+        .token_file(args.from_token_file.as_deref())?
+        .tls(args.from_tls_ca.as_deref(), identity)?;
     let stream = endpoint.connect().map_err(|e| format!("{addr}: {e}"))?;
     let writer = Box::new(stream.try_clone().map_err(|e| e.to_string())?);
     Ok(Source {
@@ -167,8 +172,11 @@ fn copy(source: &mut Source, pattern: &str, pusher: &Pusher, counts: &Counts) ->
     }
 }
 
-pub fn run(args: ReplicateArgs) -> i32 {
-    let to = match Endpoint::new(args.to.clone()).token_file(args.to_token_file.as_deref()) {
+pub fn run(args: ReplicateArgs, identity: Option<(&Path, &Path)>) -> i32 {
+    let to = match Endpoint::new(args.to.clone())
+        .token_file(args.to_token_file.as_deref())
+        .and_then(|e| e.tls(args.to_tls_ca.as_deref(), identity))
+    {
         Ok(to) => to,
         Err(e) => {
             eprintln!("spud replicate: {e}");
@@ -209,7 +217,7 @@ pub fn run(args: ReplicateArgs) -> i32 {
     let mut backoff = super::Backoff::new();
     loop {
         let started = std::time::Instant::now();
-        let why = match open(&args) {
+        let why = match open(&args, identity) {
             Ok(mut source) => {
                 eprintln!(
                     "spud replicate: copying {} from {from} to {}",

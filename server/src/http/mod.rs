@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Role, Tokens};
 use crate::metrics::Exporter;
+use crate::tls::TlsListener;
 use crate::Server;
 
 /// The default HTTP address, next to the line protocol's 9107.
@@ -87,17 +88,31 @@ pub fn router(server: Server, exporter: Arc<Exporter>, tokens: Option<Arc<Tokens
         .with_state(app)
 }
 
-/// Serves HTTP on `listener` until `shutdown`.
+/// Serves HTTP (HTTPS with `tls`) on `listener` until `shutdown`.
 pub async fn serve(
     server: Server,
     exporter: Arc<Exporter>,
     tokens: Option<Arc<Tokens>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(server, exporter, tokens))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let app = router(server, exporter, tokens);
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+        Some(config) => {
+            let listener = TlsListener::new(listener, config, |s| {
+                let _ = s.set_nodelay(true);
+            })?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    }
 }
 
 async fn metrics(axum::extract::State(app): axum::extract::State<App>) -> Response {

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
@@ -26,19 +25,22 @@ const READ_CHUNK: usize = 64 * 1024;
 /// until it catches up below this many bytes.
 const OWN_BACKLOG: usize = 1 << 20;
 
-pub(super) async fn run(
-    stream: TcpStream,
+/// Serves one client, plain or TLS: its two directions as `reader` and `writer`.
+pub(super) async fn run<R, W>(
+    mut reader: R,
+    writer: W,
     peer: SocketAddr,
     server: Server,
     options: Arc<ServeOptions>,
     shutdown: CancellationToken,
-) {
-    configure(&stream);
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let outbox = Arc::new(Outbox::new(server.config().max_pending_pushes));
     let id = server.next_id();
     let sink = server.connection_sink(format!("{peer}#{id}"), Arc::clone(&outbox));
     tracing::debug!(client = %sink.label, "connected");
-    let (mut reader, writer) = stream.into_split();
     let writer = tokio::spawn(write_loop(writer, Arc::clone(&outbox)));
 
     let mut session = Session {
@@ -125,7 +127,7 @@ fn too_long(session: &mut Session, max: usize) {
     session.quit = true;
 }
 
-async fn write_loop(mut writer: OwnedWriteHalf, outbox: Arc<Outbox>) {
+async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, outbox: Arc<Outbox>) {
     let mut buf = Vec::with_capacity(READ_CHUNK);
     let cut_off = outbox.cut_off();
     loop {
@@ -159,7 +161,7 @@ async fn write_loop(mut writer: OwnedWriteHalf, outbox: Arc<Outbox>) {
 }
 
 /// As the original: no Nagle delay, and keepalives so dead peers are noticed.
-fn configure(stream: &TcpStream) {
+pub(super) fn configure(stream: &TcpStream) {
     let _ = stream.set_nodelay(true);
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(Duration::from_secs(30))

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::connection;
+use crate::tls::TlsListener;
 use crate::Server;
 
 /// How the TCP layer treats clients.
@@ -23,6 +24,8 @@ pub struct ServeOptions {
     pub allow_shutdown: bool,
     /// Tokens and their roles; None: no authentication, as the original.
     pub tokens: Option<Arc<crate::auth::Tokens>>,
+    /// TLS on every connection (see `crate::tls::server_config`); None: plain TCP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// How long connections get to flush their replies when the server stops.
     pub drain_timeout: Duration,
 }
@@ -34,6 +37,7 @@ impl ServeOptions {
             max_line: 128 * 1024,
             allow_shutdown: addr.ip().is_loopback(),
             tokens: None,
+            tls: None,
             drain_timeout: Duration::from_secs(5),
         }
     }
@@ -49,29 +53,58 @@ pub async fn serve(
 ) -> io::Result<()> {
     let options = Arc::new(options);
     let tracker = TaskTracker::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
+    match options.tls.clone() {
+        None => {
+            loop {
+                let accepted = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    accepted = listener.accept() => accepted,
+                };
+                match accepted {
+                    Ok((stream, peer)) => {
+                        connection::configure(&stream);
+                        let (reader, writer) = stream.into_split();
+                        tracker.spawn(connection::run(
+                            reader,
+                            writer,
+                            peer,
+                            server.clone(),
+                            Arc::clone(&options),
+                            shutdown.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: say so, and keep serving.
+                        tracing::warn!("accepting a connection failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+            // No new connections while the others drain.
+            drop(listener);
+        }
+        Some(config) => {
+            let mut tls = TlsListener::new(listener, config, connection::configure)?;
+            loop {
+                let accepted = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    accepted = tls.next() => accepted,
+                };
+                let Some((stream, peer)) = accepted else {
+                    break;
+                };
+                let (reader, writer) = tokio::io::split(stream);
                 tracker.spawn(connection::run(
-                    stream,
+                    reader,
+                    writer,
                     peer,
                     server.clone(),
                     Arc::clone(&options),
                     shutdown.clone(),
                 ));
             }
-            Err(e) => {
-                // Out of file descriptors and the like: say so, and keep serving the others.
-                tracing::warn!("accepting a connection failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
         }
     }
-    drop(listener);
     tracker.close();
     if tokio::time::timeout(options.drain_timeout, tracker.wait())
         .await
