@@ -1,0 +1,275 @@
+//! Fault drills: what SPUD does when the things around it fail, and what is lost. (Plugin
+//! faults — segfault, hang, leaked threads, unbounded allocation — are in `isolation.rs`.)
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use spud_tests::{binary, Client, Process, SpudHost, SpudServer};
+
+const T: Duration = Duration::from_secs(30);
+
+/// (time, value) of every stored sample of `key`, oldest first.
+fn samples(c: &mut Client, key: &str) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = c
+        .history(key)
+        .iter()
+        .filter_map(|l| {
+            let mut parts = l.split(' ');
+            let (_, _, time, value) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            Some((time.parse().ok()?, value.parse().ok()?))
+        })
+        .collect();
+    v.reverse();
+    v
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn kill_9_of_the_server_while_the_host_pushes_loses_at_most_one_snapshot_interval() {
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let server = SpudServer::start(&["--state", state, "--snapshot-every", "1"]);
+    let addr = server.addr;
+    let host = SpudHost::start(
+        &["chaos"],
+        &format!(
+            "[server]\nremote = \"{addr}\"\n\n[[job]]\nname = \"pushed\"\nplugin = \"chaos\"\ninterval = \"100ms\"\noptions = {{ mode = \"ok\" }}\n"
+        ),
+    );
+    let mut c = server.connect();
+    let deadline = Instant::now() + T;
+    while samples(&mut c, "pushed.tick").len() < 25 {
+        assert!(Instant::now() < deadline, "{}", host.process.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(c);
+    server.process.signal("KILL");
+    let killed_at = unix_now();
+    drop(server);
+    std::thread::sleep(Duration::from_millis(1500));
+    let again = SpudServer::start(&["--listen", &addr.to_string(), "--state", state]);
+    let restarted_at = unix_now();
+    let mut c = again.connect();
+    let deadline = Instant::now() + T;
+    let got = loop {
+        let got = samples(&mut c, "pushed.tick");
+        if got.last().is_some_and(|(t, _)| *t > restarted_at + 1) {
+            break got;
+        }
+        assert!(Instant::now() < deadline, "{}", host.process.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let values: Vec<u64> = got.iter().map(|(_, v)| *v).collect();
+    assert_eq!(
+        values[0], 1,
+        "the first ticks survived in the snapshot: {values:?}"
+    );
+    // One gap at most: what the server acknowledged after its last snapshot and lost with
+    // the kill. A snapshot every second, ten ticks a second: at most about ten.
+    let gaps: Vec<(u64, u64)> = values
+        .windows(2)
+        .filter(|w| w[1] != w[0] + 1)
+        .map(|w| (w[0], w[1]))
+        .collect();
+    assert!(gaps.len() <= 1, "gaps {gaps:?} in {values:?}");
+    let lost: u64 = gaps.iter().map(|(a, b)| b - a - 1).sum();
+    assert!(lost <= 15, "{lost} ticks lost: {values:?}");
+    // Ticks made while no server listened arrived afterwards, with their own times.
+    let while_down = got
+        .iter()
+        .filter(|(t, _)| *t >= killed_at && *t < restarted_at)
+        .count();
+    assert!(
+        while_down >= 5,
+        "{while_down} ticks from the outage: {got:?}"
+    );
+    println!("drill: kill -9 of the server: {lost} acknowledged ticks lost; {while_down} ticks from the outage delivered with their times");
+}
+
+#[test]
+fn a_thousand_idle_connections_and_a_slow_subscriber_keep_memory_bounded() {
+    let server = SpudServer::start(&["--max-pending", "1048576"]);
+    let idle: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    // A subscriber to everything that never reads.
+    let mut slow = TcpStream::connect(server.addr).unwrap();
+    slow.write_all(b"sub *\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let before = server.process.rss_kib();
+
+    // 200,000 sets of 100-byte values to 100 keys: ~20 MB of pushes for the slow one.
+    let mut writer = TcpStream::connect(server.addr).unwrap();
+    let value = "v".repeat(100);
+    let mut batch = String::new();
+    for i in 0..200_000 {
+        batch.push_str(&format!("qset flood.{} {value}\r\n", i % 100));
+        if batch.len() > 64 * 1024 {
+            writer.write_all(batch.as_bytes()).unwrap();
+            batch.clear();
+        }
+    }
+    writer.write_all(batch.as_bytes()).unwrap();
+    let mut c = server.connect();
+    assert_eq!(c.history("flood.99").len(), 100);
+    let after = server.process.rss_kib();
+
+    // The slow one was cut off with a reason; everyone else is untouched.
+    slow.set_read_timeout(Some(T)).unwrap();
+    let mut pushed = Vec::new();
+    let _ = slow.read_to_end(&mut pushed);
+    assert!(
+        String::from_utf8_lossy(&pushed)
+            .ends_with("ERR slow_subscriber Too far behind; disconnected\r\n")
+            || String::from_utf8_lossy(&pushed).contains("ERR slow_subscriber"),
+        "the slow subscriber was not told"
+    );
+    let mut some_idle = Client::connect(server.addr);
+    drop(idle);
+    assert_eq!(some_idle.history("flood.0").len(), 100);
+    let growth = after.saturating_sub(before);
+    println!("drill: 1,000 idle connections + 1 slow subscriber: RSS {before} → {after} KiB (+{growth} KiB) over 200,000 sets");
+    // The slow subscriber's backlog is capped at 1 MiB; the store holds 100 keys × 100.
+    assert!(growth < 48 * 1024, "RSS grew by {growth} KiB");
+}
+
+/// Starts `spud-server` whose `--state` directory is a 256 KiB tmpfs of its own (a mount
+/// namespace through `unshare`, no privileges needed where user namespaces are allowed).
+/// None where they are not.
+fn server_on_a_small_disk(dir: &str) -> Option<(Process, std::net::SocketAddr)> {
+    let allowed = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !allowed {
+        return None;
+    }
+    let script = format!(
+        "mount -t tmpfs -o size=256k tmpfs {dir} && exec {} --listen 127.0.0.1:0 --no-http --state {dir}/state --snapshot-every 1",
+        binary("spud-server").display()
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+        .env("RUST_LOG", "info");
+    let (process, line) = Process::start(cmd, "listening on ", T);
+    let addr = line.rsplit(' ').next()?.parse().ok()?;
+    Some((process, addr))
+}
+
+#[test]
+fn a_full_disk_while_snapshotting_keeps_the_previous_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap().to_string();
+    let Some((server, addr)) = server_on_a_small_disk(&d) else {
+        eprintln!("SKIPPED: user namespaces are not allowed here, so no private small disk");
+        return;
+    };
+    // What the server sees, from outside its mount namespace.
+    let seen = format!("/proc/{}/root{d}", server.pid());
+    let mut c = Client::connect(addr);
+    c.ask("set 1 before.full kept", "\r\n");
+    let deadline = Instant::now() + T;
+    while !server.process_log_contains("snapshot written") {
+        assert!(Instant::now() < deadline, "no snapshot written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let good = std::fs::read(format!("{seen}/state")).unwrap();
+
+    // Far more than 256 KiB of samples: the next snapshot cannot fit.
+    let value = "x".repeat(200);
+    let mut batch = String::new();
+    for i in 0..5_000 {
+        batch.push_str(&format!("qset big.{i} {value}\r\n"));
+    }
+    c.send(batch);
+    assert_eq!(c.history("big.4999").len(), 1);
+    let deadline = Instant::now() + T;
+    while !server.process_log_contains("snapshot not written, the previous one is kept") {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        server.log().contains("No space left on device"),
+        "{}",
+        server.log()
+    );
+    // The previous snapshot is there, whole, and nothing half-written lies beside it.
+    assert_eq!(std::fs::read(format!("{seen}/state")).unwrap(), good);
+    let left: Vec<String> = std::fs::read_dir(&seen)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["state"]);
+    // The running server lost nothing, and the kept snapshot loads.
+    assert_eq!(c.history("big.0").len(), 1);
+    let copy = tempfile::tempdir().unwrap();
+    let copy_state = copy.path().join("state");
+    std::fs::write(&copy_state, &good).unwrap();
+    let restored = SpudServer::start(&["--state", copy_state.to_str().unwrap()]);
+    assert_eq!(
+        restored.connect().history("before.full"),
+        ["OK 1 1 kept".to_string()]
+    );
+}
+
+trait LogExt {
+    fn process_log_contains(&self, text: &str) -> bool;
+}
+
+impl LogExt for Process {
+    fn process_log_contains(&self, text: &str) -> bool {
+        self.log().contains(text)
+    }
+}
+
+#[test]
+fn deleting_the_config_while_running_changes_nothing_until_it_is_back() {
+    let host = SpudHost::start(
+        &["chaos"],
+        "[[job]]\nname = \"steady\"\nplugin = \"chaos\"\ninterval = \"100ms\"\noptions = { mode = \"ok\" }\n",
+    );
+    host.wait_for("steady.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 3);
+    let conf = host.dir.path().join("gatherer.toml");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::remove_file(&conf).unwrap();
+    let deadline = Instant::now() + T;
+    while !host.process.log().contains("gatherer.toml")
+        || !host.process.log().contains("No such file")
+    {
+        assert!(Instant::now() < deadline, "{}", host.process.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The job runs on, unchanged.
+    let mut c = host.connect();
+    let now: u64 = c.history("steady.tick")[0]
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    host.wait_for("steady.tick", T, |v| {
+        v.parse::<u64>().unwrap_or(0) >= now + 5
+    });
+    // Back, with one more job: applied as any edit.
+    std::fs::write(
+        &conf,
+        format!("{text}\n[[job]]\nname = \"back\"\nplugin = \"chaos\"\ninterval = \"100ms\"\noptions = {{ mode = \"ok\" }}\n"),
+    )
+    .unwrap();
+    host.wait_for("back.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 2);
+    let log = host.process.log();
+    let deleted_line = log
+        .lines()
+        .find(|l| l.contains("No such file"))
+        .unwrap_or("");
+    println!("drill: config deleted: {deleted_line}");
+}
