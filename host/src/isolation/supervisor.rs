@@ -373,6 +373,19 @@ fn read_worker(socket: UnixStream, host: &JobHost, replies: &mpsc::Sender<Reply>
     }
 }
 
+/// A line of a Rust backtrace (`  12: frame`, `at src/x.rs:1`, its header and notes).
+fn is_backtrace(line: &str) -> bool {
+    let t = line.trim_start();
+    let frame = t
+        .split_once(':')
+        .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    frame
+        || t.starts_with("at ")
+        || t == "stack backtrace:"
+        || t.starts_with("note: Some details are omitted")
+        || t.starts_with("note: run with `RUST_BACKTRACE")
+}
+
 /// The worker's stderr, into the host's log under the job's name.
 fn forward_stderr(
     stderr: std::process::ChildStderr,
@@ -386,10 +399,37 @@ fn forward_stderr(
             continue;
         }
         host.log(2, &format!("worker: {line}"));
+        if is_backtrace(&line) {
+            continue; // in the log, but not what the death report should quote
+        }
         let mut last = last.lock();
         if last.len() == LAST_WORDS {
             last.pop_front();
         }
         last.push_back(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_backtrace;
+
+    #[test]
+    fn backtrace_lines_are_told_from_last_words() {
+        for line in [
+            "stack backtrace:",
+            "  12: std::rt::lang_start",
+            "             at /rustc/abc/library/std/src/rt.rs:206:5",
+            "note: Some details are omitted, run with `RUST_BACKTRACE=full` for a verbose backtrace.",
+        ] {
+            assert!(is_backtrace(line), "{line}");
+        }
+        for line in [
+            "memory allocation of 67108864 bytes failed",
+            "thread '<unnamed>' panicked at src/lib.rs:3:5:",
+            "fatal runtime error: stack overflow",
+        ] {
+            assert!(!is_backtrace(line), "{line}");
+        }
     }
 }
