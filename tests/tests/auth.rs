@@ -261,3 +261,39 @@ fn the_command_line_and_the_host_authenticate_with_token_files() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn the_hosts_embedded_server_takes_tokens_and_refuses_to_be_open() {
+    let dir = SpudHost::prepare(
+        &["chaos"],
+        "[server]\nlisten = \"127.0.0.1:0\"\ntokens = \"tokens.toml\"\n\n\
+         [[job]]\nname = \"j\"\nplugin = \"chaos\"\ninterval = \"100ms\"\noptions = { mode = \"ok\" }\n",
+    );
+    tokens_file(dir.path());
+    let host = SpudHost::start_in(dir);
+    let mut c = Client::connect(host.addr.unwrap());
+    assert!(line(&mut c, "jobs").starts_with("ERR auth_required host control needs the admin role"));
+    assert!(line(&mut c, &format!("auth {ADMIN}")).starts_with("OK authenticated as ops"));
+    assert!(
+        c.ask("jobs", "OK done\r\n").contains("j "),
+        "the admin sees the jobs"
+    );
+
+    // Beyond loopback without tokens: refused at start, naming the settings.
+    let dir = SpudHost::prepare(
+        &["chaos"],
+        "[server]\nlisten = \"0.0.0.0:0\"\nhttp = \"off\"\n",
+    );
+    let out = Command::new(binary("spud-host"))
+        .arg("--conf")
+        .arg(dir.path().join("gatherer.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 without authentication")
+            && stderr.contains("[server] no_auth = true"),
+        "{stderr}"
+    );
+}
