@@ -148,10 +148,10 @@ pub fn reloads(quick: bool, report: &mut Vec<String>) -> Result<()> {
     let per_iso = a1 as f64 - a0 as f64;
     let per_in = (b1 as f64 - b0 as f64) / n_in as f64;
     report.push(format!(
-        "| host RSS growth over {n_iso} reloads, host-wide isolation | {:+.0} KiB in all ({:+.2} KiB per reload), {achildren} worker(s) left | in-process: {per_in:.0} KiB per reload ({n_in} reloads) | {:.4}× per reload |",
+        "| host RSS growth over {n_iso} reloads, host-wide isolation | {:+.0} KiB in all ({:+.3} KiB per reload), {achildren} worker(s) left | in-process: {per_in:.0} KiB per reload ({n_in} reloads) | 1/{:.0} per reload |",
         per_iso,
         per_iso / n_iso as f64,
-        (per_iso / n_iso as f64) / per_in.max(1e-9)
+        per_in / (per_iso / n_iso as f64).max(1e-9)
     ));
     Ok(())
 }
