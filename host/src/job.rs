@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RNone, ROption, RResult, RSome, RStr, RString};
-use parking_lot::{Condvar, Mutex};
+use abi_stable::std_types::{ROption, RResult, RStr, RString};
+use parking_lot::Mutex;
 use spud_plugin_api::ffi::{CollectorBox, HostApi, HostApi_TO, JobStyle, Level};
 
 use crate::config::JobSpec;
 use crate::isolation::{Isolated, Isolation, Limits};
 use crate::loader::Plugin;
+use crate::plugin_side::{level_number, var, Counts, StopFlag};
 use crate::sink::Sink;
 
 /// What every job shares: where samples go and the config's `[vars]` (replaced in place
@@ -255,10 +256,9 @@ pub struct JobHost {
     job: String,
     plugin: String,
     pub ctx: Context,
-    counters: Mutex<HashMap<String, f64>>,
+    counts: Counts,
     pub samples: AtomicU64,
-    stop: Mutex<bool>,
-    stop_changed: Condvar,
+    stop: StopFlag,
 }
 
 impl JobHost {
@@ -267,17 +267,15 @@ impl JobHost {
             job: job.to_string(),
             plugin: plugin.to_string(),
             ctx,
-            counters: Mutex::new(HashMap::new()),
+            counts: Counts::default(),
             samples: AtomicU64::new(0),
-            stop: Mutex::new(false),
-            stop_changed: Condvar::new(),
+            stop: StopFlag::default(),
         }
     }
 
     /// Tells a service to stop.
     pub fn request_stop(&self) {
-        *self.stop.lock() = true;
-        self.stop_changed.notify_all();
+        self.stop.request();
     }
 
     fn full_key(&self, key: &str, absolute: bool) -> String {
@@ -327,40 +325,19 @@ impl HostApi for SharedHost {
 
     fn count(&self, key: RStr<'_>, delta: f64, absolute: bool) {
         let key = self.0.full_key(key.as_str(), absolute);
-        let total = {
-            let mut counters = self.0.counters.lock();
-            let total = counters.entry(key.clone()).or_insert(0.0);
-            *total += delta;
-            *total
-        };
+        let total = self.0.counts.add(&key, delta);
         self.0.store(&key, &total.to_string(), None);
     }
 
     fn log(&self, level: Level, message: RStr<'_>) {
-        let level = match level {
-            Level::Error => 1,
-            Level::Warn => 2,
-            Level::Info => 3,
-            Level::Debug => 4,
-            Level::Trace => 5,
-        };
-        self.0.log(level, message.as_str());
+        self.0.log(level_number(level), message.as_str());
     }
 
     fn var(&self, name: RStr<'_>) -> ROption<RString> {
-        match self.0.ctx.vars.read().get(name.as_str()) {
-            Some(v) => RSome(v.as_str().into()),
-            None => RNone,
-        }
+        var(&self.0.ctx.vars.read(), name.as_str())
     }
 
     fn stop_requested(&self, ms: u64) -> bool {
-        let mut stop = self.0.stop.lock();
-        if !*stop && ms > 0 {
-            self.0
-                .stop_changed
-                .wait_for(&mut stop, Duration::from_millis(ms));
-        }
-        *stop
+        self.0.stop.wait(ms)
     }
 }

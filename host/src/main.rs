@@ -9,6 +9,7 @@ mod isolation;
 mod job;
 mod loader;
 mod output;
+mod plugin_side;
 mod plugins;
 mod reload;
 mod safety;

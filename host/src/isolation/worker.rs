@@ -8,15 +8,15 @@ use std::os::fd::FromRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RNone, ROption, RResult, RSome, RStr, RString};
-use parking_lot::{Condvar, Mutex, RwLock};
+use abi_stable::std_types::{ROption, RResult, RStr, RString};
+use parking_lot::{Mutex, RwLock};
 use spud_plugin_api::ffi::{CollectorBox, HostApi, HostApi_TO, JobSpec, JobStyle, Level};
 
 use super::{receive, send, FromWorker, ToWorker, WORKER_FD};
 use crate::loader::{open_module, Declaration};
+use crate::plugin_side::{level_number, var, Counts, StopFlag};
 
 /// The worker's way back to the host. Samples of a collect go out together with its `done`.
 struct Out {
@@ -85,10 +85,9 @@ pub fn main() -> i32 {
                 let host = Arc::new(WorkerHost {
                     job: name.clone(),
                     out: Arc::clone(&out),
-                    counters: Mutex::new(HashMap::new()),
+                    counts: Counts::default(),
                     vars: RwLock::new(vars),
-                    stop: Mutex::new(false),
-                    stop_changed: Condvar::new(),
+                    stop: StopFlag::default(),
                 });
                 let started = open_module(&library).and_then(|module| {
                     let spec = JobSpec {
@@ -137,8 +136,7 @@ pub fn main() -> i32 {
             }
             ToWorker::Stop => {
                 if let Some((_, host)) = &job {
-                    *host.stop.lock() = true;
-                    host.stop_changed.notify_all();
+                    host.stop.request();
                 }
                 // A service gets the host's grace period to return; then the host kills.
                 if let Some(service) = service.take() {
@@ -161,10 +159,9 @@ fn done(result: RResult<(), RString>) -> FromWorker {
 struct WorkerHost {
     job: String,
     out: Arc<Out>,
-    counters: Mutex<HashMap<String, f64>>,
+    counts: Counts,
     vars: RwLock<HashMap<String, String>>,
-    stop: Mutex<bool>,
-    stop_changed: Condvar,
+    stop: StopFlag,
 }
 
 impl WorkerHost {
@@ -190,12 +187,7 @@ impl HostApi for Shared {
 
     fn count(&self, key: RStr<'_>, delta: f64, absolute: bool) {
         let key = self.0.full_key(key.as_str(), absolute);
-        let total = {
-            let mut counters = self.0.counters.lock();
-            let total = counters.entry(key.clone()).or_insert(0.0);
-            *total += delta;
-            *total
-        };
+        let total = self.0.counts.add(&key, delta);
         self.0.out.send(&FromWorker::Set {
             key,
             value: total.to_string(),
@@ -204,33 +196,17 @@ impl HostApi for Shared {
     }
 
     fn log(&self, level: Level, message: RStr<'_>) {
-        let level = match level {
-            Level::Error => 1,
-            Level::Warn => 2,
-            Level::Info => 3,
-            Level::Debug => 4,
-            Level::Trace => 5,
-        };
         self.0.out.send(&FromWorker::Log {
-            level,
+            level: level_number(level),
             message: message.as_str().to_string(),
         });
     }
 
     fn var(&self, name: RStr<'_>) -> ROption<RString> {
-        match self.0.vars.read().get(name.as_str()) {
-            Some(v) => RSome(v.as_str().into()),
-            None => RNone,
-        }
+        var(&self.0.vars.read(), name.as_str())
     }
 
     fn stop_requested(&self, ms: u64) -> bool {
-        let mut stop = self.0.stop.lock();
-        if !*stop && ms > 0 {
-            self.0
-                .stop_changed
-                .wait_for(&mut stop, Duration::from_millis(ms));
-        }
-        *stop
+        self.0.stop.wait(ms)
     }
 }

@@ -63,15 +63,8 @@ pub async fn serve(
                 match accepted {
                     Ok((stream, peer)) => {
                         connection::configure(&stream);
-                        let (reader, writer) = stream.into_split();
-                        tracker.spawn(connection::run(
-                            reader,
-                            writer,
-                            peer,
-                            server.clone(),
-                            Arc::clone(&options),
-                            shutdown.clone(),
-                        ));
+                        let halves = stream.into_split();
+                        spawn(&tracker, halves, peer, &server, &options, &shutdown);
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: say so, and keep serving.
@@ -93,15 +86,8 @@ pub async fn serve(
                 let Some((stream, peer)) = accepted else {
                     break;
                 };
-                let (reader, writer) = tokio::io::split(stream);
-                tracker.spawn(connection::run(
-                    reader,
-                    writer,
-                    peer,
-                    server.clone(),
-                    Arc::clone(&options),
-                    shutdown.clone(),
-                ));
+                let halves = tokio::io::split(stream);
+                spawn(&tracker, halves, peer, &server, &options, &shutdown);
             }
         }
     }
@@ -117,4 +103,26 @@ pub async fn serve(
         );
     }
     Ok(())
+}
+
+/// Serves one accepted connection, plain or TLS, on a task the tracker waits for.
+fn spawn<R, W>(
+    tracker: &TaskTracker,
+    (reader, writer): (R, W),
+    peer: SocketAddr,
+    server: &Server,
+    options: &Arc<ServeOptions>,
+    shutdown: &CancellationToken,
+) where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    tracker.spawn(connection::run(
+        reader,
+        writer,
+        peer,
+        server.clone(),
+        Arc::clone(options),
+        shutdown.clone(),
+    ));
 }
