@@ -2,13 +2,22 @@
 //! Wrong secrets are answered and counted; after a few the connection is closed, so one
 //! connection cannot try many.
 
-use super::Session;
+use super::{Command, Count, Session};
 use crate::protocol::reply::Error;
 
 /// Wrong secrets one connection may send before it is closed.
 const MAX_FAILURES: u32 = 3;
 
-pub(super) fn apply(args: &[u8], s: &mut Session) {
+/// Anyone may authenticate; counted as `server.com_auth`.
+pub(super) const AUTH: Command = Command {
+    word: "auth",
+    prefix: false,
+    count: Count::Word,
+    needs: None,
+    apply,
+};
+
+fn apply(_: &str, args: &[u8], s: &mut Session) {
     let Some(tokens) = s.tokens.clone() else {
         return s.reply().ok(&[b"no authentication on this server"]);
     };

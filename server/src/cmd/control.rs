@@ -1,23 +1,34 @@
 //! Words answered by a registered `Control` (spud-host's `jobs`, `pause`, `resume`, `run`,
 //! `reload`). Like `shutdown`, they need the admin role.
 
-use super::Session;
+use super::{Command, Count, Session};
 use crate::auth::Role;
 use crate::protocol::reply::Error;
 
-/// Answers `word` if a registered control knows it; false if not (an unknown command).
-pub(super) fn apply(word: &str, args: &[u8], s: &mut Session) -> bool {
+/// Any word a registered control answers, counted under that word.
+const CONTROL: Command = Command {
+    word: "host control",
+    prefix: false,
+    count: Count::Word,
+    needs: Some(Role::Admin),
+    apply,
+};
+
+/// The command for `word`, if a registered control answers it.
+pub(super) fn lookup(word: &str, s: &Session) -> Option<&'static Command> {
+    let control = s.server.control()?;
+    let known = control
+        .commands()
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(word));
+    known.then_some(&CONTROL)
+}
+
+fn apply(word: &str, args: &[u8], s: &mut Session) {
     let Some(control) = s.server.control() else {
-        return false;
+        return;
     };
     let word = word.to_ascii_lowercase();
-    if !control.commands().contains(&word.as_str()) {
-        return false;
-    }
-    s.server.counters().add_command(&word, s.now);
-    if !s.may(Role::Admin, "host control") {
-        return true;
-    }
     let args = String::from_utf8_lossy(args);
     match control.call(&word, args.trim()) {
         Ok(lines) => {
@@ -31,5 +42,4 @@ pub(super) fn apply(word: &str, args: &[u8], s: &mut Session) -> bool {
         }
         Err(e) => s.reply().err(Error::Control(e.code, e.text)),
     }
-    true
 }

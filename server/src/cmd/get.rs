@@ -1,12 +1,22 @@
 //! `get KEY` answers the key's history, newest first; `get PATTERN` (an argument with `.`
 //! or `*` that is not a key) answers each matching key's newest value, keys sorted.
 
-use super::Session;
+use super::{Command, Count, Session};
+use crate::auth::Role;
+use crate::counters::Stat;
 use crate::protocol::parse;
 use crate::protocol::reply::Error;
 use crate::{Pattern, Sample};
 
-pub(super) fn apply(args: &[u8], s: &mut Session) {
+pub(super) const GET: Command = Command {
+    word: "get",
+    prefix: false,
+    count: Count::Stat(Stat::ComGet),
+    needs: Some(Role::Read),
+    apply,
+};
+
+fn apply(_: &str, args: &[u8], s: &mut Session) {
     if parse::is_missing(args) {
         return s.reply().err(Error::NoArgs);
     }

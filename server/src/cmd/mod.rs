@@ -1,6 +1,8 @@
-//! What each protocol command does, one file per command. `execute` takes one line, counts
-//! it as the original did (`server.clients.process_lines`, `server.clients.commands`,
-//! `server.com_<word>`) and hands its arguments to the command.
+//! What each protocol command does, one file per command. Each file declares its
+//! [`Command`]s (the word, the counter, the role it needs, the handler) and `COMMANDS` lists
+//! them; `execute` takes one line, counts it as the original did
+//! (`server.clients.process_lines`, `server.clients.commands`, `server.com_<word>`), checks
+//! the role once, and hands the arguments to the handler.
 
 mod auth;
 mod control;
@@ -57,12 +59,8 @@ impl Session {
         self.counts.flush(self.server.counters(), self.now);
     }
 
-    fn count_command(&mut self, stat: Stat) {
-        self.counts.incr(stat);
-    }
-
     /// Whether this connection may run `command`, which needs `role`; if not, says why.
-    pub(crate) fn may(&mut self, role: Role, command: &'static str) -> bool {
+    fn may(&mut self, role: Role, command: &'static str) -> bool {
         if self.roles.has(role) {
             return true;
         }
@@ -76,6 +74,56 @@ impl Session {
     }
 }
 
+/// One protocol command.
+pub(crate) struct Command {
+    /// The word it answers, in any case; also names it in a role error.
+    pub(crate) word: &'static str,
+    /// Answers any word starting with `word`.
+    pub(crate) prefix: bool,
+    /// How it is counted.
+    pub(crate) count: Count,
+    /// The role a connection needs to run it; None for anyone.
+    pub(crate) needs: Option<Role>,
+    /// Runs it, given the word as sent and the rest of the line.
+    pub(crate) apply: fn(word: &str, args: &[u8], s: &mut Session),
+}
+
+/// How a command is counted.
+pub(crate) enum Count {
+    /// Its own counter (`server.com_get`).
+    Stat(Stat),
+    /// `server.com_<word>`, under the word as sent (lowercased).
+    Word,
+}
+
+/// Every command, exact words before the prefix that would also match them.
+const COMMANDS: &[Command] = &[
+    get::GET,
+    set::SET,
+    set::QSET,
+    sub::SUB,
+    sub::SUBSCRIBE,
+    sub::SUB_ANY,
+    list::LIST,
+    list::LISTALL,
+    shutdown::SHUTDOWN,
+    uptime::UPTIME,
+    quickset::QUICKSET,
+    auth::AUTH,
+    quit::QUIT,
+];
+
+impl Command {
+    fn answers(&self, word: &str) -> bool {
+        if self.prefix {
+            word.len() >= self.word.len()
+                && word.as_bytes()[..self.word.len()].eq_ignore_ascii_case(self.word.as_bytes())
+        } else {
+            word.eq_ignore_ascii_case(self.word)
+        }
+    }
+}
+
 /// Executes one line.
 pub(crate) fn execute(line: &[u8], s: &mut Session) {
     s.counts.incr(Stat::ProcessLines);
@@ -83,59 +131,24 @@ pub(crate) fn execute(line: &[u8], s: &mut Session) {
         return s.reply().err(Error::UnknownCommand);
     };
     s.counts.incr(Stat::Commands);
-    let is = |name: &str| word.eq_ignore_ascii_case(name);
-    if is("get") {
-        s.count_command(Stat::ComGet);
-        if s.may(Role::Read, "get") {
-            get::apply(args, s);
-        }
-    } else if is("set") || is("qset") {
-        let quiet = is("qset");
-        s.count_command(if quiet { Stat::ComQset } else { Stat::ComSet });
-        // A refused qset is answered too: silence would look like success.
-        if s.may(Role::Write, "set") {
-            set::apply(args, quiet, s);
-        }
-    } else if word.len() >= 3 && word[..3].eq_ignore_ascii_case("sub") {
-        if is("sub") {
-            s.count_command(Stat::ComSub);
-        } else if is("subscribe") {
-            s.count_command(Stat::ComSubscribe);
-        } else {
+    let command = COMMANDS
+        .iter()
+        .find(|c| c.answers(word))
+        .or_else(|| control::lookup(word, s));
+    let Some(command) = command else {
+        return s.reply().err(Error::UnknownCommand);
+    };
+    match command.count {
+        Count::Stat(stat) => s.counts.incr(stat),
+        Count::Word => {
             let word = word.to_ascii_lowercase();
             s.server.counters().add_command(&word, s.now);
         }
-        if s.may(Role::Read, "sub") {
-            sub::apply(args, s);
-        }
-    } else if is("list") || is("listall") {
-        let all = is("listall");
-        s.count_command(if all { Stat::ComListall } else { Stat::ComList });
-        if s.may(Role::Read, "list") {
-            list::apply(all, s);
-        }
-    } else if is("shutdown") {
-        s.count_command(Stat::ComShutdown);
-        if s.may(Role::Admin, "shutdown") {
-            shutdown::apply(s);
-        }
-    } else if is("uptime") {
-        s.count_command(Stat::ComUptime);
-        if s.may(Role::Read, "uptime") {
-            uptime::apply(s);
-        }
-    } else if is("quickset") {
-        s.count_command(Stat::ComQuickset);
-        if s.may(Role::Write, "quickset") {
-            quickset::apply(args, s);
-        }
-    } else if is("auth") {
-        s.server.counters().add_command("auth", s.now);
-        auth::apply(args, s);
-    } else if is("quit") {
-        s.count_command(Stat::ComQuit);
-        quit::apply(s);
-    } else if !control::apply(word, args, s) {
-        s.reply().err(Error::UnknownCommand);
     }
+    if let Some(role) = command.needs {
+        if !s.may(role, command.word) {
+            return;
+        }
+    }
+    (command.apply)(word, args, s);
 }

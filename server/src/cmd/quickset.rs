@@ -1,9 +1,19 @@
 //! `quickset on|off`: accepted silently, as in the original, where it changed nothing.
 
-use super::Session;
+use super::{Command, Count, Session};
+use crate::auth::Role;
+use crate::counters::Stat;
 use crate::protocol::reply::Error;
 
-pub(super) fn apply(args: &[u8], s: &mut Session) {
+pub(super) const QUICKSET: Command = Command {
+    word: "quickset",
+    prefix: false,
+    count: Count::Stat(Stat::ComQuickset),
+    needs: Some(Role::Write),
+    apply,
+};
+
+fn apply(_: &str, args: &[u8], s: &mut Session) {
     if args != b"on" && args != b"off" {
         s.reply().err(Error::NotOnOrOff);
     }

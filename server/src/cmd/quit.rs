@@ -1,7 +1,16 @@
 //! `quit`: close this connection after what was already answered; later lines are not run.
 
-use super::Session;
+use super::{Command, Count, Session};
+use crate::counters::Stat;
 
-pub(super) fn apply(s: &mut Session) {
+pub(super) const QUIT: Command = Command {
+    word: "quit",
+    prefix: false,
+    count: Count::Stat(Stat::ComQuit),
+    needs: None,
+    apply,
+};
+
+fn apply(_: &str, _: &[u8], s: &mut Session) {
     s.quit = true;
 }

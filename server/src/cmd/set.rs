@@ -1,12 +1,29 @@
 //! `set [TIME] KEY VALUE` stores a value and answers `OK `; `qset` does the same silently.
 //! A first argument of digits is a time only when a key and a value follow it.
 
-use super::Session;
+use super::{Command, Count, Session};
+use crate::auth::Role;
 use crate::counters::Stat;
 use crate::protocol::parse;
 use crate::protocol::reply::Error;
 
-pub(super) fn apply(args: &[u8], quiet: bool, s: &mut Session) {
+pub(super) const SET: Command = Command {
+    word: "set",
+    prefix: false,
+    count: Count::Stat(Stat::ComSet),
+    needs: Some(Role::Write),
+    apply: |_, args, s| store(args, false, s),
+};
+
+/// A refused qset is answered too: silence would look like success.
+pub(super) const QSET: Command = Command {
+    word: "qset",
+    count: Count::Stat(Stat::ComQset),
+    apply: |_, args, s| store(args, true, s),
+    ..SET
+};
+
+fn store(args: &[u8], quiet: bool, s: &mut Session) {
     let Some((first, rest)) = parse::key_and_rest(args) else {
         return s.reply().err(Error::NeedTwoArgs);
     };

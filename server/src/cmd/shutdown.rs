@@ -2,9 +2,19 @@
 //! Needs the admin role: without tokens, only a server listening on loopback alone gives it
 //! to anyone.
 
-use super::Session;
+use super::{Command, Count, Session};
+use crate::auth::Role;
+use crate::counters::Stat;
 
-pub(super) fn apply(s: &mut Session) {
+pub(super) const SHUTDOWN: Command = Command {
+    word: "shutdown",
+    prefix: false,
+    count: Count::Stat(Stat::ComShutdown),
+    needs: Some(Role::Admin),
+    apply,
+};
+
+fn apply(_: &str, _: &[u8], s: &mut Session) {
     tracing::info!(client = %s.sink.label, "shutdown requested");
     s.quit = true;
     s.shutdown.cancel();

@@ -2,12 +2,35 @@
 //! of a matching key is pushed to it as `SET <time> <key> <value>`. Answers the converted
 //! expression; the same pattern twice is answered twice and kept once.
 
-use super::Session;
+use super::{Command, Count, Session};
+use crate::auth::Role;
+use crate::counters::Stat;
 use crate::protocol::parse;
 use crate::protocol::reply::Error;
 use crate::Pattern;
 
-pub(super) fn apply(args: &[u8], s: &mut Session) {
+pub(super) const SUB: Command = Command {
+    word: "sub",
+    prefix: false,
+    count: Count::Stat(Stat::ComSub),
+    needs: Some(Role::Read),
+    apply,
+};
+
+pub(super) const SUBSCRIBE: Command = Command {
+    word: "subscribe",
+    count: Count::Stat(Stat::ComSubscribe),
+    ..SUB
+};
+
+/// Any other word starting with `sub`, counted under that word.
+pub(super) const SUB_ANY: Command = Command {
+    prefix: true,
+    count: Count::Word,
+    ..SUB
+};
+
+fn apply(_: &str, args: &[u8], s: &mut Session) {
     if parse::is_missing(args) {
         return s.reply().err(Error::NoArgs);
     }

@@ -1,9 +1,19 @@
 //! `uptime`: how long the server has run, and how many subscriptions and keys it holds
 //! (the server's own `server.*` keys included).
 
-use super::Session;
+use super::{Command, Count, Session};
+use crate::auth::Role;
+use crate::counters::Stat;
 
-pub(super) fn apply(s: &mut Session) {
+pub(super) const UPTIME: Command = Command {
+    word: "uptime",
+    prefix: false,
+    count: Count::Stat(Stat::ComUptime),
+    needs: Some(Role::Read),
+    apply,
+};
+
+fn apply(_: &str, _: &[u8], s: &mut Session) {
     let c = s.server.uptime().as_secs();
     let line = format!(
         "stats-server up {} days {:02}:{:02}:{:02}",
