@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use spud_tests::{plugin, SpudHost};
 
-use crate::{cpu_time, median, newest, subscribe, swap_version};
+use crate::common::{cpu_time, median, newest, subscribe, swap_version};
 
 const JOBS: usize = 50;
 const INTERVAL_MS: u64 = 100;

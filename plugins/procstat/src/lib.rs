@@ -27,6 +27,8 @@ use std::time::Instant;
 use spud_plugin_api::serde::Deserialize;
 use spud_plugin_api::{export_plugin, Collector, Error, Host, Job, Plugin, Pull};
 
+mod parse;
+
 /// The procstat collector.
 pub struct Procstat;
 
@@ -65,28 +67,32 @@ impl Plugin for Procstat {
     }
 }
 
-const CPU_MODES: [&str; 8] = [
-    "user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal",
-];
-
 impl Machine {
     fn read(&self, file: &str) -> Result<String, Error> {
         let path = format!("{}/{file}", self.root);
         std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))
     }
+}
 
-    /// Per-second rate of a counter since the last collect (None the first time, or on a reset).
-    fn rate(
-        &self,
-        key: &str,
-        now: u64,
-        seconds: Option<f64>,
-        next: &mut HashMap<String, u64>,
-    ) -> Option<f64> {
-        next.insert(key.to_string(), now);
-        let before = *self.last.get(key)?;
-        let delta = counter_delta(before, now)?;
-        Some(delta as f64 / seconds?)
+/// Counters of this collect, and their rates against the last one's.
+struct Rates<'a> {
+    last: &'a HashMap<String, u64>,
+    seconds: Option<f64>,
+    next: HashMap<String, u64>,
+}
+
+impl Rates<'_> {
+    /// Keeps `value` for next time; its growth since the last collect, if known.
+    fn delta(&mut self, key: &str, value: u64) -> Option<u64> {
+        self.next.insert(key.to_string(), value);
+        counter_delta(*self.last.get(key)?, value)
+    }
+
+    /// Per-second rate of a counter since the last collect (None the first time, or on a
+    /// reset).
+    fn rate(&mut self, key: &str, value: u64) -> Option<f64> {
+        let delta = self.delta(key, value)?;
+        Some(delta as f64 / self.seconds?)
     }
 }
 
@@ -114,162 +120,70 @@ impl Pull for Machine {
             .last_at
             .map(|t| now.duration_since(t).as_secs_f64())
             .filter(|s| *s > 0.0);
-        let mut next = HashMap::new();
-
-        // CPU, context switches, forks, processes.
-        let stat = self.read("stat")?;
-        for line in stat.lines() {
-            let mut f = line.split_whitespace();
-            match f.next() {
-                Some("cpu") => {
-                    let ticks: Vec<u64> = f
-                        .take(CPU_MODES.len())
-                        .filter_map(|v| v.parse().ok())
-                        .collect();
-                    let deltas: Vec<Option<u64>> = CPU_MODES
-                        .iter()
-                        .zip(&ticks)
-                        .map(|(mode, t)| {
-                            let key = format!("cpu.{mode}");
-                            next.insert(key.clone(), *t);
-                            counter_delta(*self.last.get(&key)?, *t)
-                        })
-                        .collect();
-                    let total: u64 = deltas.iter().flatten().sum();
-                    if total > 0 && deltas.iter().all(Option::is_some) {
-                        for (mode, d) in CPU_MODES.iter().zip(&deltas) {
-                            self.host.set(
-                                &format!("cpu.{mode}"),
-                                fmt(d.unwrap_or(0) as f64 * 100.0 / total as f64),
-                            );
-                        }
-                    }
-                }
-                Some("ctxt") => {
-                    if let Some(r) = f
-                        .next()
-                        .and_then(|v| v.parse().ok())
-                        .and_then(|v| self.rate("ctxt", v, seconds, &mut next))
-                    {
-                        self.host.set("ctxt_per_s", fmt(r));
-                    }
-                }
-                Some("processes") => {
-                    if let Some(r) = f
-                        .next()
-                        .and_then(|v| v.parse().ok())
-                        .and_then(|v| self.rate("forks", v, seconds, &mut next))
-                    {
-                        self.host.set("forks_per_s", fmt(r));
-                    }
-                }
-                Some(name @ ("procs_running" | "procs_blocked")) => {
-                    if let Some(v) = f.next() {
-                        self.host.set(name, v);
-                    }
-                }
-                _ => {}
-            }
-        }
-
-        // Load.
-        let load = self.read("loadavg")?;
-        for (name, value) in ["load.1", "load.5", "load.15"]
-            .iter()
-            .zip(load.split_whitespace())
-        {
-            self.host.set(name, value);
-        }
-
-        // Memory and swap, in kB as /proc gives them.
-        let meminfo = self.read("meminfo")?;
-        let field = |name: &str| {
-            meminfo.lines().find_map(|l| {
-                let rest = l.strip_prefix(name)?.strip_prefix(':')?;
-                rest.split_whitespace().next()?.parse::<u64>().ok()
-            })
+        let mut rates = Rates {
+            last: &self.last,
+            seconds,
+            next: HashMap::new(),
         };
-        for (key, name) in [
-            ("mem.total_kb", "MemTotal"),
-            ("mem.free_kb", "MemFree"),
-            ("mem.available_kb", "MemAvailable"),
-            ("mem.buffers_kb", "Buffers"),
-            ("mem.cached_kb", "Cached"),
-            ("swap.total_kb", "SwapTotal"),
-            ("swap.free_kb", "SwapFree"),
-        ] {
-            if let Some(v) = field(name) {
-                self.host.set(key, v);
-            }
-        }
-        if let (Some(total), Some(free)) = (field("SwapTotal"), field("SwapFree")) {
-            self.host.set("swap.used_kb", total.saturating_sub(free));
-        }
+        let host = &self.host;
 
-        // Network, per interface.
-        let net = self.read("net/dev")?;
-        const NET: [(usize, &str); 8] = [
-            (0, "rx_bytes"),
-            (1, "rx_packets"),
-            (2, "rx_errors"),
-            (3, "rx_drops"),
-            (8, "tx_bytes"),
-            (9, "tx_packets"),
-            (10, "tx_errors"),
-            (11, "tx_drops"),
-        ];
-        for line in net.lines().skip(2) {
-            let Some((iface, counters)) = line.split_once(':') else {
-                continue;
-            };
-            let iface = iface.trim();
-            let values: Vec<u64> = counters
-                .split_whitespace()
-                .filter_map(|v| v.parse().ok())
-                .collect();
-            for (i, name) in NET {
-                let key = format!("net.{iface}.{name}");
-                if let Some(r) = values
-                    .get(i)
-                    .and_then(|v| self.rate(&key, *v, seconds, &mut next))
-                {
-                    self.host.set(&format!("{key}_per_s"), fmt(r));
-                }
+        let stat_text = self.read("stat")?;
+        let stat = parse::stat(&stat_text);
+        cpu(host, &stat.cpu, &mut rates);
+        for (key, counter) in [("ctxt", stat.ctxt), ("forks", stat.forks)] {
+            if let Some(r) = counter.and_then(|v| rates.rate(key, v)) {
+                host.set(&format!("{key}_per_s"), fmt(r));
             }
         }
-
-        // Disks, per device (not partitions' loop and RAM devices).
-        let disks = self.read("diskstats")?;
-        for line in disks.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            if f.len() < 14 || f[2].starts_with("loop") || f[2].starts_with("ram") {
-                continue;
+        for (name, value) in stat.procs {
+            host.set(name, value);
+        }
+        for (name, value) in parse::loadavg(&self.read("loadavg")?) {
+            host.set(name, value);
+        }
+        for (key, kb) in parse::meminfo(&self.read("meminfo")?) {
+            host.set(key, kb);
+        }
+        for (key, value) in parse::net_dev(&self.read("net/dev")?) {
+            if let Some(r) = rates.rate(&key, value) {
+                host.set(&format!("{key}_per_s"), fmt(r));
             }
-            let dev = f[2];
-            let num = |i: usize| f[i].parse::<u64>().ok();
-            for (name, value) in [
-                ("reads", num(3)),
-                ("writes", num(7)),
-                ("read_bytes", num(5).map(|s| s * 512)),
-                ("write_bytes", num(9).map(|s| s * 512)),
-            ] {
-                let key = format!("disk.{dev}.{name}");
-                if let Some(r) = value.and_then(|v| self.rate(&key, v, seconds, &mut next)) {
-                    self.host.set(&format!("{key}_per_s"), fmt(r));
+        }
+        for disk in parse::diskstats(&self.read("diskstats")?) {
+            for (name, value) in disk.counters {
+                let key = format!("disk.{}.{name}", disk.device);
+                if let Some(r) = rates.rate(&key, value) {
+                    host.set(&format!("{key}_per_s"), fmt(r));
                 }
             }
             // Milliseconds spent doing I/O: per second of wall time, a share of it.
-            if let Some(r) =
-                num(12).and_then(|v| self.rate(&format!("disk.{dev}.io_ms"), v, seconds, &mut next))
-            {
-                self.host
-                    .set(&format!("disk.{dev}.busy_pct"), fmt((r / 10.0).min(100.0)));
+            let io_ms = format!("disk.{}.io_ms", disk.device);
+            if let Some(r) = disk.io_ms.and_then(|v| rates.rate(&io_ms, v)) {
+                let key = format!("disk.{}.busy_pct", disk.device);
+                host.set(&key, fmt((r / 10.0).min(100.0)));
             }
         }
 
-        self.last = next;
+        self.last = rates.next;
         self.last_at = Some(now);
         Ok(())
+    }
+}
+
+/// Percent of CPU time per mode since the last collect; nothing until every mode has a
+/// delta.
+fn cpu(host: &Host, ticks: &[(&str, u64)], rates: &mut Rates) {
+    let deltas: Vec<Option<u64>> = ticks
+        .iter()
+        .map(|(mode, t)| rates.delta(&format!("cpu.{mode}"), *t))
+        .collect();
+    let total: u64 = deltas.iter().flatten().sum();
+    if total == 0 || deltas.iter().any(Option::is_none) {
+        return;
+    }
+    for ((mode, _), d) in ticks.iter().zip(&deltas) {
+        let share = d.unwrap_or(0) as f64 * 100.0 / total as f64;
+        host.set(&format!("cpu.{mode}"), fmt(share));
     }
 }
 
