@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::isolation::{Isolation, Limits};
-use crate::loader::Probe;
+use crate::model::{Isolation, JobSpec, Limits, Probe};
+use crate::outputs::OutputConfig;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -31,7 +31,7 @@ pub struct Config {
     pub metrics: spud_server::metrics::MetricsConfig,
     /// Where samples go besides the store.
     #[serde(default, rename = "output")]
-    pub outputs: Vec<crate::output::OutputConfig>,
+    pub outputs: Vec<OutputConfig>,
     /// Settings per plugin, by the name it declares: `[plugin.memcached]`.
     #[serde(default, rename = "plugin")]
     pub plugins: BTreeMap<String, PluginSettings>,
@@ -205,23 +205,19 @@ pub struct HelperConfig {
     pub options: toml::Table,
 }
 
+impl HelperConfig {
+    /// What it is called: its `name`, or its plugin's.
+    pub fn called(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.plugin)
+    }
+}
+
 /// A config that cannot be used, and why.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .problems.join("\n"))]
 pub struct ConfigError {
     /// One line per problem, each naming the file and, where known, the line.
     pub problems: Vec<String>,
-}
-
-/// A job with every default filled in.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobSpec {
-    pub name: String,
-    pub plugin: String,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub options: toml::Table,
-    pub isolation: Isolation,
 }
 
 impl Config {
@@ -293,10 +289,11 @@ impl Config {
             problems.push(format!("{}: {e}", at("[metrics")));
         }
         for (i, output) in self.outputs.iter().enumerate() {
-            if let Some(e) = output.problem() {
+            let settings = output.settings();
+            if let Some(e) = settings.problem() {
                 problems.push(format!(
                     "{}: [[output]] {}: {e}",
-                    at(&output.url),
+                    at(settings.locator()),
                     output.name(i)
                 ));
             }
@@ -311,7 +308,7 @@ impl Config {
         for job in &self.jobs {
             // Located only when there is something to say: finding a line costs a scan.
             let where_ = || at(&format!("\"{}\"", job.name));
-            if !spud_server::is_valid_key(&job.name) {
+            if !spud_plugin_api::is_valid_key(&job.name) {
                 problems.push(format!(
                     "{}: job name {:?} must be made of letters, digits and - _ . :",
                     where_(),

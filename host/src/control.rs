@@ -7,16 +7,28 @@
 //! - `run JOB`: one collect now, outside the schedule.
 //! - `reload`: look at the config and every plugin again, as SIGHUP does.
 
-use std::sync::{Mutex, Weak};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, Weak};
 
 use spud_server::control::{Control, ControlError};
 
-use crate::daemon::Daemon;
+use crate::gatherer::Gatherer;
+use crate::views;
 use crate::watch::Change;
 
 pub struct HostControl {
-    pub daemon: Weak<Daemon>,
-    pub changes: Mutex<std::sync::mpsc::Sender<Change>>,
+    gatherer: Weak<Gatherer>,
+    changes: Mutex<Sender<Change>>,
+}
+
+impl HostControl {
+    /// Control of `gatherer`; `reload` sends on `changes`.
+    pub fn new(gatherer: &Arc<Gatherer>, changes: Sender<Change>) -> Arc<HostControl> {
+        Arc::new(HostControl {
+            gatherer: Arc::downgrade(gatherer),
+            changes: Mutex::new(changes),
+        })
+    }
 }
 
 impl Control for HostControl {
@@ -25,17 +37,17 @@ impl Control for HostControl {
     }
 
     fn view(&self, what: &str) -> Option<serde_json::Value> {
-        let daemon = self.daemon.upgrade()?;
+        let gatherer = self.gatherer.upgrade()?;
         match what {
-            "jobs" => Some(daemon.jobs_view()),
-            "plugins" => Some(daemon.plugins_view()),
+            "jobs" => Some(views::jobs(&gatherer)),
+            "plugins" => Some(views::plugins(&gatherer)),
             _ => None,
         }
     }
 
     fn call(&self, command: &str, args: &str) -> Result<Vec<String>, ControlError> {
-        let daemon = self
-            .daemon
+        let gatherer = self
+            .gatherer
             .upgrade()
             .ok_or_else(|| ControlError::new("stopping", "spud-host is stopping"))?;
         let need_job = || {
@@ -49,21 +61,21 @@ impl Control for HostControl {
             }
         };
         match command {
-            "jobs" => Ok(daemon.job_lines()),
+            "jobs" => Ok(views::job_lines(&gatherer)),
             "pause" | "resume" => {
                 let name = need_job()?;
-                daemon
+                gatherer
                     .set_paused(name, command == "pause")
                     .map_err(|e| ControlError::new("not_found", e))?;
                 Ok(vec![format!("{command}d {name}")])
             }
             "run" => {
                 let name = need_job()?;
-                if daemon.scheduler.get(name).is_none() {
+                if gatherer.scheduler.get(name).is_none() {
                     let e = format!("no running job is called {name}");
                     return Err(ControlError::new("not_found", e));
                 }
-                daemon
+                gatherer
                     .scheduler
                     .run_now(name)
                     .map_err(|e| ControlError::new("busy", e))?;

@@ -1,7 +1,7 @@
 //! Reloading a config is a diff: which jobs to add, which to change, which to remove, by
 //! name. A pure function, so that what a reload will do can be tested without running it.
 
-use crate::config::JobSpec;
+use crate::model::JobSpec;
 
 /// What turning `old` into `new` takes.
 #[derive(Debug, Default, PartialEq)]

@@ -1,21 +1,37 @@
 //! `spud-host`: the gatherer daemon. Runs in the foreground; see `conf/spud-host.service`.
 
-mod config;
-mod control;
-mod daemon;
+// The modules, in layers: each uses only those above it (see README, "Inside host/src").
+// Plain data:
 mod diff;
+mod model;
+// The parts:
+mod config;
 mod elf;
 mod isolation;
 mod job;
+mod job_host;
+mod library;
 mod loader;
-mod output;
+mod outputs;
 mod plugin_side;
 mod plugins;
-mod reload;
 mod safety;
 mod scheduler;
 mod sink;
 mod watch;
+// The gatherer's state and its operations:
+mod gatherer;
+mod helpers;
+mod report;
+mod state;
+mod views;
+// Reload and control:
+mod check;
+mod control;
+mod reload;
+// The wiring:
+mod daemon;
+mod store;
 
 use std::path::PathBuf;
 
@@ -55,7 +71,7 @@ fn main() {
     match args.command {
         Some(Command::Worker) => std::process::exit(isolation::worker::main()),
         Some(Command::CheckConfig) => {
-            let problems = daemon::check(&args.conf);
+            let problems = check::check(&args.conf);
             for p in &problems {
                 println!("{p}");
             }

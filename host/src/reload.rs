@@ -17,11 +17,14 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, JobSpec};
-use crate::daemon::{hash, helper_name, Daemon, LoadedFile, Owner, State, Wanted};
+use crate::config::Config;
 use crate::diff::diff;
+use crate::gatherer::Gatherer;
+use crate::helpers;
 use crate::job::{Job, Runner};
 use crate::loader::{self, Plugin};
+use crate::model::JobSpec;
+use crate::state::{content_hash, LoadedFile, Owner, State, Wanted};
 use crate::watch::Change;
 
 /// How long a plugin file must stay the same before it is read.
@@ -30,8 +33,8 @@ const SETTLE: Duration = Duration::from_millis(20);
 const SETTLE_GIVE_UP: Duration = Duration::from_secs(10);
 
 /// Startup: every plugin file, then every job of the config, then the helpers.
-pub fn startup(daemon: &Arc<Daemon>) {
-    let mut state = daemon.state.lock();
+pub fn startup(gatherer: &Arc<Gatherer>) {
+    let mut state = gatherer.state.lock();
     for spec in state.config.job_specs() {
         state.wanted.insert(
             spec.name.clone(),
@@ -41,10 +44,10 @@ pub fn startup(daemon: &Arc<Daemon>) {
             },
         );
     }
-    match loader::plugin_files(&daemon.plugins_dir) {
+    match loader::plugin_files(&gatherer.plugins_dir) {
         Ok(files) => {
             for file in files {
-                load_file(daemon, &mut state, &file, true);
+                load_file(gatherer, &mut state, &file, true);
             }
         }
         Err(e) => tracing::error!("{e}"),
@@ -53,20 +56,20 @@ pub fn startup(daemon: &Arc<Daemon>) {
     let waiting: Vec<JobSpec> = state
         .wanted
         .values()
-        .filter(|w| daemon.scheduler.get(&w.spec.name).is_none())
+        .filter(|w| gatherer.scheduler.get(&w.spec.name).is_none())
         .map(|w| w.spec.clone())
         .collect();
     for spec in waiting {
-        daemon.start(&state, &spec);
+        gatherer.start(&state, &spec);
     }
     for helper in state.config.helpers.clone() {
-        daemon.start_helper(&mut state, helper);
+        helpers::start(gatherer, &mut state, helper);
     }
-    daemon.report("host.config.status", "loaded");
+    gatherer.report("host.config.status", "loaded");
 }
 
 /// Applies changes as they come, one at a time.
-pub fn run(daemon: &Arc<Daemon>, changes: &Receiver<Change>) {
+pub fn run(gatherer: &Arc<Gatherer>, changes: &Receiver<Change>) {
     while let Ok(first) = changes.recv() {
         // One edit often raises several events; take them together.
         let mut batch = vec![first];
@@ -75,25 +78,25 @@ pub fn run(daemon: &Arc<Daemon>, changes: &Receiver<Change>) {
         }
         let everything = batch.contains(&Change::Everything);
         if everything || batch.contains(&Change::Config) {
-            reload_config(daemon);
+            reload_config(gatherer);
         }
         let mut paths: Vec<PathBuf> = batch
             .iter()
             .filter_map(|c| match c {
-                Change::PluginFile(p) => Some(daemon.plugins_dir.join(p.file_name()?)),
+                Change::PluginFile(p) => Some(gatherer.plugins_dir.join(p.file_name()?)),
                 _ => None,
             })
             .collect();
         if everything {
-            paths.extend(loader::plugin_files(&daemon.plugins_dir).unwrap_or_default());
-            paths.extend(daemon.state.lock().files.keys().cloned());
+            paths.extend(loader::plugin_files(&gatherer.plugins_dir).unwrap_or_default());
+            paths.extend(gatherer.state.lock().files.keys().cloned());
         }
         paths.sort();
         paths.dedup();
         for path in paths {
             if settle(&path) {
-                let mut state = daemon.state.lock();
-                load_file(daemon, &mut state, &path, false);
+                let mut state = gatherer.state.lock();
+                load_file(gatherer, &mut state, &path, false);
             }
         }
     }
@@ -128,23 +131,23 @@ fn settle(path: &Path) -> bool {
 }
 
 /// Loads (or reloads) the plugin at `path`, or notices it is gone.
-fn load_file(daemon: &Daemon, state: &mut State, path: &Path, starting: bool) {
+fn load_file(gatherer: &Gatherer, state: &mut State, path: &Path, starting: bool) {
     let data = match loader::read(path) {
         Ok(data) => data,
-        Err(loader::ReadError::Missing) => return removed(daemon, state, path),
+        Err(loader::ReadError::Missing) => return removed(gatherer, state, path),
         Err(loader::ReadError::Refused(reason)) => {
             // Said once per reason; the running version (if any) stays.
             if state
                 .failed_files
-                .insert(path.to_path_buf(), hash(reason.as_bytes()))
-                != Some(hash(reason.as_bytes()))
+                .insert(path.to_path_buf(), content_hash(reason.as_bytes()))
+                != Some(content_hash(reason.as_bytes()))
             {
                 tracing::error!("{reason}");
             }
             return;
         }
     };
-    let content = hash(&data);
+    let content = content_hash(&data);
     if state.files.get(path).is_some_and(|f| f.hash == content) {
         tracing::debug!("{}: content unchanged", path.display());
         return;
@@ -164,8 +167,8 @@ fn load_file(daemon: &Daemon, state: &mut State, path: &Path, starting: bool) {
                         path.display(),
                         e.reason
                     );
-                    daemon.report(&format!("host.plugin.{name}.status"), "reload_failed");
-                    daemon.report(&format!("host.plugin.{name}.last_error"), &e.reason);
+                    gatherer.report(&format!("host.plugin.{name}.status"), "reload_failed");
+                    gatherer.report(&format!("host.plugin.{name}.last_error"), &e.reason);
                 }
                 None => tracing::error!("plugin {} not loaded: {}", path.display(), e.reason),
             }
@@ -193,14 +196,14 @@ fn load_file(daemon: &Daemon, state: &mut State, path: &Path, starting: bool) {
             path.display(),
             plugin.name
         );
-        plugin_gone(daemon, state, &old);
+        plugin_gone(gatherer, state, &old);
     }
-    install(daemon, state, plugin, path, content, starting);
+    install(gatherer, state, plugin, path, content, starting);
 }
 
 /// Makes the new generation's jobs first, then swaps them in.
 fn install(
-    daemon: &Daemon,
+    gatherer: &Gatherer,
     state: &mut State,
     plugin: Plugin,
     path: &Path,
@@ -218,10 +221,10 @@ fn install(
         },
     );
     let key = |what: &str| format!("host.plugin.{name}.{what}");
-    daemon.report(&key("status"), "loaded");
-    daemon.report(&key("version"), &plugin.version);
-    daemon.report(&key("generation"), plugin.generation);
-    daemon.report(
+    gatherer.report(&key("status"), "loaded");
+    gatherer.report(&key("version"), &plugin.version);
+    gatherer.report(&key("generation"), plugin.generation);
+    gatherer.report(
         &key("load_ms"),
         format_args!("{:.3}", plugin.load_time.as_secs_f64() * 1000.0),
     );
@@ -232,16 +235,16 @@ fn install(
         .filter(|w| w.spec.plugin == name)
         .map(|w| w.spec.clone())
         .collect();
-    let made: Vec<(JobSpec, Result<Arc<Job>, String>)> = specs
+    let made: Vec<(JobSpec, Result<Arc<Job>, crate::model::Failure>)> = specs
         .into_iter()
         .map(|spec| {
-            let job = Job::create(spec.clone(), Arc::clone(&plugin), &daemon.ctx);
+            let job = Job::create(spec.clone(), Arc::clone(&plugin), &gatherer.ctx);
             (spec, job)
         })
         .collect();
     let (mut swapped, mut kept) = (0, 0);
     for (spec, job) in made {
-        if daemon.install(&spec, job) {
+        if gatherer.install(&spec, job) {
             swapped += 1;
         } else {
             kept += 1;
@@ -278,7 +281,7 @@ fn install(
 }
 
 /// The file is gone: its jobs stop until it is back.
-fn removed(daemon: &Daemon, state: &mut State, path: &Path) {
+fn removed(gatherer: &Gatherer, state: &mut State, path: &Path) {
     state.failed_files.remove(path);
     let Some(file) = state.files.remove(path) else {
         return;
@@ -288,12 +291,12 @@ fn removed(daemon: &Daemon, state: &mut State, path: &Path) {
         path.display(),
         file.name
     );
-    plugin_gone(daemon, state, &file.name);
+    plugin_gone(gatherer, state, &file.name);
 }
 
-fn plugin_gone(daemon: &Daemon, state: &mut State, name: &str) {
+fn plugin_gone(gatherer: &Gatherer, state: &mut State, name: &str) {
     state.plugins.remove(name);
-    daemon.report(&format!("host.plugin.{name}.status"), "missing");
+    gatherer.report(&format!("host.plugin.{name}.status"), "missing");
     let theirs: Vec<String> = state
         .wanted
         .values()
@@ -301,29 +304,29 @@ fn plugin_gone(daemon: &Daemon, state: &mut State, name: &str) {
         .map(|w| w.spec.name.clone())
         .collect();
     for job in theirs {
-        if daemon.scheduler.remove(&job).is_some() {
-            daemon.report(&format!("host.job.{job}.state"), "waiting_for_plugin");
+        if gatherer.scheduler.remove(&job).is_some() {
+            gatherer.report(&format!("host.job.{job}.state"), "waiting_for_plugin");
         }
     }
 }
 
 /// Re-reads the config and applies the difference.
-pub fn reload_config(daemon: &Arc<Daemon>) {
-    let path = &daemon.config_path;
+pub fn reload_config(gatherer: &Arc<Gatherer>) {
+    let path = &gatherer.config_path;
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
             tracing::error!("{}: {e}; everything keeps running as it is", path.display());
-            daemon.report("host.config.status", "failed");
-            daemon.report(
+            gatherer.report("host.config.status", "failed");
+            gatherer.report(
                 "host.config.last_error",
                 format_args!("{}: {e}", path.display()),
             );
             return;
         }
     };
-    let mut state = daemon.state.lock();
-    let content = hash(text.as_bytes());
+    let mut state = gatherer.state.lock();
+    let content = content_hash(text.as_bytes());
     if content == state.config_hash {
         return;
     }
@@ -335,8 +338,8 @@ pub fn reload_config(daemon: &Arc<Daemon>) {
             }
             tracing::error!("the config was not reloaded; everything keeps running as it was");
             state.config_hash = content;
-            daemon.report("host.config.status", "failed");
-            daemon.report("host.config.last_error", e.problems.join("; "));
+            gatherer.report("host.config.status", "failed");
+            gatherer.report("host.config.last_error", e.problems.join("; "));
             return;
         }
     };
@@ -356,10 +359,10 @@ pub fn reload_config(daemon: &Arc<Daemon>) {
         );
     }
     let vars = new.vars_as_text();
-    if *daemon.ctx.vars.read() != vars {
-        *daemon.ctx.vars.write() = vars;
+    if *gatherer.ctx.vars.read() != vars {
+        *gatherer.ctx.vars.write() = vars;
         // Isolated jobs keep their own copy.
-        for job in daemon.scheduler.jobs() {
+        for job in gatherer.scheduler.jobs() {
             if let Runner::Process(isolated) = &job.runner {
                 isolated.vars_changed();
             }
@@ -369,22 +372,20 @@ pub fn reload_config(daemon: &Arc<Daemon>) {
     let (before, after) = (old.job_specs(), new.job_specs());
     let d = diff(&before, &after);
     for name in &d.to_remove {
-        daemon.forget(&mut state, name);
+        gatherer.forget(&mut state, name);
     }
     for spec in d.to_add.iter().chain(&d.to_change) {
-        daemon.want(&mut state, (*spec).clone(), Owner::Config);
+        gatherer.want(&mut state, (*spec).clone(), Owner::Config);
     }
 
-    let old_helpers: Vec<_> = old.helpers.iter().map(|h| (helper_name(h), h)).collect();
-    let new_helpers: Vec<_> = new.helpers.iter().map(|h| (helper_name(h), h)).collect();
-    for (name, helper) in &old_helpers {
-        if !new_helpers.iter().any(|(n, h)| n == name && h == helper) {
-            daemon.stop_helper(&mut state, name);
+    for helper in &old.helpers {
+        if !new.helpers.contains(helper) {
+            helpers::stop(gatherer, &mut state, helper.called());
         }
     }
-    for (name, helper) in &new_helpers {
-        if !old_helpers.iter().any(|(n, h)| n == name && h == helper) {
-            daemon.start_helper(&mut state, (*helper).clone());
+    for helper in &new.helpers {
+        if !old.helpers.contains(helper) {
+            helpers::start(gatherer, &mut state, helper.clone());
         }
     }
     if d.is_empty() {
@@ -397,5 +398,5 @@ pub fn reload_config(daemon: &Arc<Daemon>) {
             d.to_remove.len()
         );
     }
-    daemon.report("host.config.status", "loaded");
+    gatherer.report("host.config.status", "loaded");
 }

@@ -384,8 +384,8 @@ fn collect(shared: &Shared, task: Task) {
             }
         }
         Err(failure) => {
-            job.failed(&failure.text);
-            if failure.crash {
+            job.failed(&failure.message);
+            if failure.is_crash() {
                 crashed(&job);
             }
         }
@@ -425,7 +425,7 @@ fn run_service(job: &Job) {
         }
         match result {
             Ok(()) => job.failed("service returned before it was asked to stop"),
-            Err(failure) => job.failed(&failure.text),
+            Err(failure) => job.failed(&failure.message),
         }
         // A service that ran a good while before it ended starts a new count.
         if started.elapsed() > Duration::from_secs(60) {
@@ -460,13 +460,4 @@ fn next_due(job: &Job, after: Instant) -> Instant {
     let wall_next = k * interval + phase;
     let from_now = wall_next.saturating_sub(wall_now);
     now + Duration::from_nanos(from_now.min(u64::MAX as u128) as u64)
-}
-
-/// A job's fixed offset within its interval, from its name: stable across restarts, and
-/// spreading thousands of jobs over the interval.
-pub fn phase(name: &str, interval: Duration) -> Duration {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    name.hash(&mut h);
-    Duration::from_nanos((h.finish() as u128 % interval.as_nanos().max(1)) as u64)
 }

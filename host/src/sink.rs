@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use spud_server::pusher::Pusher;
 
-use crate::output::RemoteWrite;
+use crate::outputs::Output;
 
 /// The store a sample goes to.
 #[derive(Clone)]
@@ -20,7 +20,7 @@ pub enum Target {
 #[derive(Clone)]
 pub struct Sink {
     pub target: Target,
-    pub outputs: Arc<[Arc<RemoteWrite>]>,
+    pub outputs: Arc<[Arc<dyn Output>]>,
 }
 
 impl Sink {

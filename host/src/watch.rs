@@ -21,12 +21,26 @@ pub enum Change {
     Everything,
 }
 
-/// Watches `plugins_dir` and the folder of `config`. Keep the watcher alive to keep watching.
-pub fn watch(
-    plugins_dir: &Path,
-    config: &Path,
-    tx: Sender<Change>,
-) -> notify::Result<impl Watcher> {
+/// How often everything is looked at again, events or not.
+const POLL_EVERY: Duration = Duration::from_secs(30);
+
+/// Watches `plugins_dir` and the folder of `config`, and polls as a safety net (alone, said
+/// once, where watching is impossible). Keep what it returns alive to keep watching.
+pub fn start(plugins_dir: &Path, config: &Path, tx: Sender<Change>) -> Option<impl Watcher> {
+    poll(POLL_EVERY, tx.clone());
+    match watch(plugins_dir, config, tx) {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch {} for changes ({e}); polling every {POLL_EVERY:?} instead",
+                plugins_dir.display()
+            );
+            None
+        }
+    }
+}
+
+fn watch(plugins_dir: &Path, config: &Path, tx: Sender<Change>) -> notify::Result<impl Watcher> {
     let config_name = config.file_name().map(|n| n.to_owned());
     let config_dir = config
         .parent()
@@ -80,7 +94,7 @@ fn same_dir(a: &Path, canonical_b: &Path) -> bool {
 }
 
 /// Sends `Change::Everything` every `every`, until the receiver is gone.
-pub fn poll(every: Duration, tx: Sender<Change>) {
+fn poll(every: Duration, tx: Sender<Change>) {
     std::thread::Builder::new()
         .name("poll".into())
         .spawn(move || loop {

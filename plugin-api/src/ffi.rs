@@ -78,6 +78,38 @@ pub struct JobDef {
     pub interval_ms: u64,
 }
 
+/// What kind of failure a call into a plugin ended in.
+#[repr(u8)]
+#[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// The plugin returned an error (a target that is down, a bad option).
+    Error,
+    /// The plugin panicked; the panic was caught on its side of the boundary.
+    Panic,
+    /// The plugin gave up waiting on something within the call.
+    Timeout,
+}
+
+/// A failed call into a plugin: its kind and one line for the user.
+#[repr(C)]
+#[derive(StableAbi, Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Error, panic or timeout.
+    pub kind: FailureKind,
+    /// What went wrong, without the job's name (the host adds it).
+    pub message: RString,
+}
+
+impl Failure {
+    /// A plain error.
+    pub fn error(message: impl Into<RString>) -> Failure {
+        Failure {
+            kind: FailureKind::Error,
+            message: message.into(),
+        }
+    }
+}
+
 /// How a job runs.
 #[repr(u8)]
 #[derive(StableAbi, Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,3 +165,32 @@ pub trait CollectorApi: Send {
 
 /// The collector as it crosses the boundary.
 pub type CollectorBox = CollectorApi_TO<'static, RBox<()>>;
+
+/// Since 0.1.2, beside the root module: the calls into a plugin with typed failures. It is
+/// a symbol of its own (`TYPED_SYMBOL`), not fields appended to [`PluginMod`], because
+/// abi_stable refuses a library whose root module has fewer fields than the host's: this
+/// way the root module keeps its 0.1.0 layout and a plugin built against any 0.1 loads. A
+/// host checks this module's layout (`TYPED_LAYOUT_SYMBOL`) before using it; a plugin
+/// without it answers through the untyped calls, every failure a plain error.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = TypedModRef)))]
+#[sabi(missing_field(panic))]
+pub struct TypedMod {
+    /// `PluginMod::new_job`, typed. The collector it makes can be downcast by `collect`
+    /// and `run` below.
+    pub new_job: extern "C" fn(spec: JobSpec, host: HostBox) -> RResult<CollectorBox, Failure>,
+    /// `PluginMod::helper_jobs`, typed.
+    pub helper_jobs: extern "C" fn(spec: JobSpec, host: HostBox) -> RResult<RVec<JobDef>, Failure>,
+    /// One collect of a collector this module's `new_job` made.
+    pub collect: extern "C" fn(collector: &mut CollectorBox) -> RResult<(), Failure>,
+    /// A service's run, of a collector this module's `new_job` made.
+    #[sabi(last_prefix_field)]
+    pub run: extern "C" fn(collector: &mut CollectorBox) -> RResult<(), Failure>,
+}
+
+/// The symbol of `extern "C" fn() -> TypedModRef`.
+pub const TYPED_SYMBOL: &[u8] = b"spud_plugin_typed_module\0";
+/// The symbol of `extern "C" fn() -> *const TypeLayout`: the layout of [`TypedModRef`] as
+/// the plugin was built.
+pub const TYPED_LAYOUT_SYMBOL: &[u8] = b"spud_plugin_typed_layout\0";

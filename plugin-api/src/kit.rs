@@ -136,11 +136,7 @@ impl Health {
 pub fn name_value(line: &str) -> Option<(&str, &str)> {
     let (name, value) = line.split_once(char::is_whitespace)?;
     let value = value.trim();
-    let name_ok = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_:.-".contains(c));
-    (name_ok && !value.is_empty()).then_some((name, value))
+    (crate::is_valid_key(name) && !value.is_empty()).then_some((name, value))
 }
 
 #[cfg(test)]

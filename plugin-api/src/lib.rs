@@ -73,20 +73,25 @@
 //!
 //! The host accepts a plugin built against a compatible version of this crate:
 //! while it is 0.x, the same 0.minor (0.1.0 and 0.1.7 load together; 0.2 does not); from
-//! 1.0, the same major. New capabilities are appended to the root module and the traits,
-//! so a plugin built against an older compatible version keeps loading.
+//! 1.0, the same major. The root module keeps its 0.1.0 layout (abi_stable refuses a library
+//! whose root module has fewer fields than the host's); new capabilities come as symbols of
+//! their own, such as the typed module of 0.1.2 ([`ffi::TypedMod`]), so a plugin built against
+//! an older compatible version keeps loading.
 #![deny(missing_docs)]
 
 pub mod ffi;
 mod host;
+mod key;
 pub mod kit;
 mod plugin;
 
 pub use abi_stable;
 pub use ffi::Level;
 pub use host::Host;
+pub use key::{is_key_byte, is_valid_key, key_safe};
 pub use plugin::{
-    guard, job_def_to_ffi, plugin_info, Collector, Error, Job, JobDef, Plugin, Pull, Service,
+    guard, job_def_to_ffi, plugin_info, typed_collect, typed_run, untyped, Collector, Error, Job,
+    JobDef, Plugin, Pull, Service,
 };
 pub use serde;
 pub use toml;

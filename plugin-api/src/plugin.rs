@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use abi_stable::std_types::{RErr, ROk, RResult, RString};
 use serde::de::DeserializeOwned;
 
-use crate::ffi::{CollectorApi, JobStyle};
+use crate::ffi::{CollectorApi, CollectorBox, Failure, FailureKind, JobStyle};
 use crate::Host;
 
 /// What a plugin reports when something fails: one line a user can act on.
@@ -60,7 +60,8 @@ impl Job {
     pub fn options<T: DeserializeOwned>(&self) -> Result<T, Error> {
         toml::from_str(&self.options).map_err(|e| {
             let msg = e.message().trim().to_string();
-            format!("job {}: bad options: {msg}", self.name)
+            // The host names the job.
+            format!("bad options: {msg}")
         })
     }
 }
@@ -112,21 +113,31 @@ impl Collector {
     }
 }
 
-/// Runs `f`, turning a panic into an error: a panic must never cross into the host.
+/// Runs `f`, turning a panic into a [`Failure`] of kind `Panic`: a panic must never cross
+/// into the host. `what` names the call in the message (`collect panicked: ...`).
 #[doc(hidden)]
-pub fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, Error>) -> RResult<T, RString> {
+pub fn guard<T>(what: &str, f: impl FnOnce() -> Result<T, Error>) -> RResult<T, Failure> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => ROk(v),
-        Ok(Err(e)) => RErr(e.into()),
+        Ok(Err(e)) => RErr(Failure::error(e)),
         Err(panic) => {
             let msg = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            RErr(format!("{what} panicked: {msg}").into())
+            RErr(Failure {
+                kind: FailureKind::Panic,
+                message: format!("{what} panicked: {msg}").into(),
+            })
         }
     }
+}
+
+/// A typed result as hosts of 0.1.1 and earlier read it: the message alone.
+#[doc(hidden)]
+pub fn untyped<T>(result: RResult<T, Failure>) -> RResult<T, RString> {
+    result.map_err(|f| f.message)
 }
 
 impl CollectorApi for Collector {
@@ -138,17 +149,53 @@ impl CollectorApi for Collector {
     }
 
     fn collect(&mut self) -> RResult<(), RString> {
-        match self {
-            Collector::Pull(p) => guard("collect", || p.collect()),
-            Collector::Service(_) => RErr("a service has no collect".into()),
-        }
+        untyped(self.collect_typed())
     }
 
     fn run(&mut self) -> RResult<(), RString> {
+        untyped(self.run_typed())
+    }
+}
+
+impl Collector {
+    fn collect_typed(&mut self) -> RResult<(), Failure> {
+        match self {
+            Collector::Pull(p) => guard("collect", || p.collect()),
+            Collector::Service(_) => RErr(Failure::error("a service has no collect")),
+        }
+    }
+
+    fn run_typed(&mut self) -> RResult<(), Failure> {
         match self {
             Collector::Service(s) => guard("run", || s.run()),
-            Collector::Pull(_) => RErr("a pull collector has no run".into()),
+            Collector::Pull(_) => RErr(Failure::error("a pull collector has no run")),
         }
+    }
+}
+
+/// The collector inside a box this plugin made (its `new_job` makes them downcastable).
+fn unbox(collector: &mut CollectorBox) -> Result<&mut Collector, Failure> {
+    collector
+        .obj
+        .downcast_as_mut::<Collector>()
+        .map_err(|_| Failure::error("a collector made by another plugin"))
+}
+
+/// `TypedMod::collect`.
+#[doc(hidden)]
+pub extern "C" fn typed_collect(collector: &mut CollectorBox) -> RResult<(), Failure> {
+    match unbox(collector) {
+        Ok(c) => c.collect_typed(),
+        Err(f) => RErr(f),
+    }
+}
+
+/// `TypedMod::run`.
+#[doc(hidden)]
+pub extern "C" fn typed_run(collector: &mut CollectorBox) -> RResult<(), Failure> {
+    match unbox(collector) {
+        Ok(c) => c.run_typed(),
+        Err(f) => RErr(f),
     }
 }
 
@@ -171,6 +218,25 @@ macro_rules! export_plugin {
                 helper_jobs: __spud_helper_jobs,
             }
             .leak_into_prefix()
+        }
+
+        #[doc(hidden)]
+        #[export_name = "spud_plugin_typed_module"]
+        pub extern "C" fn __spud_typed_module() -> $crate::ffi::TypedModRef {
+            use $crate::abi_stable::prefix_type::PrefixTypeTrait;
+            $crate::ffi::TypedMod {
+                new_job: __spud_new_job_typed,
+                helper_jobs: __spud_helper_jobs_typed,
+                collect: $crate::typed_collect,
+                run: $crate::typed_run,
+            }
+            .leak_into_prefix()
+        }
+
+        #[doc(hidden)]
+        #[export_name = "spud_plugin_typed_layout"]
+        pub extern "C" fn __spud_typed_layout() -> *const $crate::abi_stable::type_layout::TypeLayout {
+            <$crate::ffi::TypedModRef as $crate::abi_stable::StableAbi>::LAYOUT
         }
 
         #[doc(hidden)]
@@ -197,18 +263,41 @@ macro_rules! export_plugin {
             )
         }
 
+        extern "C" fn __spud_new_job_typed(
+            spec: $crate::ffi::JobSpec,
+            host: $crate::ffi::HostBox,
+        ) -> $crate::abi_stable::std_types::RResult<$crate::ffi::CollectorBox, $crate::ffi::Failure> {
+            $crate::guard("new_job", || {
+                let job = $crate::Job::from_ffi(&spec);
+                let collector = <$plugin as $crate::Plugin>::new_job(&job, $crate::Host::from_ffi(host))?;
+                // Downcastable, so that the typed module's `collect` and `run` reach it.
+                Ok($crate::ffi::CollectorApi_TO::from_value(
+                    collector,
+                    $crate::abi_stable::sabi_trait::TD_CanDowncast,
+                ))
+            })
+        }
+
+        extern "C" fn __spud_helper_jobs_typed(
+            spec: $crate::ffi::JobSpec,
+            host: $crate::ffi::HostBox,
+        ) -> $crate::abi_stable::std_types::RResult<
+            $crate::abi_stable::std_types::RVec<$crate::ffi::JobDef>,
+            $crate::ffi::Failure,
+        > {
+            $crate::guard("helper_jobs", || {
+                let job = $crate::Job::from_ffi(&spec);
+                let jobs = <$plugin as $crate::Plugin>::helper_jobs(&job, $crate::Host::from_ffi(host))?;
+                Ok(jobs.into_iter().map($crate::job_def_to_ffi).collect())
+            })
+        }
+
+        // The untyped entry points, for hosts of 0.1.1 and earlier.
         extern "C" fn __spud_new_job(
             spec: $crate::ffi::JobSpec,
             host: $crate::ffi::HostBox,
         ) -> $crate::abi_stable::std_types::RResult<$crate::ffi::CollectorBox, $crate::abi_stable::std_types::RString> {
-            $crate::guard("new_job", || {
-                let job = $crate::Job::from_ffi(&spec);
-                let collector = <$plugin as $crate::Plugin>::new_job(&job, $crate::Host::from_ffi(host))?;
-                Ok($crate::ffi::CollectorApi_TO::from_value(
-                    collector,
-                    $crate::abi_stable::sabi_trait::TD_Opaque,
-                ))
-            })
+            $crate::untyped(__spud_new_job_typed(spec, host))
         }
 
         extern "C" fn __spud_helper_jobs(
@@ -218,11 +307,7 @@ macro_rules! export_plugin {
             $crate::abi_stable::std_types::RVec<$crate::ffi::JobDef>,
             $crate::abi_stable::std_types::RString,
         > {
-            $crate::guard("helper_jobs", || {
-                let job = $crate::Job::from_ffi(&spec);
-                let jobs = <$plugin as $crate::Plugin>::helper_jobs(&job, $crate::Host::from_ffi(host))?;
-                Ok(jobs.into_iter().map($crate::job_def_to_ffi).collect())
-            })
+            $crate::untyped(__spud_helper_jobs_typed(spec, host))
         }
     };
 }
@@ -264,25 +349,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_exported_header_has_the_name_abi_stable_looks_for() {
+    fn the_exported_symbols_have_the_names_hosts_look_for() {
         let macro_text = include_str!("plugin.rs");
         let name = abi_stable::library::ROOT_MODULE_LOADER_NAME;
         assert!(
             macro_text.contains(&format!("#[export_name = \"{name}\"]")),
             "{name}"
         );
+        for symbol in [crate::ffi::TYPED_SYMBOL, crate::ffi::TYPED_LAYOUT_SYMBOL] {
+            let name = std::str::from_utf8(&symbol[..symbol.len() - 1]).unwrap();
+            assert!(
+                macro_text.contains(&format!("#[export_name = \"{name}\"]")),
+                "{name}"
+            );
+        }
     }
 
     #[test]
-    fn panics_become_errors() {
-        let r: RResult<(), RString> = guard("collect", || panic!("boom {}", 1));
-        assert_eq!(r, RErr(RString::from("collect panicked: boom 1")));
-        let r: RResult<(), RString> = guard("collect", || Err("down".into()));
-        assert_eq!(r, RErr(RString::from("down")));
+    fn panics_become_typed_failures() {
+        let r: RResult<(), Failure> = guard("collect", || panic!("boom {}", 1));
+        let panic = Failure {
+            kind: FailureKind::Panic,
+            message: "collect panicked: boom 1".into(),
+        };
+        assert_eq!(r, RErr(panic));
+        let r: RResult<(), Failure> = guard("collect", || Err("down".into()));
+        assert_eq!(r, RErr(Failure::error("down")));
+        // Hosts of 0.1.1 read the message alone, as before.
+        let r = untyped::<()>(guard("collect", || panic!("boom")));
+        assert_eq!(r, RErr(RString::from("collect panicked: boom")));
     }
 
     #[test]
-    fn options_name_the_job_and_the_field() {
+    fn options_name_the_field() {
         #[derive(serde::Deserialize, Debug)]
         #[serde(deny_unknown_fields)]
         #[allow(dead_code)]
@@ -297,7 +396,7 @@ mod tests {
         };
         let err = job.options::<Opts>().unwrap_err();
         assert!(
-            err.starts_with("job memcached.local: bad options: unknown field `adress`"),
+            err.starts_with("bad options: unknown field `adress`"),
             "{err}"
         );
         assert!(err.contains("address"), "{err}");

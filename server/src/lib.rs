@@ -39,9 +39,7 @@ mod value;
 
 pub use counters::Stat;
 pub use pattern::{Pattern, PatternError};
-pub use server::{
-    is_valid_key, unix_now, ChangeCursor, Config, Server, SetError, Subscription, Update,
-};
+pub use server::{unix_now, ChangeCursor, Config, Server, SetError, Subscription, Update};
 pub use value::Value;
 
 /// Logs to stderr through `tracing`, at `RUST_LOG`'s levels (default `info`), in colour only

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use spud_plugin_api::is_valid_key;
 use tokio::sync::mpsc;
 
 use crate::control::Control;
@@ -70,16 +71,6 @@ struct Shared {
     started: Instant,
     next_id: AtomicU64,
     control: parking_lot::RwLock<Option<Arc<dyn Control>>>,
-}
-
-/// Whether `key` is a valid key.
-pub fn is_valid_key(key: &str) -> bool {
-    !key.is_empty() && key.bytes().all(is_key_byte)
-}
-
-#[inline]
-pub(crate) fn is_key_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')
 }
 
 /// Unix seconds now.

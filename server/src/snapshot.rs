@@ -10,8 +10,9 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::server::{is_valid_key, unix_now};
+use crate::server::unix_now;
 use crate::{Config, Server};
+use spud_plugin_api::is_valid_key;
 
 const HEADER: &[u8] = b"# spud snapshot v1\n";
 const TRAILER: &[u8] = b"# end ";

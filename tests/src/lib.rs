@@ -589,23 +589,78 @@ impl Client {
 /// Returns the `.so`.
 pub fn plugin_against_api(tag: &str, version: &str, edit: impl Fn(String) -> String) -> PathBuf {
     let root = workspace_root();
+    let api_files = std::fs::read_dir(root.join("plugin-api/src"))
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = if name == "ffi.rs" { edit(text) } else { text };
+            (name, text)
+        })
+        .collect();
+    let manifest = std::fs::read_to_string(root.join("plugin-api/Cargo.toml")).unwrap();
+    let chaos = std::fs::read_to_string(root.join("tests/plugins/chaos/src/lib.rs")).unwrap();
+    build_fixture(tag, version, api_files, &manifest, &chaos)
+}
+
+/// Builds the chaos plugin as it was at `commit`, against `plugin-api/` as it was then: a
+/// plugin a third party built against an older release. Needs the repository's history
+/// (a clone, not a bare export); without it, it fails saying so.
+pub fn plugin_from_commit(tag: &str, commit: &str) -> PathBuf {
+    let root = workspace_root();
+    let git = |args: &[&str]| -> String {
+        let out = Command::new("git")
+            .current_dir(&root)
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(
+            out.status.success(),
+            "git {args:?} failed (this test needs the repository's history): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let show = |path: &str| git(&["show", &format!("{commit}:{path}")]);
+    let api_files = git(&["ls-tree", "--name-only", commit, "plugin-api/src/"])
+        .lines()
+        .map(|path| {
+            let name = path.rsplit('/').next().unwrap().to_string();
+            (name, show(path))
+        })
+        .collect();
+    let manifest = show("plugin-api/Cargo.toml");
+    let version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .expect("a version in plugin-api/Cargo.toml")
+        .to_string();
+    let chaos = show("tests/plugins/chaos/src/lib.rs");
+    build_fixture(tag, &version, api_files, &manifest, &chaos)
+}
+
+/// Builds a fixture workspace: `plugin-api` (the given files, `version`, the manifest's
+/// dependencies) and the chaos plugin's source against it. Returns the `.so`.
+fn build_fixture(
+    tag: &str,
+    version: &str,
+    api_files: Vec<(String, String)>,
+    api_manifest: &str,
+    chaos: &str,
+) -> PathBuf {
+    let root = workspace_root();
     let base = root.join("target/plugin-version-fixtures");
     let src = base.join("src").join(tag);
     let api = src.join("plugin-api");
     let plugin = src.join("plugin");
     std::fs::create_dir_all(api.join("src")).unwrap();
     std::fs::create_dir_all(plugin.join("src")).unwrap();
-
-    for entry in std::fs::read_dir(root.join("plugin-api/src")).unwrap() {
-        let path = entry.unwrap().path();
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        if path.file_name().unwrap() == "ffi.rs" {
-            text = edit(text);
-        }
-        write_if_changed(&api.join("src").join(path.file_name().unwrap()), &text);
+    for (name, text) in api_files {
+        write_if_changed(&api.join("src").join(name), &text);
     }
-    let manifest = std::fs::read_to_string(root.join("plugin-api/Cargo.toml")).unwrap();
-    let deps = &manifest[manifest.find("[dependencies]").unwrap()..];
+    let deps = &api_manifest[api_manifest.find("[dependencies]").unwrap()..];
     write_if_changed(
         &api.join("Cargo.toml"),
         &format!("[package]\nname = \"spud-plugin-api\"\nversion = \"{version}\"\nedition = \"2021\"\n\n{deps}"),
@@ -616,8 +671,7 @@ pub fn plugin_against_api(tag: &str, version: &str, edit: impl Fn(String) -> Str
             "[package]\nname = \"chaos-{tag}\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nspud-plugin-api = {{ path = \"../plugin-api\" }}\n"
         ),
     );
-    let chaos = std::fs::read_to_string(root.join("tests/plugins/chaos/src/lib.rs")).unwrap();
-    write_if_changed(&plugin.join("src/lib.rs"), &chaos);
+    write_if_changed(&plugin.join("src/lib.rs"), chaos);
     write_if_changed(
         &src.join("Cargo.toml"),
         "[workspace]\nresolver = \"2\"\nmembers = [\"plugin-api\", \"plugin\"]\n",

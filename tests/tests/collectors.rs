@@ -420,17 +420,8 @@ fn probe_measures_tcp_and_http_targets() {
             "[[job]]\nname = \"p\"\nplugin = \"probe\"\ninterval = \"300ms\"\ntimeout = \"2s\"\noptions = {{ tcp = [\"{open_addr}\", \"{closed}\"], http = [\"http://{web}/health\", \"http://{closed}/x\"] }}\n"
         ),
     );
-    let key = |t: &str| {
-        t.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect::<String>()
-    };
+    // Targets are keyed by the one key rule (`:` kept, `/` made `_`).
+    let key = spud_plugin_api::key_safe;
     let open_key = key(&open_addr.to_string());
     assert_eq!(host.wait_for(&format!("p.{open_key}.up"), T, |_| true), "1");
     let connect: f64 = host

@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use spud_tests::{api_version, binary, plugin_against_api, SpudHost};
+use std::time::Duration;
+
+use spud_tests::{api_version, binary, plugin_against_api, plugin_from_commit, SpudHost};
 
 /// `check-config` on a host whose only plugin is `so`, with one chaos job.
 fn check(so: &Path) -> (bool, String) {
@@ -94,4 +96,55 @@ fn a_plugin_whose_types_differ_is_refused_with_a_short_message() {
         "{line}"
     );
     assert!(line.len() < 600, "{} characters: {line}", line.len());
+}
+
+/// The last commit whose plugin-api is 0.1.1: before calls into a plugin had typed
+/// failures (0.1.2 appended typed entry points to the root module and the collector).
+const API_0_1_1: &str = "31a9381a8f8e350543c45b1a0963f7488187cae4";
+
+#[test]
+fn a_plugin_built_against_0_1_1_runs_under_this_host() {
+    const T: Duration = Duration::from_secs(20);
+    let so = plugin_from_commit("api-0-1-1", API_0_1_1);
+    let job = |name: &str, extra: &str, options: &str| {
+        format!(
+            "[[job]]\nname = \"{name}\"\nplugin = \"chaos\"\ninterval = \"100ms\"\n{extra}options = {{ {options} }}\n\n"
+        )
+    };
+    let config = job("ok", "", "mode = \"ok\"")
+        + &job("isolated", "isolation = \"process\"\n", "mode = \"ok\"")
+        + &job("panics", "", "mode = \"panic\"")
+        + &job("typo", "", "mode = \"ok\", nope = 1");
+    let dir = SpudHost::prepare(&[], &config);
+    spud_tests::install_plugin(&so, &dir.path().join("plugins/chaos.so"));
+    let host = SpudHost::start_in(dir);
+
+    // It loads, and its jobs run, in the host and in a worker.
+    assert_eq!(
+        host.wait_for("host.plugin.chaos.status", T, |_| true),
+        "loaded"
+    );
+    for key in ["ok.tick", "isolated.tick"] {
+        host.wait_for(key, T, |v| v.parse::<u64>().unwrap_or(0) >= 3);
+    }
+    // Its failures come through its untyped entry points: the message as it wrote it, an
+    // error (not a crash: 0.1.1 cannot say it panicked), the job kept running.
+    let error = host.wait_for("host.job.panics.last_error", T, |v| {
+        v.contains("collect panicked: chaos panic number")
+    });
+    assert!(!error.is_empty());
+    host.wait_for("host.job.panics.errors", T, |v| {
+        v.parse::<u64>().unwrap_or(0) >= 3
+    });
+    assert_eq!(
+        host.wait_for("host.job.panics.state", T, |_| true),
+        "running"
+    );
+    // A bad option is refused, naming the job and the field.
+    let refused = host.wait_for("host.job.typo.last_error", T, |_| true);
+    assert!(
+        refused.starts_with("job typo: ") && refused.contains("unknown field `nope`"),
+        "{refused}"
+    );
+    assert_eq!(host.wait_for("host.job.typo.state", T, |_| true), "failed");
 }

@@ -9,11 +9,7 @@ pub fn run(
     key: &str,
     value: &str,
 ) -> Result<i32, ClientError> {
-    let key_ok = !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-    if !key_ok {
+    if !spud_plugin_api::is_valid_key(key) {
         eprintln!("spud: {key:?} is not a key: keys are letters, digits and - _ . :");
         return Ok(2);
     }

@@ -76,11 +76,7 @@ impl Recorder {
 
 pub fn run(server: &Endpoint, args: WrapArgs) -> i32 {
     let key = args.key;
-    let valid = !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
-    if !valid {
+    if !spud_plugin_api::is_valid_key(&key) {
         eprintln!("spud wrap: {key:?} is not a key: keys are letters, digits and - _ . :");
         return 2;
     }

@@ -25,29 +25,8 @@ use serde::{Deserialize, Serialize};
 
 pub use supervisor::Isolated;
 
-use crate::loader::Declaration;
-
-/// Where a job runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Isolation {
-    /// In the host's own process (the default): fastest, but a crash or hang in the plugin
-    /// is the host's.
-    #[default]
-    None,
-    /// In a worker process of its own.
-    Process,
-}
-
-/// What a worker may use before the kernel stops it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Address space, in bytes (RLIMIT_AS): an allocation beyond it fails and the worker
-    /// aborts.
-    pub memory: u64,
-    /// Threads: a worker found with more is killed.
-    pub threads: u64,
-}
+use crate::library::Declaration;
+use crate::model::{Failure, Limits};
 
 /// How long a worker gets to go once asked, or past a collect's timeout, before SIGKILL.
 pub const GRACE: Duration = Duration::from_secs(1);
@@ -85,7 +64,7 @@ enum FromWorker {
         service: bool,
     },
     Refused {
-        error: String,
+        failure: Failure,
     },
     Set {
         key: String,
@@ -97,7 +76,7 @@ enum FromWorker {
         message: String,
     },
     Done {
-        error: Option<String>,
+        failure: Option<Failure>,
     },
 }
 
@@ -192,7 +171,7 @@ pub fn probe(library: &Path) -> Result<Declaration, String> {
     let status = spawned.child.wait();
     match answer {
         Ok(Some(FromWorker::Declared(d))) => Ok(d),
-        Ok(Some(FromWorker::Refused { error })) => Err(error),
+        Ok(Some(FromWorker::Refused { failure })) => Err(failure.message),
         Ok(_) | Err(_) => Err(format!(
             "the worker reading it ended without an answer ({})",
             status.map(describe_exit).unwrap_or_else(|e| e.to_string())

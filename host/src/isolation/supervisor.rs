@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::{describe_exit, receive, send, spawn, FromWorker, Limits, ToWorker, GRACE};
-use crate::config::JobSpec;
-use crate::job::{Failure, JobHost};
-use crate::loader::Plugin;
+use super::{describe_exit, receive, send, spawn, FromWorker, ToWorker, GRACE};
+use crate::job_host::JobHost;
+use crate::library::PrivateCopy;
+use crate::model::{Failure, FailureKind, JobSpec, Limits};
 
 /// How long a new worker may take to load its plugin and accept its job.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,8 +28,8 @@ const THREAD_CHECK_EVERY: Duration = Duration::from_millis(250);
 pub struct Isolated {
     spec: JobSpec,
     options: String,
-    /// Holds the private copy the workers load.
-    plugin: Arc<Plugin>,
+    /// The private copy the workers load, kept while the job lives.
+    library: Arc<PrivateCopy>,
     host: Arc<JobHost>,
     limits: Limits,
     worker: Mutex<Option<Arc<Worker>>>,
@@ -50,8 +50,8 @@ struct Worker {
 
 enum Reply {
     Ready { service: bool },
-    Refused(String),
-    Done(Option<String>),
+    Refused(Failure),
+    Done(Option<Failure>),
 }
 
 impl Isolated {
@@ -60,27 +60,27 @@ impl Isolated {
     pub fn start(
         spec: &JobSpec,
         options: String,
-        plugin: Arc<Plugin>,
+        library: Arc<PrivateCopy>,
         host: Arc<JobHost>,
         limits: Limits,
-    ) -> Result<Isolated, String> {
+    ) -> Result<Isolated, Failure> {
         let mut isolated = Isolated {
             spec: spec.clone(),
             options,
-            plugin,
+            library,
             host,
             limits,
             worker: Mutex::new(None),
             service: false,
         };
-        let (worker, service) = isolated.start_worker().map_err(|f| f.text)?;
+        let (worker, service) = isolated.start_worker()?;
         isolated.service = service;
         *isolated.worker.lock() = Some(worker);
         Ok(isolated)
     }
 
     fn start_worker(&self) -> Result<(Arc<Worker>, bool), Failure> {
-        let fail = |text: String| Failure { text, crash: true };
+        let fail = |text: String| Failure::new(FailureKind::Died, text);
         let spawned =
             spawn(Some(self.limits)).map_err(|e| fail(format!("cannot start a worker: {e}")))?;
         let mut child = spawned.child;
@@ -111,7 +111,7 @@ impl Isolated {
             threads_checked: Mutex::new(Instant::now()),
         });
         let start = ToWorker::Start {
-            library: self.plugin.copy.0.clone(),
+            library: self.library.path().to_path_buf(),
             job: self.spec.name.clone(),
             options: self.options.clone(),
             interval_ms: self.spec.interval.as_millis() as u64,
@@ -125,15 +125,16 @@ impl Isolated {
                 tracing::debug!(job = %self.spec.name, "worker {pid} ready");
                 Ok((worker, service))
             }
-            Ok(Reply::Refused(text)) => {
+            Ok(Reply::Refused(failure)) => {
                 worker.kill();
-                Err(Failure { text, crash: false })
+                Err(failure)
             }
             Ok(Reply::Done(_)) | Err(RecvTimeoutError::Timeout) => {
                 worker.kill();
-                Err(fail(format!(
-                    "worker {pid} did not take the job within {START_TIMEOUT:?}: killed"
-                )))
+                Err(Failure::new(
+                    FailureKind::Timeout,
+                    format!("worker {pid} did not take the job within {START_TIMEOUT:?}: killed"),
+                ))
             }
             Err(RecvTimeoutError::Disconnected) => Err(fail(worker.death())),
         }
@@ -145,7 +146,7 @@ impl Isolated {
             return Ok(Arc::clone(w));
         }
         let (worker, _) = self.start_worker()?;
-        tracing::info!(job = %self.spec.name, plugin = %self.plugin.name, "started a new worker (pid {})", worker.pid);
+        tracing::info!(job = %self.spec.name, plugin = %self.spec.plugin, "started a new worker (pid {})", worker.pid);
         *self.worker.lock() = Some(Arc::clone(&worker));
         Ok(worker)
     }
@@ -168,43 +169,34 @@ impl Isolated {
             .recv_timeout(self.spec.timeout + GRACE);
         let result = match answer {
             Ok(Reply::Done(None)) => Ok(()),
-            Ok(Reply::Done(Some(text))) => {
-                let crash = text.starts_with("collect panicked:");
-                Err(Failure { text, crash })
-            }
-            Ok(_) => Err(Failure {
-                text: "the worker answered out of turn".into(),
-                crash: true,
-            }),
+            Ok(Reply::Done(Some(failure))) => Err(failure),
+            Ok(_) => Err(out_of_turn()),
             Err(RecvTimeoutError::Timeout) => {
                 worker.kill();
                 self.discard(&worker);
-                return Err(Failure {
-                    text: format!(
+                return Err(Failure::new(
+                    FailureKind::Timeout,
+                    format!(
                         "collect still running {:?} past its {:?} timeout: worker {} killed",
                         GRACE, self.spec.timeout, worker.pid
                     ),
-                    crash: true,
-                });
+                ));
             }
             Err(RecvTimeoutError::Disconnected) => {
                 self.discard(&worker);
-                return Err(Failure {
-                    text: worker.death(),
-                    crash: true,
-                });
+                return Err(Failure::new(FailureKind::Died, worker.death()));
             }
         };
         if let Some(threads) = worker.threads_over(self.limits.threads) {
             worker.kill();
             self.discard(&worker);
-            return Err(Failure {
-                text: format!(
+            return Err(Failure::new(
+                FailureKind::Died,
+                format!(
                     "worker {} had {threads} threads, over the limit of {}: killed",
                     worker.pid, self.limits.threads
                 ),
-                crash: true,
-            });
+            ));
         }
         result
     }
@@ -216,17 +208,11 @@ impl Isolated {
         let answer = worker.replies.lock().recv();
         match answer {
             Ok(Reply::Done(None)) => Ok(()),
-            Ok(Reply::Done(Some(text))) => Err(Failure { text, crash: true }),
-            Ok(_) => Err(Failure {
-                text: "the worker answered out of turn".into(),
-                crash: true,
-            }),
+            Ok(Reply::Done(Some(failure))) => Err(failure),
+            Ok(_) => Err(out_of_turn()),
             Err(_) => {
                 self.discard(&worker);
-                Err(Failure {
-                    text: worker.death(),
-                    crash: true,
-                })
+                Err(Failure::new(FailureKind::Died, worker.death()))
             }
         }
     }
@@ -264,6 +250,10 @@ impl Isolated {
     pub fn pid(&self) -> Option<u32> {
         self.worker.lock().as_ref().map(|w| w.pid)
     }
+}
+
+fn out_of_turn() -> Failure {
+    Failure::new(FailureKind::Died, "the worker answered out of turn")
 }
 
 impl Drop for Isolated {
@@ -363,8 +353,8 @@ fn read_worker(socket: UnixStream, host: &JobHost, replies: &mpsc::Sender<Reply>
                 continue;
             }
             FromWorker::Ready { service } => Reply::Ready { service },
-            FromWorker::Refused { error } => Reply::Refused(error),
-            FromWorker::Done { error } => Reply::Done(error),
+            FromWorker::Refused { failure } => Reply::Refused(failure),
+            FromWorker::Done { failure } => Reply::Done(failure),
             FromWorker::Declared(_) => continue,
         };
         if replies.send(reply).is_err() {

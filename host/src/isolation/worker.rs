@@ -10,12 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{ROption, RResult, RStr, RString};
+use abi_stable::std_types::{ROption, RStr, RString};
 use parking_lot::{Mutex, RwLock};
 use spud_plugin_api::ffi::{CollectorBox, HostApi, HostApi_TO, JobSpec, JobStyle, Level};
 
 use super::{receive, send, FromWorker, ToWorker, WORKER_FD};
-use crate::loader::{open_module, Declaration};
+use crate::library::{open_module, Module};
+use crate::model::Failure;
 use crate::plugin_side::{level_number, var, Counts, StopFlag};
 
 /// The worker's way back to the host. Samples of a collect go out together with its `done`.
@@ -55,7 +56,7 @@ pub fn main() -> i32 {
         writer: Mutex::new(BufWriter::new(socket)),
         batching: AtomicBool::new(false),
     });
-    let mut job: Option<(Arc<Mutex<CollectorBox>>, Arc<WorkerHost>)> = None;
+    let mut job: Option<(Module, Arc<Mutex<CollectorBox>>, Arc<WorkerHost>)> = None;
     let mut service: Option<std::thread::JoinHandle<()>> = None;
     loop {
         let message = match receive::<ToWorker>(&mut input) {
@@ -69,8 +70,10 @@ pub fn main() -> i32 {
         match message {
             ToWorker::Probe { library } => {
                 out.send(&match open_module(&library) {
-                    Ok(module) => FromWorker::Declared(Declaration::of(module)),
-                    Err(error) => FromWorker::Refused { error },
+                    Ok(module) => FromWorker::Declared(module.declaration()),
+                    Err(error) => FromWorker::Refused {
+                        failure: Failure::error(error),
+                    },
                 });
                 return 0;
             }
@@ -89,53 +92,57 @@ pub fn main() -> i32 {
                     vars: RwLock::new(vars),
                     stop: StopFlag::default(),
                 });
-                let started = open_module(&library).and_then(|module| {
-                    let spec = JobSpec {
-                        name: name.as_str().into(),
-                        options: options.into(),
-                        interval_ms,
-                        timeout_ms,
-                    };
-                    let host_box = HostApi_TO::from_value(Shared(Arc::clone(&host)), TD_Opaque);
-                    (module.new_job())(spec, host_box)
-                        .into_result()
-                        .map_err(|e| e.to_string())
-                });
+                let started = open_module(&library)
+                    .map_err(Failure::error)
+                    .and_then(|module| {
+                        let spec = JobSpec {
+                            name: name.as_str().into(),
+                            options: options.into(),
+                            interval_ms,
+                            timeout_ms,
+                        };
+                        let host_box = HostApi_TO::from_value(Shared(Arc::clone(&host)), TD_Opaque);
+                        module.new_job(spec, host_box).map(|c| (module, c))
+                    });
                 match started {
-                    Ok(collector) => {
+                    Ok((module, collector)) => {
                         let service = collector.style() == JobStyle::Service;
-                        job = Some((Arc::new(Mutex::new(collector)), host));
+                        job = Some((module, Arc::new(Mutex::new(collector)), host));
                         out.send(&FromWorker::Ready { service });
                     }
-                    Err(error) => {
-                        out.send(&FromWorker::Refused { error });
+                    Err(failure) => {
+                        out.send(&FromWorker::Refused { failure });
                         return 0;
                     }
                 }
             }
             ToWorker::Collect => {
-                let Some((collector, _)) = &job else { continue };
+                let Some((module, collector, _)) = &job else {
+                    continue;
+                };
                 out.batching.store(true, Ordering::Relaxed);
-                let result = collector.lock().collect();
+                let result = module.collect(&mut collector.lock());
                 out.send(&done(result));
                 out.batching.store(false, Ordering::Relaxed);
                 out.flush();
             }
             ToWorker::Run => {
-                let Some((collector, _)) = &job else { continue };
-                let (collector, out) = (Arc::clone(collector), Arc::clone(&out));
+                let Some((module, collector, _)) = &job else {
+                    continue;
+                };
+                let (module, collector, out) = (*module, Arc::clone(collector), Arc::clone(&out));
                 service = Some(std::thread::spawn(move || {
-                    let result = collector.lock().run();
+                    let result = module.run(&mut collector.lock());
                     out.send(&done(result));
                 }));
             }
             ToWorker::Vars { vars } => {
-                if let Some((_, host)) = &job {
+                if let Some((_, _, host)) = &job {
                     *host.vars.write() = vars;
                 }
             }
             ToWorker::Stop => {
-                if let Some((_, host)) = &job {
+                if let Some((_, _, host)) = &job {
                     host.stop.request();
                 }
                 // A service gets the host's grace period to return; then the host kills.
@@ -149,9 +156,9 @@ pub fn main() -> i32 {
     }
 }
 
-fn done(result: RResult<(), RString>) -> FromWorker {
+fn done(result: Result<(), Failure>) -> FromWorker {
     FromWorker::Done {
-        error: result.into_result().err().map(|e| e.to_string()),
+        failure: result.err(),
     }
 }
 

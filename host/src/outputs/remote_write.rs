@@ -1,5 +1,5 @@
-//! `[[output]]`: the host's samples also go to a distributed store by Prometheus remote
-//! write (protobuf, snappy-compressed, over HTTP): Prometheus itself, Mimir, VictoriaMetrics,
+//! `type = "prometheus_remote_write"`: the host's samples also go to a distributed store by
+//! Prometheus remote write (protobuf, snappy-compressed, over HTTP): Prometheus itself, Mimir, VictoriaMetrics,
 //! Thanos receive. Keys become series through the same `[metrics]` rules as `/metrics`.
 //!
 //! Samples wait in a bounded buffer (the oldest dropped and counted beyond it) and leave in
@@ -20,13 +20,12 @@ use tokio_util::sync::CancellationToken;
 use spud_server::metrics::{Exporter, Mapping};
 use spud_server::Pattern;
 
-/// One `[[output]]`.
+use super::{Output, OutputSettings, Started};
+
+/// Its `[[output]]` settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OutputConfig {
-    /// Only `prometheus_remote_write` so far.
-    #[serde(rename = "type")]
-    pub kind: OutputKind,
+pub struct Settings {
     /// Names its figures (default: its position, `output1`).
     pub name: Option<String>,
     /// The receiver, e.g. `http://127.0.0.1:9090/api/v1/write`.
@@ -54,12 +53,6 @@ pub struct OutputConfig {
     pub timeout: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputKind {
-    PrometheusRemoteWrite,
-}
-
 fn everything() -> String {
     "*".into()
 }
@@ -76,15 +69,16 @@ fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
 
-impl OutputConfig {
-    pub fn name(&self, index: usize) -> String {
-        self.name
-            .clone()
-            .unwrap_or_else(|| format!("output{}", index + 1))
+impl OutputSettings for Settings {
+    fn name(&self) -> Option<&str> {
+        self.name.as_deref()
     }
 
-    /// What is wrong with it, if anything.
-    pub fn problem(&self) -> Option<String> {
+    fn locator(&self) -> &str {
+        &self.url
+    }
+
+    fn problem(&self) -> Option<String> {
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             return Some(format!(
                 "url {:?} must start with http:// or https://",
@@ -98,6 +92,11 @@ impl OutputConfig {
             return Some("batch and buffer must be at least 1".into());
         }
         None
+    }
+
+    fn start(&self, name: String, started: &Started) -> Arc<dyn Output> {
+        tracing::info!("output {name}: remote write to {}", self.url);
+        RemoteWrite::start(name, self.clone(), Arc::clone(&started.exporter))
     }
 }
 
@@ -140,8 +139,8 @@ struct Queued {
 
 /// A running remote-write output.
 pub struct RemoteWrite {
-    pub name: String,
-    config: OutputConfig,
+    name: String,
+    config: Settings,
     pattern: Pattern,
     exporter: Arc<Exporter>,
     /// Per key: the series it goes to, or None (not matched, or dropped by a rule).
@@ -150,19 +149,15 @@ pub struct RemoteWrite {
     wake: Condvar,
     /// Samples taken from the queue whose request has not settled yet.
     in_flight: AtomicU64,
-    pub sent: AtomicU64,
-    pub dropped: AtomicU64,
-    pub refused: AtomicU64,
+    sent: AtomicU64,
+    dropped: AtomicU64,
+    refused: AtomicU64,
+    stop: CancellationToken,
 }
 
 impl RemoteWrite {
     /// Starts its sending thread.
-    pub fn start(
-        name: String,
-        config: OutputConfig,
-        exporter: Arc<Exporter>,
-        stop: CancellationToken,
-    ) -> Arc<RemoteWrite> {
+    fn start(name: String, config: Settings, exporter: Arc<Exporter>) -> Arc<RemoteWrite> {
         let pattern = Pattern::new(&config.pattern).expect("checked with the config");
         let output = Arc::new(RemoteWrite {
             name,
@@ -176,65 +171,18 @@ impl RemoteWrite {
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            stop: CancellationToken::new(),
         });
         let sender = Arc::clone(&output);
         std::thread::Builder::new()
             .name(format!("output {}", output.name))
-            .spawn(move || sender.run(&stop))
+            .spawn(move || sender.run(&sender.stop))
             .expect("a thread");
         output
     }
 
-    /// Offers one sample: kept if its key matches and its value is a number.
-    pub fn offer(&self, key: &str, value: &str, time: u64) {
-        let Ok(number) = value.trim().parse::<f64>() else {
-            return;
-        };
-        let series = {
-            let mut routes = self.routes.lock();
-            match routes.get(key) {
-                Some(route) => route.clone(),
-                None => {
-                    let route = if self.pattern.is_match(key) {
-                        self.exporter.map(key)
-                    } else {
-                        None
-                    };
-                    routes.insert(key.into(), route.clone());
-                    route
-                }
-            }
-        };
-        let Some(series) = series else { return };
-        let mut queue = self.queue.lock();
-        if queue.len() >= self.config.buffer {
-            queue.pop_front();
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        queue.push_back(Queued {
-            series,
-            value: number,
-            time,
-        });
-        if queue.len() >= self.config.batch {
-            self.wake.notify_one();
-        }
-    }
-
     pub fn buffered(&self) -> usize {
         self.queue.lock().len()
-    }
-
-    /// Waits (up to `within`) until everything buffered has been sent (or given up on), once
-    /// its stop token is cancelled.
-    pub fn finish(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        self.wake.notify_one();
-        while (self.buffered() > 0 || self.in_flight.load(Ordering::Relaxed) > 0)
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     fn run(&self, stop: &CancellationToken) {
@@ -407,6 +355,70 @@ impl RemoteWrite {
             Err(Failure::Retry(why))
         } else {
             Err(Failure::Refused(why))
+        }
+    }
+}
+
+impl Output for RemoteWrite {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Keeps one sample if its key matches and its value is a number.
+    fn offer(&self, key: &str, value: &str, time: u64) {
+        let Ok(number) = value.trim().parse::<f64>() else {
+            return;
+        };
+        let series = {
+            let mut routes = self.routes.lock();
+            match routes.get(key) {
+                Some(route) => route.clone(),
+                None => {
+                    let route = if self.pattern.is_match(key) {
+                        self.exporter.map(key)
+                    } else {
+                        None
+                    };
+                    routes.insert(key.into(), route.clone());
+                    route
+                }
+            }
+        };
+        let Some(series) = series else { return };
+        let mut queue = self.queue.lock();
+        if queue.len() >= self.config.buffer {
+            queue.pop_front();
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        queue.push_back(Queued {
+            series,
+            value: number,
+            time,
+        });
+        if queue.len() >= self.config.batch {
+            self.wake.notify_one();
+        }
+    }
+
+    fn figures(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("sent", self.sent.load(Ordering::Relaxed)),
+            ("buffered", self.buffered() as u64),
+            ("dropped", self.dropped.load(Ordering::Relaxed)),
+            ("refused", self.refused.load(Ordering::Relaxed)),
+        ]
+    }
+
+    /// Stops taking samples and waits (up to `within`) until everything buffered has been
+    /// sent (or given up on).
+    fn finish(&self, within: Duration) {
+        self.stop.cancel();
+        let deadline = Instant::now() + within;
+        self.wake.notify_one();
+        while (self.buffered() > 0 || self.in_flight.load(Ordering::Relaxed) > 0)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

@@ -127,7 +127,7 @@ fn jobs(file: &str, groups: Vec<Group>) -> Result<Vec<JobDef>, Error> {
             let mut options = group.options.clone();
             options.insert("address".into(), target.clone().into());
             jobs.push(JobDef {
-                name: format!("{prefix}.{}", key_safe(target)),
+                name: format!("{prefix}.{}", spud_plugin_api::key_safe(target)),
                 plugin: group.plugin.clone(),
                 options,
                 interval,
@@ -135,20 +135,6 @@ fn jobs(file: &str, groups: Vec<Group>) -> Result<Vec<JobDef>, Error> {
         }
     }
     Ok(jobs)
-}
-
-/// A target as part of a key: characters keys cannot hold become `_`.
-fn key_safe(target: &str) -> String {
-    target
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.:".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 export_plugin!(Discovery);

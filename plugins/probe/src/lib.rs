@@ -1,7 +1,7 @@
 //! Probes (remstats' pinger and monitors): for each TCP target, `<job>.<target>.up` (1 or 0)
 //! and `.connect_ms`; for each HTTP target, `.up`, `.status` (the HTTP code, or `error`) and
 //! `.latency_ms`. Targets become keys with characters a key cannot hold replaced by `_`
-//! (`http://web1/health` → `http___web1_health`). Every probe is bounded by the job's timeout.
+//! (`http://web1/health` → `http:__web1_health`; `db1:5432` stays as it is). Every probe is bounded by the job's timeout.
 //!
 //! ```toml
 //! [[job]]
@@ -71,20 +71,6 @@ impl Plugin for Probe {
     }
 }
 
-/// A target as part of a key.
-fn key_safe(target: &str) -> String {
-    target
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1000.0)
 }
@@ -105,7 +91,7 @@ impl Prober {
 impl Pull for Prober {
     fn collect(&mut self) -> Result<(), Error> {
         for target in &self.options.tcp {
-            let key = key_safe(target);
+            let key = spud_plugin_api::key_safe(target);
             let result = self.tcp(target);
             let health = self.health.entry(key.clone()).or_default();
             match result {
@@ -122,7 +108,7 @@ impl Pull for Prober {
             }
         }
         for url in &self.options.http {
-            let key = key_safe(url);
+            let key = spud_plugin_api::key_safe(url);
             let started = Instant::now();
             let result = self.agent.get(url).call();
             let took = started.elapsed();

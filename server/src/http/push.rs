@@ -22,7 +22,7 @@ use serde::Deserialize;
 use serde_json::Value as JsonValue;
 
 use super::{error, App};
-use crate::server::is_key_byte;
+use spud_plugin_api::key_safe;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,11 +37,7 @@ struct Item {
 
 /// The key an item is stored under.
 pub fn key_for(grouping: Option<&str>, metric: &str, tags: &BTreeMap<String, String>) -> String {
-    let clean = |s: &str| -> String {
-        s.bytes()
-            .map(|b| if is_key_byte(b) { b as char } else { '_' })
-            .collect()
-    };
+    let clean = key_safe;
     let mut key = String::new();
     if let Some(g) = grouping.filter(|g| !g.is_empty()) {
         if !metric.starts_with(&format!("{g}.")) {

@@ -1,6 +1,6 @@
 //! Splitting a line the way the original's regular expressions did.
 
-use crate::server::is_key_byte;
+use spud_plugin_api::is_key_byte;
 
 /// Perl's `\s` on bytes (a line holds no `\n`).
 #[inline]

@@ -1,0 +1,55 @@
+//! `spud-host check-config`: every problem with a config, one line each. Loads every plugin
+//! and asks each job's plugin to accept its options, as a start would.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::job::Job;
+use crate::job_host::Context;
+use crate::plugins;
+use crate::sink::{Sink, Target};
+
+pub fn check(config_path: &Path) -> Vec<String> {
+    let config = match Config::load(config_path) {
+        Ok(c) => c,
+        Err(e) => return e.problems,
+    };
+    let (plugins, mut problems) =
+        plugins::load_dir(&config.plugins_dir(config_path), config.probe());
+    let ctx = Context {
+        sink: Sink::new(Target::Embedded(spud_server::Server::new(
+            spud_server::Config::default(),
+        ))),
+        vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text())),
+        limits: config.host.limits(),
+    };
+    for spec in config.job_specs() {
+        match plugins.get(&spec.plugin) {
+            None => problems.push(format!(
+                "job {}: no plugin declares the name {:?}",
+                spec.name, spec.plugin
+            )),
+            Some(plugin) => {
+                let name = spec.name.clone();
+                if let Err(failure) = Job::create(spec, Arc::clone(plugin), &ctx) {
+                    problems.push(failure.for_job(&name));
+                }
+            }
+        }
+    }
+    for helper in &config.helpers {
+        match plugins.get(&helper.plugin) {
+            None => problems.push(format!(
+                "helper: no plugin declares the name {:?}",
+                helper.plugin
+            )),
+            Some(p) if !p.is_helper => problems.push(format!(
+                "helper: plugin {:?} is not a helper",
+                helper.plugin
+            )),
+            Some(_) => {}
+        }
+    }
+    problems
+}

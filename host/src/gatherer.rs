@@ -1,0 +1,180 @@
+//! The gatherer's operations: the few things startup, reload, helpers and control do to
+//! the state and the scheduler. Start a job (the new one made before the old one stops),
+//! forget one, want one, pause one; and stop everything at the end.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::job::Job;
+use crate::job_host::Context;
+use crate::model::{Failure, JobSpec};
+use crate::outputs::Output;
+use crate::scheduler::Scheduler;
+use crate::sink::{Sink, Target};
+use crate::state::{Owner, State, Wanted};
+
+/// The running gatherer.
+pub struct Gatherer {
+    pub config_path: PathBuf,
+    pub plugins_dir: PathBuf,
+    pub ctx: Context,
+    pub scheduler: Scheduler,
+    pub state: Mutex<State>,
+    /// Cancelled when the host stops.
+    pub stop: CancellationToken,
+    /// Jobs paused by hand; they stay paused when a reload makes them anew.
+    paused: Mutex<HashSet<String>>,
+}
+
+impl Gatherer {
+    pub fn new(
+        config_path: &Path,
+        config: Config,
+        config_text: &str,
+        target: Target,
+        outputs: Vec<Arc<dyn Output>>,
+        stop: CancellationToken,
+    ) -> Gatherer {
+        // One spelling for every plugin file, whether it came from a directory listing or
+        // a file event (which reports absolute paths).
+        let plugins_dir = config.plugins_dir(config_path);
+        let plugins_dir = plugins_dir.canonicalize().unwrap_or(plugins_dir);
+        Gatherer {
+            config_path: config_path.to_path_buf(),
+            plugins_dir,
+            ctx: Context {
+                sink: Sink {
+                    target,
+                    outputs: outputs.into(),
+                },
+                vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text())),
+                limits: config.host.limits(),
+            },
+            scheduler: Scheduler::start(config.host.workers),
+            state: Mutex::new(State::new(config, config_text)),
+            stop,
+            paused: Mutex::default(),
+        }
+    }
+
+    /// Stores one of the host's own figures.
+    pub fn report(&self, key: &str, value: impl std::fmt::Display) {
+        let value = value.to_string().replace(['\r', '\n'], " ");
+        self.ctx.sink.set(key, &value, spud_server::unix_now());
+    }
+
+    /// Starts `spec`, or replaces the running job of that name. A new job is made (and its
+    /// options accepted) before the old one stops; if it cannot be made, the old one keeps
+    /// running and the error is reported. Returns whether the new job runs.
+    pub fn start(&self, state: &State, spec: &JobSpec) -> bool {
+        let made = match state.plugins.get(&spec.plugin) {
+            None => Err(Failure::error(format!(
+                "no plugin declares the name {:?} (loaded: {})",
+                spec.plugin,
+                state.plugin_names()
+            ))),
+            Some(plugin) => Job::create(spec.clone(), Arc::clone(plugin), &self.ctx),
+        };
+        self.install(spec, made)
+    }
+
+    /// Puts a newly made job in place of the running one; or, if it could not be made,
+    /// reports why and leaves the running one alone.
+    pub fn install(&self, spec: &JobSpec, made: Result<Arc<Job>, Failure>) -> bool {
+        let name = &spec.name;
+        match made {
+            Ok(job) => {
+                if self.paused.lock().contains(name) {
+                    job.paused.store(true, Ordering::Relaxed);
+                }
+                self.scheduler.add(job);
+                true
+            }
+            Err(failure) => {
+                let e = failure.for_job(name);
+                if self.scheduler.get(name).is_some() {
+                    tracing::error!("{e}; the running version of the job stays");
+                } else {
+                    tracing::error!("{e}");
+                    self.report(&format!("host.job.{name}.state"), "failed");
+                }
+                self.report(&format!("host.job.{name}.last_error"), &e);
+                false
+            }
+        }
+    }
+
+    /// Stops a job and forgets it.
+    pub fn forget(&self, state: &mut State, name: &str) {
+        state.wanted.remove(name);
+        if self.scheduler.remove(name).is_some() {
+            self.report(&format!("host.job.{name}.state"), "stopped");
+        }
+    }
+
+    /// Wants `spec` and starts it (a new job, or a changed one).
+    pub fn want(&self, state: &mut State, spec: JobSpec, owner: Owner) {
+        let changed = state
+            .wanted
+            .get(&spec.name)
+            .is_none_or(|w| w.spec != spec || w.owner != owner);
+        let running = self.scheduler.get(&spec.name).is_some();
+        state.wanted.insert(
+            spec.name.clone(),
+            Wanted {
+                spec: spec.clone(),
+                owner,
+            },
+        );
+        if changed || !running {
+            self.start(state, &spec);
+        }
+    }
+
+    /// Pauses or resumes a job by hand.
+    pub fn set_paused(&self, name: &str, paused: bool) -> Result<(), String> {
+        let job = self
+            .scheduler
+            .get(name)
+            .ok_or_else(|| format!("no running job is called {name}"))?;
+        job.paused.store(paused, Ordering::Relaxed);
+        let mut set = self.paused.lock();
+        if paused {
+            set.insert(name.to_string());
+        } else {
+            set.remove(name);
+        }
+        self.report(&format!("host.job.{name}.state"), job.state_name());
+        Ok(())
+    }
+
+    /// Stops helpers and jobs, then lets the remote server and the outputs take what is
+    /// left (a few seconds at most).
+    pub fn shut_down(&self) {
+        for stop in self.state.lock().helpers.values() {
+            stop.cancel();
+        }
+        self.scheduler.stop(Duration::from_secs(2));
+        if let Target::Remote(remote) = &self.ctx.sink.target {
+            remote.flush_and_stop(Duration::from_secs(5));
+        }
+        for output in self.ctx.sink.outputs.iter() {
+            output.finish(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Sleeps for `d`, or less once `stop` is cancelled.
+pub fn sleep_unless(stop: &CancellationToken, d: Duration) {
+    let deadline = std::time::Instant::now() + d;
+    while !stop.is_cancelled() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20).min(d));
+    }
+}

@@ -1,0 +1,300 @@
+//! A plugin library as the host meets it: a private copy of the file, mapped through
+//! abi_stable's checks and the API's version policy, its declaration, and the calls into
+//! it. Calls go through the typed module of plugin-api 0.1.2 when the plugin has it (its
+//! layout checked like the root module's); a plugin built against an older 0.1 answers
+//! through the root module's untyped calls, its failures all plain errors.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use abi_stable::library::{lib_header_from_path, RawLibrary};
+use abi_stable::std_types::{RResult, RVec};
+use abi_stable::type_layout::TypeLayout;
+use abi_stable::StableAbi;
+use spud_plugin_api::ffi::{
+    self, CollectorBox, HostBox, JobDef, PluginInfo, PluginModRef, TypedModRef,
+};
+
+use crate::model::{Failure, FailureKind};
+
+/// A private copy of a plugin file, removed when dropped.
+#[derive(Debug)]
+pub struct PrivateCopy(PathBuf);
+
+impl PrivateCopy {
+    /// Writes `data`, read from `file`, to a new private copy.
+    pub fn write(file: &Path, data: &[u8]) -> std::io::Result<PrivateCopy> {
+        write_copy(file, data).map(PrivateCopy)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for PrivateCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Copies `data` to a new file of its own, preferably in memory (tmpfs: `$XDG_RUNTIME_DIR`
+/// or `/dev/shm`, five times faster than a disk-backed temporary directory for a large
+/// library). Every copy has a name never used before: glibc would take a second library
+/// under a name it has loaded for the one it has. It lives as long as its generation (see
+/// `PrivateCopy`): workers started later load it, whatever happened to the watched file.
+fn write_copy(file: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    static COPIES: AtomicU64 = AtomicU64::new(0);
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("plugin");
+    let n = COPIES.fetch_add(1, Ordering::Relaxed);
+    let candidates = [
+        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+        Some(PathBuf::from("/dev/shm")),
+        Some(std::env::temp_dir()),
+    ];
+    let mut last_error = None;
+    for base in candidates.into_iter().flatten() {
+        let dir = base.join(format!("spud-host-{}", std::process::id()));
+        let copy = dir.join(format!("{stem}-{n}.so"));
+        let written = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o700)
+                    .open(&copy)
+            })
+            // No fsync: the copy lives only until dlopen has mapped it.
+            .and_then(|mut out| std::io::Write::write_all(&mut out, data));
+        match written {
+            Ok(()) => return Ok(copy),
+            Err(e) => {
+                let _ = std::fs::remove_file(&copy);
+                last_error = Some(e);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| std::io::Error::other("no place for a copy")))
+}
+
+static MAPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The number of plugin libraries this process has mapped and cannot unmap.
+pub fn generations() -> u64 {
+    MAPPED.load(Ordering::Relaxed)
+}
+
+/// What a plugin declares about itself.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Declaration {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    pub is_helper: bool,
+}
+
+impl Declaration {
+    fn of(module: PluginModRef) -> Declaration {
+        let info: PluginInfo = (module.info())();
+        Declaration {
+            name: info.name.into(),
+            version: info.version.into(),
+            description: info.description.into(),
+            is_helper: info.is_helper,
+        }
+    }
+}
+
+/// A plugin mapped into this process: its root module, and its typed module if it has one.
+#[derive(Clone, Copy)]
+pub struct Module {
+    root: PluginModRef,
+    typed: Option<TypedModRef>,
+}
+
+/// Maps a library (a private copy) into this process through abi_stable's checks and the
+/// version policy. Never unmapped.
+pub fn open_module(library: &Path) -> Result<Module, String> {
+    let header = lib_header_from_path(library).map_err(|e| short_abi_report(&e.to_string()))?;
+    check_api_version(header)?;
+    let root = header
+        .init_root_module::<PluginModRef>()
+        .map_err(|e| short_abi_report(&e.to_string()))?;
+    MAPPED.fetch_add(1, Ordering::Relaxed);
+    Ok(Module {
+        root,
+        typed: typed_module(library)?,
+    })
+}
+
+/// The typed module of a plugin built against 0.1.2 or later; None for an older one.
+fn typed_module(library: &Path) -> Result<Option<TypedModRef>, String> {
+    // The library is mapped already: this takes another reference to the same mapping,
+    // kept (like abi_stable's) for as long as the process lives.
+    let raw = RawLibrary::load_at(library).map_err(|e| e.to_string())?;
+    let raw: &'static RawLibrary = Box::leak(Box::new(raw));
+    // SAFETY: these symbols, where present, are the functions plugin-api's
+    // `export_plugin!` defines with exactly these signatures.
+    let (module, layout) = unsafe {
+        let Ok(module) = raw.get::<extern "C" fn() -> TypedModRef>(ffi::TYPED_SYMBOL) else {
+            return Ok(None);
+        };
+        let layout = raw
+            .get::<extern "C" fn() -> *const TypeLayout>(ffi::TYPED_LAYOUT_SYMBOL)
+            .map_err(|_| "incompatible plugin: it has a typed module but not its layout")?;
+        // SAFETY: a pointer to the plugin's own `'static` layout.
+        (*module, &*layout())
+    };
+    abi_stable::abi_stability::abi_checking::check_layout_compatibility(
+        <TypedModRef as StableAbi>::LAYOUT,
+        layout,
+    )
+    .map_err(|e| short_abi_report(&e.to_string()))?;
+    Ok(Some(module()))
+}
+
+impl Module {
+    /// What the plugin declares about itself.
+    pub fn declaration(&self) -> Declaration {
+        Declaration::of(self.root)
+    }
+
+    /// Asks the plugin for a collector for one job.
+    pub fn new_job(&self, spec: ffi::JobSpec, host: HostBox) -> Result<CollectorBox, Failure> {
+        match self.typed {
+            Some(typed) => typed_result((typed.new_job())(spec, host)),
+            None => untyped_result((self.root.new_job())(spec, host)),
+        }
+    }
+
+    /// Asks a helper plugin for the jobs it wants now.
+    pub fn helper_jobs(&self, spec: ffi::JobSpec, host: HostBox) -> Result<RVec<JobDef>, Failure> {
+        match self.typed {
+            Some(typed) => typed_result((typed.helper_jobs())(spec, host)),
+            None => untyped_result((self.root.helper_jobs())(spec, host)),
+        }
+    }
+
+    /// One collect of a pull job this module made.
+    pub fn collect(&self, collector: &mut CollectorBox) -> Result<(), Failure> {
+        match self.typed {
+            Some(typed) => typed_result((typed.collect())(collector)),
+            None => untyped_result(collector.collect()),
+        }
+    }
+
+    /// A service's run, until it returns.
+    pub fn run(&self, collector: &mut CollectorBox) -> Result<(), Failure> {
+        match self.typed {
+            Some(typed) => typed_result((typed.run())(collector)),
+            None => untyped_result(collector.run()),
+        }
+    }
+}
+
+fn typed_result<T>(result: RResult<T, ffi::Failure>) -> Result<T, Failure> {
+    result.into_result().map_err(|f| {
+        let kind = match f.kind {
+            ffi::FailureKind::Error => FailureKind::Error,
+            ffi::FailureKind::Panic => FailureKind::Panic,
+            ffi::FailureKind::Timeout => FailureKind::Timeout,
+        };
+        Failure::new(kind, f.message)
+    })
+}
+
+fn untyped_result<T>(result: RResult<T, abi_stable::std_types::RString>) -> Result<T, Failure> {
+    result.into_result().map_err(Failure::error)
+}
+
+/// The plugin API's version policy: below 1.0, a plugin built against the same 0.minor
+/// loads (any patch, older or newer); from 1.0, the same major. abi_stable alone would also
+/// let a plugin built against a newer 0.minor through whenever the layouts it checks agree.
+fn check_api_version(header: &abi_stable::library::LibHeader) -> Result<(), String> {
+    use abi_stable::library::RootModule;
+    use abi_stable::sabi_types::VersionNumber;
+    let ours = VersionNumber::new(PluginModRef::VERSION_STRINGS).map_err(|e| e.to_string())?;
+    let theirs = VersionNumber::new(header.version_strings())
+        .map_err(|e| format!("unreadable API version: {e}"))?;
+    let compatible = if ours.major == 0 {
+        theirs.major == 0 && theirs.minor == ours.minor
+    } else {
+        theirs.major == ours.major
+    };
+    if compatible {
+        Ok(())
+    } else {
+        let speaks = if ours.major == 0 {
+            format!("0.{}.x", ours.minor)
+        } else {
+            format!("{}.x", ours.major)
+        };
+        Err(format!(
+            "incompatible plugin: built against spud-plugin-api {theirs}, this host loads plugins built against {speaks}"
+        ))
+    }
+}
+
+/// abi_stable's report on an incompatible library runs to hundreds of lines. The user gets
+/// its first `Error:` findings, each with the type and what was expected and found; the whole
+/// report goes to the debug log.
+fn short_abi_report(report: &str) -> String {
+    tracing::debug!("abi_stable's full report:\n{report}");
+    let raw: Vec<&str> = report.lines().collect();
+    let first_error = raw
+        .iter()
+        .position(|l| l.starts_with("Error:"))
+        .unwrap_or(raw.len());
+    // The type being compared when things went wrong: the last one named at the top level
+    // of the comparison (four spaces in) before the first error.
+    let current_type = raw[..first_error]
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("    type:"))
+        .unwrap_or("the root module");
+    let lines: Vec<&str> = raw.iter().map(|l| l.trim()).collect();
+    let mut findings: Vec<String> = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(what) = line.strip_prefix("Error:") else {
+            continue;
+        };
+        // The first line after "Expected:" and after "Found:".
+        let after = |label: &str| {
+            lines[i..]
+                .iter()
+                .skip_while(|l| **l != label)
+                .nth(1)
+                .copied()
+                .unwrap_or("?")
+        };
+        let finding = format!(
+            "{current_type}: {what} (expected {}, found {})",
+            after("Expected:"),
+            after("Found:")
+        );
+        if !findings.contains(&finding) {
+            findings.push(finding);
+        }
+        if findings.len() == 3 {
+            break;
+        }
+    }
+    let summary = if findings.is_empty() {
+        lines
+            .iter()
+            .find(|l| !l.is_empty())
+            .copied()
+            .unwrap_or("")
+            .to_string()
+    } else {
+        findings.join("; ")
+    };
+    format!("incompatible plugin: {summary} (RUST_LOG=debug shows abi_stable's full report)")
+}

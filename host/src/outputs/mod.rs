@@ -1,0 +1,90 @@
+//! `[[output]]`: where the host's samples go besides the store. Each output is one file
+//! implementing [`Output`] (take samples, report figures, finish) and [`OutputSettings`]
+//! (its `[[output]]` table); `registry!` below names every output's `type` once.
+//!
+//! Outputs are offered every sample at the host's sink, so they see the same samples with
+//! the embedded server and with a remote one. An output must never block the caller: it
+//! buffers, and sends on a thread of its own.
+
+mod remote_write;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use spud_server::metrics::Exporter;
+
+/// A running output.
+pub trait Output: Send + Sync {
+    /// Names its figures: `host.output.<name>.*`.
+    fn name(&self) -> &str;
+    /// One sample the host stored. Must not block.
+    fn offer(&self, key: &str, value: &str, time: u64);
+    /// Its running figures (sent, buffered, dropped ...), reported every few seconds.
+    fn figures(&self) -> Vec<(&'static str, u64)>;
+    /// Takes no more samples and sends what it holds, giving up after `within`.
+    fn finish(&self, within: Duration);
+}
+
+/// One output's `[[output]]` table.
+pub trait OutputSettings {
+    /// Its `name`, if given.
+    fn name(&self) -> Option<&str>;
+    /// Text of its table that finds its line in the config (its URL, say).
+    fn locator(&self) -> &str;
+    /// What is wrong with it, if anything.
+    fn problem(&self) -> Option<String>;
+    /// Starts it.
+    fn start(&self, name: String, started: &Started) -> Arc<dyn Output>;
+}
+
+/// What the host hands a starting output.
+pub struct Started {
+    /// The `[metrics]` rules, for outputs that speak in series.
+    pub exporter: Arc<Exporter>,
+}
+
+/// Every output: `type = "<snake_case of the variant>"` => its settings. Adding an output is
+/// its file, a `mod` line, and a line here.
+macro_rules! registry {
+    ($($variant:ident => $settings:ty),* $(,)?) => {
+        /// One `[[output]]`, by its `type`.
+        #[derive(Debug, Clone, PartialEq, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        pub enum OutputConfig {
+            $($variant($settings),)*
+        }
+
+        impl OutputConfig {
+            /// Its settings, whatever its type.
+            pub fn settings(&self) -> &dyn OutputSettings {
+                match self {
+                    $(OutputConfig::$variant(settings) => settings,)*
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    PrometheusRemoteWrite => remote_write::Settings,
+}
+
+impl OutputConfig {
+    /// Its name: `name`, or its position (`output1`).
+    pub fn name(&self, index: usize) -> String {
+        self.settings()
+            .name()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("output{}", index + 1))
+    }
+}
+
+/// Starts every configured output.
+pub fn start_all(configs: &[OutputConfig], started: &Started) -> Vec<Arc<dyn Output>> {
+    configs
+        .iter()
+        .enumerate()
+        .map(|(i, config)| config.settings().start(config.name(i), started))
+        .collect()
+}

@@ -1,0 +1,119 @@
+//! How the gatherer shows itself to people: the `jobs` lines of the line protocol and the
+//! jobs and plugins of the HTTP API.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::gatherer::Gatherer;
+use crate::sink::Target;
+use crate::state::{State, Wanted};
+
+/// What a wanted job is doing, running or not.
+struct JobView {
+    state: &'static str,
+    generation: u64,
+    errors: u64,
+    timeouts: u64,
+    worker_pid: Option<u32>,
+}
+
+fn view(gatherer: &Gatherer, state: &State, wanted: &Wanted) -> JobView {
+    match gatherer.scheduler.get(&wanted.spec.name) {
+        Some(job) => JobView {
+            state: job.state_name(),
+            generation: job.plugin.generation,
+            errors: job.errors.load(Relaxed),
+            timeouts: job.timeouts.load(Relaxed),
+            worker_pid: job.runner.worker_pid(),
+        },
+        None => JobView {
+            state: if state.plugins.contains_key(&wanted.spec.plugin) {
+                "failed"
+            } else {
+                "waiting"
+            },
+            generation: 0,
+            errors: 0,
+            timeouts: 0,
+            worker_pid: None,
+        },
+    }
+}
+
+/// The `jobs` listing: one line per wanted job, running or not.
+pub fn job_lines(gatherer: &Gatherer) -> Vec<String> {
+    let state = gatherer.state.lock();
+    state
+        .wanted
+        .values()
+        .map(|w| {
+            let v = view(gatherer, &state, w);
+            format!(
+                "{} {} plugin={} generation={} every={} errors={} timeouts={}",
+                w.spec.name,
+                v.state,
+                w.spec.plugin,
+                v.generation,
+                humantime::format_duration(w.spec.interval),
+                v.errors,
+                v.timeouts,
+            )
+        })
+        .collect()
+}
+
+/// The jobs for the HTTP API: what `jobs` says, with the last error from the store.
+pub fn jobs(gatherer: &Gatherer) -> serde_json::Value {
+    let state = gatherer.state.lock();
+    let last_error = |name: &str| -> Option<String> {
+        let Target::Embedded(server) = &gatherer.ctx.sink.target else {
+            return None;
+        };
+        let history = server.get(&format!("host.job.{name}.last_error"))?;
+        Some(history.first()?.value.to_string_lossy())
+    };
+    let jobs: Vec<serde_json::Value> = state
+        .wanted
+        .values()
+        .map(|w| {
+            let name = &w.spec.name;
+            let v = view(gatherer, &state, w);
+            let mut json = serde_json::json!({
+                "name": name,
+                "plugin": w.spec.plugin,
+                "every": humantime::format_duration(w.spec.interval).to_string(),
+                "state": v.state,
+                "generation": v.generation,
+                "errors": v.errors,
+                "timeouts": v.timeouts,
+            });
+            if let Some(pid) = v.worker_pid {
+                json["worker_pid"] = pid.into();
+            }
+            if let Some(e) = last_error(name) {
+                json["last_error"] = e.into();
+            }
+            json
+        })
+        .collect();
+    jobs.into()
+}
+
+/// The loaded plugins for the HTTP API.
+pub fn plugins(gatherer: &Gatherer) -> serde_json::Value {
+    let state = gatherer.state.lock();
+    let mut plugins: Vec<_> = state.plugins.values().collect();
+    plugins.sort_by(|a, b| a.name.cmp(&b.name));
+    plugins
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "name": p.name,
+                "version": p.version,
+                "generation": p.generation,
+                "file": p.file.display().to_string(),
+                "helper": p.is_helper,
+            })
+        })
+        .collect::<Vec<_>>()
+        .into()
+}
