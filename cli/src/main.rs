@@ -6,6 +6,7 @@
 
 mod client;
 mod cmd;
+mod out;
 mod rrd;
 
 use clap::{Parser, Subcommand};

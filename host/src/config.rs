@@ -325,11 +325,24 @@ impl Config {
                     job.name
                 ));
             }
+            if job.timeout.is_some_and(|d| d.is_zero()) {
+                problems.push(format!(
+                    "{}: job {:?}: timeout must be more than 0",
+                    where_(),
+                    job.name
+                ));
+            }
         }
         if self.host.interval.is_zero() {
             problems.push(format!(
                 "{}: [host] interval must be more than 0",
                 at("interval")
+            ));
+        }
+        if self.host.timeout.is_zero() {
+            problems.push(format!(
+                "{}: [host] timeout must be more than 0",
+                at("timeout")
             ));
         }
         problems
@@ -461,6 +474,22 @@ options = { file = "targets.toml" }
         assert_eq!(
             c.plugins_dir(Path::new("/etc/spud/gatherer.toml")),
             Path::new("/etc/spud/../plugins")
+        );
+    }
+
+    #[test]
+    fn zero_timeouts_are_refused() {
+        let e = parse("[[job]]\nname = \"a\"\nplugin = \"test\"\ntimeout = \"0s\"\n").unwrap_err();
+        assert!(
+            e.problems[0].contains("job \"a\": timeout must be more than 0"),
+            "{:?}",
+            e.problems
+        );
+        let e = parse("[host]\ntimeout = \"0s\"\n").unwrap_err();
+        assert!(
+            e.problems[0].contains("[host] timeout must be more than 0"),
+            "{:?}",
+            e.problems
         );
     }
 

@@ -60,7 +60,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     tracing::info!(
         "running {} jobs from {} plugins in {}",
         gatherer.scheduler.jobs().len(),
-        gatherer.state.lock().plugins.len(),
+        gatherer.state().plugins.len(),
         gatherer.plugins_dir.display()
     );
 

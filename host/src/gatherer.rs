@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard, RwLock};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -18,7 +18,7 @@ use crate::model::{Failure, JobSpec};
 use crate::outputs::Output;
 use crate::scheduler::Scheduler;
 use crate::sink::{Sink, Target};
-use crate::state::{Owner, State, Wanted};
+use crate::state::{Owner, Published, State, Wanted};
 
 /// The running gatherer.
 pub struct Gatherer {
@@ -26,7 +26,9 @@ pub struct Gatherer {
     pub plugins_dir: PathBuf,
     pub ctx: Context,
     pub scheduler: Scheduler,
-    pub state: Mutex<State>,
+    state: Mutex<State>,
+    /// What the views read, never the state itself.
+    published: RwLock<Arc<Published>>,
     /// Cancelled when the host stops.
     pub stop: CancellationToken,
     /// Jobs paused by hand; they stay paused when a reload makes them anew.
@@ -59,9 +61,24 @@ impl Gatherer {
             },
             scheduler: Scheduler::start(config.host.workers),
             state: Mutex::new(State::new(config, config_text)),
+            published: RwLock::default(),
             stop,
             paused: Mutex::default(),
         }
+    }
+
+    /// The state, for changing it; what is published for the views is brought up to date
+    /// when the guard goes.
+    pub fn state(&self) -> StateGuard<'_> {
+        StateGuard {
+            guard: self.state.lock(),
+            published: &self.published,
+        }
+    }
+
+    /// The state as of its last change, for the views: never waits for a reload.
+    pub fn published(&self) -> Arc<Published> {
+        Arc::clone(&self.published.read())
     }
 
     /// Stores one of the host's own figures.
@@ -152,13 +169,18 @@ impl Gatherer {
             set.remove(name);
         }
         self.report(&format!("host.job.{name}.state"), job.state_name());
+        if !paused && job.style == spud_plugin_api::ffi::JobStyle::Pull {
+            // A resumed job collects at once, like a started one; if it is collecting
+            // already, that collect is as good.
+            let _ = self.scheduler.run_now(name);
+        }
         Ok(())
     }
 
     /// Stops helpers and jobs, then lets the remote server and the outputs take what is
     /// left (a few seconds at most).
     pub fn shut_down(&self) {
-        for stop in self.state.lock().helpers.values() {
+        for stop in self.state().helpers.values() {
             stop.cancel();
         }
         self.scheduler.stop(Duration::from_secs(2));
@@ -168,6 +190,31 @@ impl Gatherer {
         for output in self.ctx.sink.outputs.iter() {
             output.finish(Duration::from_secs(5));
         }
+    }
+}
+
+/// The state, locked; publishes a copy for the views when dropped.
+pub struct StateGuard<'a> {
+    guard: MutexGuard<'a, State>,
+    published: &'a RwLock<Arc<Published>>,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        *self.published.write() = Arc::new(Published::of(&self.guard));
     }
 }
 

@@ -53,7 +53,7 @@ fn round(
     let Some(wanted) = ask(gatherer, helper, default_interval, timeout) else {
         return;
     };
-    let mut state = gatherer.state.lock();
+    let mut state = gatherer.state();
     // A helper stopped (by a reload) while it was asking: its answer no longer counts.
     if stop.is_cancelled() {
         return;
@@ -113,7 +113,7 @@ fn ask(
     timeout: Duration,
 ) -> Option<Vec<spud_plugin_api::ffi::JobDef>> {
     let name = helper.called();
-    let plugin = gatherer.state.lock().plugins.get(&helper.plugin).cloned();
+    let plugin = gatherer.state().plugins.get(&helper.plugin).cloned();
     let Some(plugin) = plugin else {
         tracing::warn!(
             "helper {name}: no plugin declares the name {:?} (yet)",

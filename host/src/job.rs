@@ -76,6 +76,8 @@ pub struct Job {
     pub phase: Duration,
     /// Panics in a row; each one doubles the wait before the next collect.
     pub crashes: AtomicU64,
+    /// Crashes in all (`host.job.<name>.crashes`).
+    pub crashes_total: AtomicU64,
     /// No collect before this.
     pub backoff_until: Mutex<Option<Instant>>,
     /// Crashed too often: not run until its plugin or options change.
@@ -127,6 +129,7 @@ impl Job {
             phase,
             last_collect_us: AtomicU64::new(0),
             crashes: AtomicU64::new(0),
+            crashes_total: AtomicU64::new(0),
             backoff_until: Mutex::new(None),
             parked: AtomicBool::new(false),
             paused: AtomicBool::new(false),

@@ -100,10 +100,14 @@ pub enum ReadError {
     Refused(String),
 }
 
-/// Reads a plugin file, checking its owner and mode on the very file read (no window for a
-/// swap between the check and the read).
+/// Reads a plugin file, checking the directory that holds it, and its owner and mode on the
+/// very file read (no window for a swap between the check and the read). Every read checks
+/// the directory: a single file event is enough to load a file.
 pub fn read(file: &Path) -> Result<Vec<u8>, ReadError> {
     use std::io::Read;
+    if let Some(dir) = file.parent().filter(|d| d.is_dir()) {
+        safety::check_dir(dir).map_err(ReadError::Refused)?;
+    }
     let mut f = std::fs::File::open(file).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ReadError::Missing,
         _ => ReadError::Refused(format!("cannot read: {e}")),

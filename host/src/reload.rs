@@ -34,7 +34,7 @@ const SETTLE_GIVE_UP: Duration = Duration::from_secs(10);
 
 /// Startup: every plugin file, then every job of the config, then the helpers.
 pub fn startup(gatherer: &Arc<Gatherer>) {
-    let mut state = gatherer.state.lock();
+    let mut state = gatherer.state();
     for spec in state.config.job_specs() {
         state.wanted.insert(
             spec.name.clone(),
@@ -88,14 +88,17 @@ pub fn run(gatherer: &Arc<Gatherer>, changes: &Receiver<Change>) {
             })
             .collect();
         if everything {
-            paths.extend(loader::plugin_files(&gatherer.plugins_dir).unwrap_or_default());
-            paths.extend(gatherer.state.lock().files.keys().cloned());
+            match loader::plugin_files(&gatherer.plugins_dir) {
+                Ok(files) => paths.extend(files),
+                Err(e) => tracing::error!("{e}"),
+            }
+            paths.extend(gatherer.state().files.keys().cloned());
         }
         paths.sort();
         paths.dedup();
         for path in paths {
             if settle(&path) {
-                let mut state = gatherer.state.lock();
+                let mut state = gatherer.state();
                 load_file(gatherer, &mut state, &path, false);
             }
         }
@@ -325,7 +328,7 @@ pub fn reload_config(gatherer: &Arc<Gatherer>) {
             return;
         }
     };
-    let mut state = gatherer.state.lock();
+    let mut state = gatherer.state();
     let content = content_hash(text.as_bytes());
     if content == state.config_hash {
         return;

@@ -32,15 +32,15 @@ fn once(g: &Gatherer) {
         }
     }
     g.report("host.jobs", jobs.len());
-    g.report("host.plugins", g.state.lock().plugins.len());
+    g.report("host.plugins", g.published().plugins.len());
     g.report("host.generations", library::generations());
     let samples: u64 = jobs.iter().map(|j| j.host.samples.load(Relaxed)).sum();
     g.report("host.samples", samples);
+    g.report("host.scheduler.collects", g.scheduler.collects());
     let late = g.scheduler.take_lateness();
     if !late.is_empty() {
         let pick =
             |q: f64| late[((late.len() as f64 * q) as usize).min(late.len() - 1)] as f64 / 1000.0;
-        g.report("host.scheduler.collects", late.len());
         for (name, q) in [("p50", 0.5), ("p99", 0.99), ("max", 1.0)] {
             g.report(
                 &format!("host.scheduler.lateness_{name}_ms"),

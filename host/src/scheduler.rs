@@ -1,6 +1,7 @@
-//! Running jobs on time. Pull jobs tick on their interval, aligned to the clock (each job at
-//! a fixed offset within its interval, derived from its name, so that thousands of jobs do
-//! not all fire in the same millisecond), on a bounded pool of threads: collectors may block
+//! Running jobs on time. A pull job collects as soon as it (re)starts, then ticks on its
+//! interval, aligned to the clock (each job at a fixed offset within its interval, derived
+//! from its name, so that thousands of jobs do not all fire in the same millisecond), on a
+//! bounded pool of threads: collectors may block
 //! on sockets. A tick that finds the previous collect still running is skipped and counted,
 //! never stacked. A collect that overruns its timeout is recorded as a timeout and the job
 //! is marked wedged until that call returns. Services get a thread each.
@@ -26,6 +27,8 @@ pub const PARK_AFTER: u64 = 5;
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
 enum Kind {
+    /// The first tick of a job just (re)started: due at once.
+    Start,
     Tick,
     /// The deadline of call number N.
     Deadline(u64),
@@ -73,6 +76,8 @@ struct Shared {
     queued: Condvar,
     /// How late collects started (microseconds), since the last report.
     lateness: Mutex<Vec<u32>>,
+    /// Collects started since the scheduler started.
+    collects: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -114,6 +119,7 @@ impl Scheduler {
             queue: Mutex::new(Queue::default()),
             queued: Condvar::new(),
             lateness: Mutex::new(Vec::new()),
+            collects: Default::default(),
         });
         for n in 0..workers.max(1) {
             let shared = Arc::clone(&shared);
@@ -142,8 +148,9 @@ impl Scheduler {
         job.report("state", "running");
         match job.style {
             JobStyle::Pull => {
-                let due = next_due(&job, Instant::now());
-                push(&mut state, due, Kind::Tick, job);
+                // A job that (re)starts (a new plugin generation, new options, a new job)
+                // collects at once: a fix shows without waiting out an interval.
+                push(&mut state, Instant::now(), Kind::Start, job);
                 drop(state);
                 self.shared.wake.notify_one();
             }
@@ -196,6 +203,11 @@ impl Scheduler {
         let mut jobs: Vec<_> = self.shared.state.lock().jobs.values().cloned().collect();
         jobs.sort_by(|a, b| a.name().cmp(b.name()));
         jobs
+    }
+
+    /// Collects started since the scheduler started.
+    pub fn collects(&self) -> u64 {
+        self.shared.collects.load(Ordering::Relaxed)
     }
 
     /// Lateness of collects since the last call, in microseconds, sorted.
@@ -282,7 +294,7 @@ fn fire(state: &mut State, entry: Entry, now: Instant) -> Option<Task> {
         return None;
     }
     match entry.kind {
-        Kind::Tick => {
+        kind @ (Kind::Start | Kind::Tick) => {
             let mut task = None;
             let backing_off = job.backoff_until.lock().is_some_and(|until| now < until);
             if backing_off || job.paused.load(Ordering::Relaxed) {
@@ -306,7 +318,14 @@ fn fire(state: &mut State, entry: Entry, now: Instant) -> Option<Task> {
                     due,
                 });
             }
-            let next = next_due(&job, due.max(now));
+            // After a start, the job joins its phase, passing over a phase point that falls
+            // within half an interval (it would find the first collect still running, or
+            // collect twice in a row).
+            let after = match kind {
+                Kind::Start => now + job.spec.interval / 2,
+                _ => due.max(now),
+            };
+            let next = next_due(&job, after);
             push(state, next, Kind::Tick, job);
             task
         }
@@ -360,6 +379,7 @@ fn collect(shared: &Shared, task: Task) {
     let job = task.job;
     let start = Instant::now();
     let late = start.saturating_duration_since(task.due);
+    shared.collects.fetch_add(1, Ordering::Relaxed);
     shared
         .lateness
         .lock()
@@ -395,6 +415,10 @@ fn collect(shared: &Shared, task: Task) {
 /// One more crash in a row: back off, or park the job. Returns whether it was parked.
 fn crashed(job: &Job) -> bool {
     let n = job.crashes.fetch_add(1, Ordering::Relaxed) + 1;
+    job.report(
+        "crashes",
+        job.crashes_total.fetch_add(1, Ordering::Relaxed) + 1,
+    );
     if n >= PARK_AFTER {
         job.parked.store(true, Ordering::Relaxed);
         tracing::error!(

@@ -77,6 +77,48 @@ impl State {
     }
 }
 
+/// What the views show of the state, copied out each time the state changes: a view never
+/// waits for a reload that holds the state (starting a worker can take seconds).
+#[derive(Default)]
+pub struct Published {
+    pub wanted: Vec<Wanted>,
+    pub plugins: Vec<PluginSummary>,
+}
+
+/// A loaded plugin, as the views show it.
+pub struct PluginSummary {
+    pub name: String,
+    pub version: String,
+    pub generation: u64,
+    pub file: PathBuf,
+    pub is_helper: bool,
+}
+
+impl Published {
+    pub fn of(state: &State) -> Published {
+        let mut plugins: Vec<PluginSummary> = state
+            .plugins
+            .values()
+            .map(|p| PluginSummary {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                generation: p.generation,
+                file: p.file.clone(),
+                is_helper: p.is_helper,
+            })
+            .collect();
+        plugins.sort_by(|a, b| a.name.cmp(&b.name));
+        Published {
+            wanted: state.wanted.values().cloned().collect(),
+            plugins,
+        }
+    }
+
+    pub fn has_plugin(&self, name: &str) -> bool {
+        self.plugins.iter().any(|p| p.name == name)
+    }
+}
+
 /// A file's or a config's content, to tell whether it changed.
 pub fn content_hash(data: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(data)

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use crate::gatherer::Gatherer;
 use crate::sink::Target;
-use crate::state::{State, Wanted};
+use crate::state::{Published, Wanted};
 
 /// What a wanted job is doing, running or not.
 struct JobView {
@@ -16,7 +16,7 @@ struct JobView {
     worker_pid: Option<u32>,
 }
 
-fn view(gatherer: &Gatherer, state: &State, wanted: &Wanted) -> JobView {
+fn view(gatherer: &Gatherer, state: &Published, wanted: &Wanted) -> JobView {
     match gatherer.scheduler.get(&wanted.spec.name) {
         Some(job) => JobView {
             state: job.state_name(),
@@ -26,7 +26,7 @@ fn view(gatherer: &Gatherer, state: &State, wanted: &Wanted) -> JobView {
             worker_pid: job.runner.worker_pid(),
         },
         None => JobView {
-            state: if state.plugins.contains_key(&wanted.spec.plugin) {
+            state: if state.has_plugin(&wanted.spec.plugin) {
                 "failed"
             } else {
                 "waiting"
@@ -41,10 +41,10 @@ fn view(gatherer: &Gatherer, state: &State, wanted: &Wanted) -> JobView {
 
 /// The `jobs` listing: one line per wanted job, running or not.
 pub fn job_lines(gatherer: &Gatherer) -> Vec<String> {
-    let state = gatherer.state.lock();
+    let state = gatherer.published();
     state
         .wanted
-        .values()
+        .iter()
         .map(|w| {
             let v = view(gatherer, &state, w);
             format!(
@@ -63,7 +63,7 @@ pub fn job_lines(gatherer: &Gatherer) -> Vec<String> {
 
 /// The jobs for the HTTP API: what `jobs` says, with the last error from the store.
 pub fn jobs(gatherer: &Gatherer) -> serde_json::Value {
-    let state = gatherer.state.lock();
+    let state = gatherer.published();
     let last_error = |name: &str| -> Option<String> {
         let Target::Embedded(server) = &gatherer.ctx.sink.target else {
             return None;
@@ -73,7 +73,7 @@ pub fn jobs(gatherer: &Gatherer) -> serde_json::Value {
     };
     let jobs: Vec<serde_json::Value> = state
         .wanted
-        .values()
+        .iter()
         .map(|w| {
             let name = &w.spec.name;
             let v = view(gatherer, &state, w);
@@ -100,10 +100,9 @@ pub fn jobs(gatherer: &Gatherer) -> serde_json::Value {
 
 /// The loaded plugins for the HTTP API.
 pub fn plugins(gatherer: &Gatherer) -> serde_json::Value {
-    let state = gatherer.state.lock();
-    let mut plugins: Vec<_> = state.plugins.values().collect();
-    plugins.sort_by(|a, b| a.name.cmp(&b.name));
-    plugins
+    gatherer
+        .published()
+        .plugins
         .iter()
         .map(|p| {
             serde_json::json!({

@@ -410,6 +410,22 @@ impl OriginalServer {
     }
 }
 
+/// Records that `test` could not run here and why: said on stderr, and kept in
+/// `target/test-skips.txt`, which the test command counts as skipped (not passed) and lists
+/// by name. Only for what this machine cannot offer at all (the seeds beside the checkout,
+/// user namespaces); a component the setup script installs is never a reason to skip.
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write as _;
+    eprintln!("SKIPPED {test}: {reason}");
+    let path = workspace_root().join("target/test-skips.txt");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("target/test-skips.txt");
+    writeln!(file, "{test}: {reason}").expect("a line in target/test-skips.txt");
+}
+
 /// A loopback address with a port that was free a moment ago, for programs whose port is
 /// a flag and cannot be 0.
 pub fn free_port() -> SocketAddr {

@@ -279,10 +279,11 @@ fn cmdshell_connects_the_configured_command_and_refuses_the_rest() {
 
 #[test]
 fn replicate_through_cmdshell_under_a_pty_survives_the_source_restarting() {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("SKIP: util-linux `script` is not installed");
-        return;
-    }
+    // util-linux's `script` gives the session a pty (scripts/setup-test-deps installs it).
+    assert!(
+        Command::new("script").arg("--version").output().is_ok(),
+        "util-linux `script` is missing: run scripts/setup-test-deps"
+    );
     let source = SpudServer::start(&[]);
     let source_addr = source.addr;
     let dest = SpudServer::start(&[]);
@@ -563,5 +564,85 @@ fn archive_refuses_a_missing_directory() {
         text(&out.stderr).contains("/nonexistent/spud-archive does not exist"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+#[test]
+fn every_printing_verb_ends_quietly_on_a_closed_pipe() {
+    let server = SpudServer::start(&[]);
+    let addr = server.addr.to_string();
+    // More than a pipe holds, so the writer meets the closed end.
+    let mut c = server.connect();
+    let mut sets = String::new();
+    for i in 0..3000 {
+        sets.push_str(&format!("qset pipe.key{i:05}.with.a.long.name {i}\r\n"));
+    }
+    c.send(sets);
+    assert_eq!(
+        c.ask("get pipe.key02999.with.a.long.name", "OK done\r\n")
+            .lines()
+            .count(),
+        2
+    );
+    for args in [vec!["get", "pipe.*"], vec!["get", "--json", "pipe.*"]] {
+        // `spud ... | head -1`: read one line, then close the pipe.
+        let mut child = Command::new(binary("spud"))
+            .args(["--server", &addr])
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {:?}", out.status);
+        assert_eq!(text(&out.stderr), "", "{args:?} said something");
+    }
+}
+
+#[test]
+fn the_documented_commands_need_only_what_spud_brings() {
+    // A fresh Debian has no `nc`: examples to copy use `spud`; `nc` appears only where the
+    // text says which package brings it.
+    let root = spud_tests::workspace_root();
+    let mut docs = vec![root.join("README.md"), root.join("plugin-api/README.md")];
+    docs.extend(
+        std::fs::read_dir(root.join("docs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "md")),
+    );
+    for doc in docs {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            assert!(
+                !line.contains("| nc "),
+                "{}:{}: an example pipes into nc: {line}",
+                doc.display(),
+                n + 1
+            );
+        }
+        if text.contains("$ nc ") {
+            assert!(text.contains("netcat-openbsd"), "{}", doc.display());
+        }
+    }
+    // The README's quick check, as written.
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(readme.contains("`target/release/spud get test.heartbeat`"));
+    let host = SpudHost::start(
+        &["test"],
+        "[[job]]\nname = \"heartbeat\"\nplugin = \"test\"\ninterval = \"100ms\"\n",
+    );
+    host.wait_for("test.heartbeat", Duration::from_secs(10), |_| true);
+    let out = spud(&host.addr.unwrap().to_string(), &["get", "test.heartbeat"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).trim_end().ends_with("  1"),
+        "{}",
+        text(&out.stdout)
     );
 }

@@ -43,10 +43,10 @@ fn values(c: &mut Client, key: &str) -> Vec<String> {
 
 #[test]
 fn memcached_stats_slabs_items_and_a_restart() {
-    if !have("memcached") {
-        eprintln!("SKIP: memcached is not installed (scripts/setup-test-deps installs it)");
-        return;
-    }
+    assert!(
+        have("memcached"),
+        "memcached is missing: run scripts/setup-test-deps"
+    );
     let addr = free_port();
     let memcached = start_memcached(addr);
     let mut mc = TcpStream::connect(addr).unwrap();
@@ -102,10 +102,10 @@ fn memcached_stats_slabs_items_and_a_restart() {
 
 #[test]
 fn perlbal_states_and_uptime() {
-    if !have("perlbal") {
-        eprintln!("SKIP: perlbal is not installed (scripts/setup-test-deps installs it)");
-        return;
-    }
+    assert!(
+        have("perlbal"),
+        "perlbal is missing: run scripts/setup-test-deps"
+    );
     let (manage, web) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("perlbal.conf");

@@ -84,16 +84,19 @@ fn spud_server_now() -> u64 {
         .as_secs()
 }
 
-/// The original server, or None (with a line saying why the test is skipped).
-fn original_or_skip() -> Option<OriginalServer> {
-    OriginalServer::start()
-        .map_err(|why| eprintln!("SKIP differential test: {why}"))
-        .ok()
+/// The original server; None (the test recorded as skipped) only where the seeds are not
+/// beside the checkout. Seeds present but the original not starting is a failure.
+fn original_or_skip(test: &str) -> Option<OriginalServer> {
+    if let Err(why) = spud_tests::original_source("src/spud/bin/server") {
+        spud_tests::skip(test, &why);
+        return None;
+    }
+    Some(OriginalServer::start().unwrap_or_else(|why| panic!("the original server: {why}")))
 }
 
 /// Runs `steps` against both servers and compares every connection's whole stream.
-fn compare(connections: usize, steps: &[Step]) {
-    let Some(original) = original_or_skip() else {
+fn compare(test: &str, connections: usize, steps: &[Step]) {
+    let Some(original) = original_or_skip(test) else {
         return;
     };
     let ours = SpudServer::start(&[]);
@@ -129,6 +132,7 @@ fn compare(connections: usize, steps: &[Step]) {
 #[test]
 fn set_get_and_errors() {
     compare(
+        "set_get_and_errors",
         1,
         &[
             (
@@ -162,6 +166,7 @@ fn history_and_patterns() {
     }
     let fill: &'static str = fill.leak();
     compare(
+        "history_and_patterns",
         1,
         &[
             (0, fill),
@@ -182,6 +187,7 @@ fn history_and_patterns() {
 #[test]
 fn subscriptions_lists_and_uptime() {
     compare(
+        "subscriptions_lists_and_uptime",
         3,
         &[
             (0, "set 10 web.hits 1\n"),
@@ -201,12 +207,17 @@ fn subscriptions_lists_and_uptime() {
 
 #[test]
 fn a_fresh_servers_first_listing() {
-    compare(1, &[(0, "sub foo\nset 1 a.key 1\nget *\nuptime\nget *\n")]);
+    compare(
+        "a_fresh_servers_first_listing",
+        1,
+        &[(0, "sub foo\nset 1 a.key 1\nget *\nuptime\nget *\n")],
+    );
 }
 
 #[test]
 fn the_servers_own_counters() {
     compare(
+        "the_servers_own_counters",
         2,
         &[
             (0, "set 1 a 1\nget a\nbogus\n"),
@@ -224,7 +235,7 @@ fn the_servers_own_counters() {
 /// session shows its defect there and the fix here.
 #[test]
 fn the_original_defects_show_there_and_not_here() {
-    let Some(original) = original_or_skip() else {
+    let Some(original) = original_or_skip("the_original_defects_show_there_and_not_here") else {
         return;
     };
     let ours = SpudServer::start(&[]);

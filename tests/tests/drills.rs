@@ -170,7 +170,10 @@ fn a_full_disk_while_snapshotting_keeps_the_previous_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap().to_string();
     let Some((server, addr)) = server_on_a_small_disk(&d) else {
-        eprintln!("SKIPPED: user namespaces are not allowed here, so no private small disk");
+        spud_tests::skip(
+            "a_full_disk_while_snapshotting_keeps_the_previous_snapshot",
+            "user namespaces are not allowed here, so no private small disk",
+        );
         return;
     };
     // What the server sees, from outside its mount namespace.

@@ -327,6 +327,44 @@ fn plugin_files_others_could_write_are_refused_until_fixed() {
 }
 
 #[test]
+fn a_plugins_directory_made_writable_is_refused_on_a_single_file_event() {
+    use std::os::unix::fs::PermissionsExt;
+    let host = SpudHost::start(
+        &["chaos"],
+        "[[job]]\nname = \"ok\"\nplugin = \"chaos\"\ninterval = \"100ms\"\noptions = { mode = \"ok\" }\n\n\
+         [[job]]\nname = \"t\"\nplugin = \"test\"\ninterval = \"100ms\"\n",
+    );
+    host.wait_for("ok.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 2);
+    let plugins = host.dir.path().join("plugins");
+    std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o775)).unwrap();
+    // One new file, one event: the directory is looked at with it.
+    spud_tests::install_plugin(&spud_tests::plugin("test"), &plugins.join("test.so"));
+    let deadline = std::time::Instant::now() + T;
+    while !host
+        .process
+        .log()
+        .contains("refused: writable by its group (mode 0775)")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            host.process.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(host.process.log().contains("the plugins directory"));
+    assert!(
+        host.connect().get("test.t").is_empty(),
+        "a refused plugin ran"
+    );
+    // Fixed: the next look loads it, and the other job never stopped.
+    std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o755)).unwrap();
+    host.connect().ask("reload", "OK done\r\n");
+    host.wait_for("test.t", T, |_| true);
+    host.wait_for("ok.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 8);
+}
+
+#[test]
 fn two_hosts_cannot_run_one_config() {
     let host = SpudHost::start(&["test"], "[[job]]\nname = \"h\"\nplugin = \"test\"\n");
     let out = Command::new(binary("spud-host"))

@@ -304,6 +304,8 @@ fn a_crash_looping_job_backs_off_then_is_parked_until_its_options_change() {
     host.wait_for("host.job.crashy.state", T, |v| v == "backoff");
     host.wait_for("host.job.crashy.state", T, |v| v == "failed");
     assert_eq!(host.wait_for("host.job.crashy.errors", T, |_| true), "5");
+    // Each panic is a crash, and counted (`spud_host_job_crashes_total`).
+    assert_eq!(host.wait_for("host.job.crashy.crashes", T, |_| true), "5");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         host.wait_for("host.job.crashy.errors", T, |_| true),
@@ -324,6 +326,12 @@ fn a_crash_looping_job_backs_off_then_is_parked_until_its_options_change() {
     );
     let mut c = host.connect();
     assert_eq!(assert_unbroken(&mut c, "steady.tick")[0], 1);
+    // Collects since the start: a counter, never going down.
+    host.wait_for("host.scheduler.collects", T, |_| true);
+    std::thread::sleep(Duration::from_millis(5200));
+    let collects = values(&mut c, "host.scheduler.collects");
+    assert!(collects.len() >= 2, "{collects:?}");
+    assert!(collects.windows(2).all(|w| w[0] <= w[1]), "{collects:?}");
 }
 
 #[test]
@@ -409,12 +417,13 @@ fn runtime_control_lists_pauses_resumes_runs_and_reloads() {
     );
     host.wait_for("a.tick", T, |v| Some(v.parse::<u64>().unwrap_or(0)) > at);
 
-    // A job due in an hour runs now when asked.
+    // A job due in an hour (it collected once, as it started) runs now when asked.
+    host.wait_for("slow.tick", T, |v| v == "1");
     assert_eq!(
         c.ask("run slow", "OK done\r\n"),
         "OK running slow\r\nOK done\r\n"
     );
-    host.wait_for("slow.tick", T, |v| v == "1");
+    host.wait_for("slow.tick", T, |v| v == "2");
 
     assert_eq!(
         c.ask("pause nosuch", "\r\n"),
@@ -480,4 +489,79 @@ fn reloads_work_with_a_relative_config_path() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!process.log().contains("both declare"), "{}", process.log());
+}
+
+#[test]
+fn a_job_that_starts_collects_at_once_whatever_its_interval() {
+    // Without the start collect, each of these would wait up to a minute.
+    const SOON: Duration = Duration::from_secs(3);
+    let minute = |name: &str, plugin: &str, options: &str| {
+        format!("[[job]]\nname = \"{name}\"\nplugin = \"{plugin}\"\ninterval = \"60s\"\noptions = {{ {options} }}\n\n")
+    };
+    let config = minute("v", "versioned", "") + &minute("c", "chaos", "mode = \"ok\"");
+    let host = setup(&["versioned"], &config);
+    let mut c = host.connect();
+    // Started with the host.
+    host.wait_for("v.tick", SOON, |v| v == "1");
+    host.wait_for("c.tick", SOON, |v| v == "1");
+
+    // A new plugin generation.
+    let plugins = host.dir.path().join("plugins");
+    let replaced = Instant::now();
+    publish(&plugins, "versioned", &v2());
+    host.wait_for("v.version", SOON, |v| v == "2");
+    host.wait_for("v.tick", SOON, |v| v == "1");
+    assert!(
+        values(&mut c, "v.tick").len() >= 2,
+        "the new generation's first collect is a new sample"
+    );
+    assert!(replaced.elapsed() < SOON);
+
+    // A new job, and a changed one, from a config edit.
+    let edited = Instant::now();
+    write_config(
+        &host,
+        &(minute("v", "versioned", "")
+            + &minute("c", "chaos", "mode = \"ok\", hang_ms = 5")
+            + &minute("d", "chaos", "mode = \"ok\"")),
+    );
+    host.wait_for("d.tick", SOON, |v| v == "1");
+    host.wait_for("host.job.c.state", SOON, |v| v == "running");
+    let restarted = |c: &mut Client| values(c, "c.tick").iter().filter(|t| **t == 1).count();
+    let deadline = Instant::now() + SOON;
+    while restarted(&mut c) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(restarted(&mut c), 2, "the changed job collected at once");
+    assert!(edited.elapsed() < SOON);
+
+    // Resumed.
+    assert!(c.ask("pause d", "OK done\r\n").contains("OK paused d"));
+    assert!(c.ask("resume d", "OK done\r\n").contains("OK resumed d"));
+    host.wait_for("d.tick", SOON, |v| v == "2");
+}
+
+#[test]
+fn views_answer_while_a_reload_is_busy_starting_a_job() {
+    let host = setup(&[], &job("a", ""));
+    host.wait_for("a.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 2);
+    // The reload that adds this job holds the gatherer's state for three seconds.
+    write_config(&host, &(job("a", "") + &job("sleepy", ", start_ms = 3000")));
+    let deadline = Instant::now() + T;
+    while !host.process.log().contains("starting slowly") {
+        assert!(Instant::now() < deadline, "{}", host.process.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut c = host.connect();
+    let asked = Instant::now();
+    let jobs = c.ask("jobs", "OK done\r\n");
+    assert!(jobs.contains("OK a running"), "{jobs}");
+    let api = spud_tests::http::get_json(&format!("http://{}/api/jobs", host.http.unwrap()));
+    assert!(api.as_array().is_some_and(|a| !a.is_empty()), "{api}");
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_millis(1000),
+        "the views waited {took:?} for the reload"
+    );
+    host.wait_for("sleepy.tick", T, |_| true);
 }

@@ -6,8 +6,6 @@ use spud_server::endpoint::Endpoint;
 
 pub fn print(server: &Endpoint, command: &str) -> Result<i32, ClientError> {
     let mut client = Client::connect(server)?;
-    for line in client.multi(command)? {
-        println!("{line}");
-    }
+    crate::out::lines(client.multi(command)?);
     Ok(0)
 }

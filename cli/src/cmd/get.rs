@@ -2,6 +2,7 @@
 
 use crate::client::{Client, ClientError};
 use crate::cmd::when;
+use crate::out;
 use spud_server::endpoint::Endpoint;
 
 struct Row {
@@ -49,18 +50,20 @@ pub fn run(server: &Endpoint, arg: &str, json: bool) -> Result<i32, ClientError>
                 o
             })
             .collect();
-        println!("{}", serde_json::Value::Array(items));
+        out::lines([serde_json::Value::Array(items)]);
         return Ok(0);
     }
     if history {
-        for r in &rows {
-            println!("{}  {}", when(r.time), r.value);
-        }
+        out::lines(
+            rows.iter()
+                .map(|r| format!("{}  {}", when(r.time), r.value)),
+        );
     } else {
         let width = rows.iter().map(|r| r.first.len()).max().unwrap_or(0);
-        for r in &rows {
-            println!("{:width$}  {}  {}", r.first, when(r.time), r.value);
-        }
+        out::lines(
+            rows.iter()
+                .map(|r| format!("{:width$}  {}  {}", r.first, when(r.time), r.value)),
+        );
     }
     Ok(0)
 }

@@ -90,13 +90,19 @@ pub struct MetricsConfig {
     pub expiry: Option<Duration>,
 }
 
-/// A rule that cannot be used.
+/// Rules that cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("metrics rule {index} (match = {glob:?}): {why}")]
-pub struct RuleError {
-    pub index: usize,
-    pub glob: String,
-    pub why: String,
+pub enum RuleError {
+    /// One rule is wrong.
+    #[error("metrics rule {index} (match = {glob:?}): {why}")]
+    Rule {
+        index: usize,
+        glob: String,
+        why: String,
+    },
+    /// Each rule is fine, but together they are more than one matcher can hold.
+    #[error("metrics rules: the {count} rules together are too large to match at once ({why}); use fewer, or fewer `*`")]
+    TooLarge { count: usize, why: String },
 }
 
 /// A series family: the name, type and help shared by its series.
@@ -355,7 +361,7 @@ impl Rules {
             .map(|c| (c, true))
             .chain(config.rules.iter().map(|c| (c, false)));
         for (index, (config, builtin)) in all.enumerate() {
-            let error = |why: String| RuleError {
+            let error = |why: String| RuleError::Rule {
                 index: index + 1 - if builtin { 0 } else { builtins.len() },
                 glob: config.glob.clone(),
                 why,
@@ -405,8 +411,12 @@ impl Rules {
                 fixed,
             });
         }
-        let set =
-            RegexSet::new(rules.iter().map(|r| r.regex.as_str())).expect("each compiled alone");
+        let set = RegexSet::new(rules.iter().map(|r| r.regex.as_str())).map_err(|e| {
+            RuleError::TooLarge {
+                count: config.rules.len(),
+                why: e.to_string().lines().next().unwrap_or("").to_string(),
+            }
+        })?;
         Ok(Rules {
             rules,
             set,
@@ -467,6 +477,29 @@ impl Rules {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rules_too_large_together_are_refused_not_a_panic() {
+        // Each of these compiles alone; two thousand of them do not fit in one set.
+        let rules: Vec<RuleConfig> = (0..2000)
+            .map(|i| RuleConfig {
+                glob: format!("k{i}.*.*.*.*.*.*.*.*"),
+                name: None,
+                labels: BTreeMap::new(),
+                kind: Kind::default(),
+                help: None,
+                scale: None,
+                drop: false,
+            })
+            .collect();
+        let config = MetricsConfig {
+            rules,
+            ..MetricsConfig::default()
+        };
+        let e = Rules::new(&config).err().expect("refused");
+        assert!(matches!(e, RuleError::TooLarge { count: 2000, .. }), "{e}");
+        assert!(e.to_string().contains("too large to match at once"), "{e}");
+    }
 
     fn rules(toml_text: &str) -> Rules {
         #[derive(Deserialize)]

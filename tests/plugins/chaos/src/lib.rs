@@ -43,6 +43,9 @@ struct Options {
     mode: Mode,
     #[serde(default = "default_hang")]
     hang_ms: u64,
+    /// How long making the job takes (a slow plugin start, for tests of what waits on it).
+    #[serde(default)]
+    start_ms: u64,
 }
 
 fn default_hang() -> u64 {
@@ -84,6 +87,10 @@ impl Plugin for Chaos {
 
     fn new_job(job: &Job, host: Host) -> Result<Collector, Error> {
         let options: Options = job.options()?;
+        if options.start_ms > 0 {
+            host.info(format_args!("starting slowly: {} ms", options.start_ms));
+            std::thread::sleep(Duration::from_millis(options.start_ms));
+        }
         let job = Job1 {
             options,
             host,

@@ -29,10 +29,7 @@ impl Plugin for Versioned {
     fn new_job(job: &Job, host: Host) -> Result<Collector, Error> {
         let options: Options = job.options()?;
         if VERSION == 2 && options.flavor == "v1-only" {
-            return Err(format!(
-                "job {}: option flavor: \"v1-only\" is gone in version 2",
-                job.name
-            ));
+            return Err("option flavor: \"v1-only\" is gone in version 2".into());
         }
         // The new generation's first sample: the moment the job is made.
         host.set("version", VERSION);
