@@ -57,6 +57,10 @@ pub struct ServerSection {
     pub buffer: Option<usize>,
     /// The embedded server's snapshot file, relative to this file.
     pub state: Option<PathBuf>,
+    /// With `state`: when the write-ahead log beside it reaches the disk (`always`,
+    /// `everysec`, `no`; default `everysec`).
+    #[serde(default)]
+    pub fsync: spud_server::journal::Fsync,
     /// The embedded server's HTTP listener (default `127.0.0.1:9108`), or `"off"`.
     pub http: Option<String>,
     /// The embedded server's tokens file (roles per token; see docs/security.md),

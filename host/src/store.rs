@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result};
 use spud_server::auth::Tokens;
 use spud_server::control::Control;
 use spud_server::endpoint::Endpoint;
+use spud_server::journal;
 use spud_server::metrics::Exporter;
 use spud_server::pusher::Pusher;
 use tokio::runtime::Runtime;
@@ -136,6 +137,18 @@ fn embedded(
     let file = |p: &Option<PathBuf>| p.as_ref().map(|p| relative_to(config_path, p));
     let snapshot = file(&config.server.state);
     let server = load_snapshot(snapshot.as_deref());
+    if let Some(path) = &snapshot {
+        let replayed = journal::recover(&server, path, config.server.fsync)?;
+        if replayed.records > 0 {
+            tracing::info!(
+                "write-ahead log: {} samples replayed ({} already in the snapshot)",
+                replayed.applied,
+                replayed.records - replayed.applied
+            );
+        }
+        let journal = Arc::clone(server.journal().expect("attached by recover"));
+        runtime.spawn(journal::flush_every_second(journal, stop.clone()));
+    }
     let addr = config
         .server
         .listen

@@ -21,6 +21,8 @@ pub(crate) struct Entry {
     pub(crate) subs_generation: u64,
     /// Its shard's write count at its last write: what `changed_since` looks at.
     changed: u64,
+    /// The write-ahead log's sequence number of its newest sample (0: none logged).
+    pub(crate) seq: u64,
 }
 
 pub(crate) struct Shard {
@@ -82,6 +84,7 @@ impl Keyspace {
                     subs: SinkList::default(),
                     subs_generation: u64::MAX,
                     changed,
+                    seq: 0,
                 })
                 .into_mut()
             }

@@ -24,6 +24,7 @@ mod counters;
 pub mod endpoint;
 mod history;
 pub mod http;
+pub mod journal;
 mod keyspace;
 pub mod metrics;
 pub mod net;

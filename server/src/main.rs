@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use spud_server::auth::Tokens;
+use spud_server::journal::{self, Fsync};
 use spud_server::metrics::{Exporter, MetricsConfig, Rules};
 use spud_server::net::{serve, ServeOptions};
 use spud_server::snapshot::{self, SnapshotError};
@@ -33,6 +34,12 @@ struct Args {
     /// and at shutdown. Without it, a restart starts empty.
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+
+    /// With --state, a write-ahead log (`FILE.wal`) keeps every sample stored since the last
+    /// snapshot: `always` acknowledges a set only once it is on disk, `everysec` fsyncs once
+    /// a second, `no` leaves it to the system.
+    #[arg(long, value_enum, default_value_t = Fsync::Everysec, value_name = "POLICY")]
+    fsync: Fsync,
 
     /// Seconds between periodic snapshots (with --state).
     #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -105,6 +112,19 @@ async fn run(args: Args) -> Result<()> {
         Some(path) => load_state(path, config),
         None => Server::new(config),
     };
+    let shutdown = CancellationToken::new();
+    if let Some(path) = &args.state {
+        let replayed = journal::recover(&server, path, args.fsync)?;
+        if replayed.records > 0 {
+            info!(
+                "write-ahead log: {} samples replayed ({} already in the snapshot)",
+                replayed.applied,
+                replayed.records - replayed.applied
+            );
+        }
+        let journal = Arc::clone(server.journal().expect("attached by recover"));
+        tokio::spawn(journal::flush_every_second(journal, shutdown.clone()));
+    }
 
     let tokens = match &args.tokens {
         Some(path) => Some(Arc::new(Tokens::load(path).map_err(anyhow::Error::msg)?)),
@@ -135,7 +155,6 @@ async fn run(args: Args) -> Result<()> {
     options.tokens = tokens.clone();
     options.tls = tls.clone();
 
-    let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     if !args.no_http {
         let exporter = Arc::new(Exporter::new(load_rules(args.metrics_rules.as_deref())?));

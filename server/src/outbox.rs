@@ -26,6 +26,8 @@ struct State {
     /// Bytes of pushes added since the writer last took the buffer.
     pushed: usize,
     closed: bool,
+    /// Held back until the write-ahead log has this batch on disk (`fsync = always`).
+    held: bool,
 }
 
 /// What became of a push.
@@ -84,6 +86,46 @@ impl Outbox {
         Pushed::Queued
     }
 
+    /// Holds everything queued and to come until `release`: acknowledgements wait for the
+    /// disk. Returns the buffer's length, where this connection's next reply will start.
+    pub(crate) fn hold(&self) -> usize {
+        let mut state = self.state.lock();
+        state.held = true;
+        state.buf.len()
+    }
+
+    /// Where this connection's next reply will start in the held buffer.
+    pub(crate) fn held_len(&self) -> usize {
+        self.state.lock().buf.len()
+    }
+
+    /// Lets the writer send what was held.
+    pub(crate) fn release(&self) {
+        self.state.lock().held = false;
+        self.ready.notify_one();
+    }
+
+    /// The samples were not made durable: each acknowledgement at `acks` (an `OK \r\n` of
+    /// a `set`, or nothing for a `qset`) becomes `error`; then the writer may send.
+    pub(crate) fn release_refusing(&self, acks: &[(usize, bool)], error: &[u8]) {
+        let mut state = self.state.lock();
+        let old = std::mem::take(&mut state.buf);
+        let mut at = 0;
+        for &(offset, had_ok) in acks {
+            state.buf.extend_from_slice(&old[at..offset]);
+            state.buf.extend_from_slice(error);
+            at = if had_ok {
+                offset + b"OK \r\n".len()
+            } else {
+                offset
+            };
+        }
+        state.buf.extend_from_slice(&old[at..]);
+        state.held = false;
+        drop(state);
+        self.ready.notify_one();
+    }
+
     pub(crate) fn wake_writer(&self) {
         self.ready.notify_one();
     }
@@ -108,7 +150,7 @@ impl Outbox {
         loop {
             {
                 let mut state = self.state.lock();
-                if !state.buf.is_empty() {
+                if !state.buf.is_empty() && !state.held {
                     std::mem::swap(&mut state.buf, into);
                     state.pushed = 0;
                     return true;

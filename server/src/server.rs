@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::control::Control;
 use crate::counters::{Counters, Stat};
+use crate::journal::{Fsync, Journal};
 use crate::keyspace::Keyspace;
 use crate::outbox::Outbox;
 use crate::subscriptions::{self, Delivered, Push, Sink, Subscriptions};
@@ -46,6 +47,9 @@ pub enum SetError {
     /// The line protocol cannot carry a line break inside a value.
     #[error("value for {0} contains a line break")]
     LineBreakInValue(String),
+    /// With `fsync = always`, the write-ahead log could not take it: it is in memory only.
+    #[error("{0}")]
+    NotDurable(String),
 }
 
 /// A handle to one stat server. Clones share it.
@@ -68,6 +72,8 @@ struct Shared {
     keys: Keyspace,
     subscriptions: Subscriptions,
     counters: Counters,
+    /// The write-ahead log, once attached (after the snapshot and the log were replayed).
+    journal: std::sync::OnceLock<Arc<Journal>>,
     started: Instant,
     next_id: AtomicU64,
     control: parking_lot::RwLock<Option<Arc<dyn Control>>>,
@@ -91,6 +97,7 @@ impl Server {
                 keys: Keyspace::new(),
                 subscriptions: Subscriptions::default(),
                 counters,
+                journal: std::sync::OnceLock::new(),
                 started: Instant::now(),
                 next_id: AtomicU64::new(1),
                 control: parking_lot::RwLock::new(None),
@@ -120,7 +127,50 @@ impl Server {
         let now = unix_now();
         let done = self.set_unchecked(key, value, time.unwrap_or(now));
         self.count_delivered(done, now);
-        Ok(())
+        // In-process sets are written out by the log's once-a-second flush; with `always`,
+        // each one waits for the disk.
+        match self.journal() {
+            Some(journal) if journal.policy() == Fsync::Always => journal
+                .commit(done.journal_end)
+                .map_err(|e| SetError::NotDurable(e.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    /// The write-ahead log, if the server keeps one.
+    pub fn journal(&self) -> Option<&Arc<Journal>> {
+        self.shared.journal.get()
+    }
+
+    /// Starts logging every stored sample to `journal`.
+    pub(crate) fn attach_journal(&self, journal: Arc<Journal>) {
+        let _ = self.shared.journal.set(journal);
+    }
+
+    /// The newest write-ahead log sequence number any key holds.
+    pub(crate) fn max_seq(&self) -> u64 {
+        let mut max = 0;
+        self.shared.keys.for_each(|e| max = max.max(e.seq));
+        max
+    }
+
+    /// A sample from the write-ahead log: stored unless its key already holds it (its
+    /// sequence number is not newer than the key's). Returns whether it was stored.
+    pub(crate) fn replay_sample(&self, seq: u64, time: u64, key: &str, value: &[u8]) -> bool {
+        let history = self.shared.config.history;
+        self.shared.keys.with_entry(key, |entry| {
+            if seq <= entry.seq {
+                return false;
+            }
+            entry.history.push(time, Encoded::classify(value), history);
+            entry.seq = seq;
+            true
+        })
+    }
+
+    /// Sets `seq` as the key's newest logged sample (loading a snapshot).
+    pub(crate) fn set_seq(&self, key: &str, seq: u64) {
+        self.shared.keys.with_entry(key, |entry| entry.seq = seq);
     }
 
     /// The set behind `set` and the protocol: the caller has checked key and value.
@@ -130,17 +180,32 @@ impl Server {
         let generation = shared.subscriptions.generation();
         shared.keys.with_entry(key, |entry| {
             entry.history.push(time, encoded, shared.config.history);
+            // Logged under the key's lock: a key's records keep its order.
+            let journal_end = match shared.journal.get() {
+                Some(journal) => {
+                    let (seq, end) = journal.append(time, key, value);
+                    entry.seq = seq;
+                    end
+                }
+                None => 0,
+            };
             if entry.subs_generation != generation {
                 let (subs, generation) = shared.subscriptions.matching(key);
                 entry.subs = subs;
                 entry.subs_generation = generation;
             }
             if entry.subs.is_empty() {
-                return Delivered::default();
+                return Delivered {
+                    journal_end,
+                    ..Delivered::default()
+                };
             }
             // Delivered under the key's lock, so that every subscriber sees one key's
             // values in the order they were stored.
-            subscriptions::deliver(&entry.subs, &mut Push::new(time, key, value))
+            Delivered {
+                journal_end,
+                ..subscriptions::deliver(&entry.subs, &mut Push::new(time, key, value))
+            }
         })
     }
 

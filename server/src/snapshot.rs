@@ -2,9 +2,14 @@
 //!
 //! A snapshot is text: a header line, one `TIME KEY VALUE` line per sample (each key's
 //! samples oldest first, so loading them in order rebuilds the same history), and a
-//! trailer with the number of samples and a CRC-32 of every sample line. A file without a
+//! trailer with the number of samples and a CRC-32 of every line between. A file without a
 //! whole trailer, or whose lines do not add up, is corrupt. Values never hold `\n`.
 //! Writing is atomic: a temporary file, fsync, rename, fsync of the directory.
+//!
+//! Version 2 adds, before the samples of a key the write-ahead log has seen, a line
+//! `# seq N KEY`: the log's sequence number of its newest sample, so that replaying the log
+//! over the snapshot applies exactly what the snapshot lacks (see `journal`). Version 1
+//! files load as before.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -14,7 +19,9 @@ use crate::server::unix_now;
 use crate::{Config, Server};
 use spud_plugin_api::is_valid_key;
 
-const HEADER: &[u8] = b"# spud snapshot v1\n";
+const HEADER_V1: &[u8] = b"# spud snapshot v1\n";
+const HEADER: &[u8] = b"# spud snapshot v2\n";
+const SEQ: &[u8] = b"# seq ";
 const TRAILER: &[u8] = b"# end ";
 
 /// Why a snapshot could not be used.
@@ -38,8 +45,25 @@ pub enum SnapshotError {
     },
 }
 
-/// Writes every key's history to `path`, atomically. Returns the number of samples.
+/// Writes every key's history to `path`, atomically. Returns the number of samples. With
+/// a write-ahead log, the log is rotated first and compacted once the snapshot is safe.
 pub fn save(server: &Server, path: &Path) -> Result<u64, SnapshotError> {
+    let io_err = |source| SnapshotError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let journal = server.journal();
+    if let Some(journal) = journal {
+        journal.rotate().map_err(io_err)?;
+    }
+    let samples = write(server, path)?;
+    if let Some(journal) = journal {
+        journal.compacted();
+    }
+    Ok(samples)
+}
+
+fn write(server: &Server, path: &Path) -> Result<u64, SnapshotError> {
     let io_err = |source| SnapshotError::Io {
         path: path.to_path_buf(),
         source,
@@ -56,6 +80,13 @@ pub fn save(server: &Server, path: &Path) -> Result<u64, SnapshotError> {
         server.keyspace().for_each_shard(|entries| {
             chunk.clear();
             for entry in entries {
+                if entry.seq > 0 {
+                    chunk.extend_from_slice(SEQ);
+                    chunk.extend_from_slice(itoa::Buffer::new().format(entry.seq).as_bytes());
+                    chunk.push(b' ');
+                    chunk.extend_from_slice(entry.key.as_bytes());
+                    chunk.push(b'\n');
+                }
                 for (time, value) in entry.history.oldest_first() {
                     chunk.extend_from_slice(itoa::Buffer::new().format(time).as_bytes());
                     chunk.push(b' ');
@@ -101,6 +132,7 @@ pub fn load(path: &Path, config: Config) -> Result<Server, SnapshotError> {
     };
     let body = data
         .strip_prefix(HEADER)
+        .or_else(|| data.strip_prefix(HEADER_V1))
         .ok_or_else(|| corrupt("it does not start with the snapshot header".into()))?;
     let (body, trailer) = split_trailer(body)
         .ok_or_else(|| corrupt("it has no end line: it was cut short".into()))?;
@@ -111,9 +143,16 @@ pub fn load(path: &Path, config: Config) -> Result<Server, SnapshotError> {
     }
     let server = Server::new(config);
     let mut samples = 0u64;
-    for (n, line) in body.split(|&b| b == b'\n').enumerate() {
-        if n as u64 == count && line.is_empty() {
+    let lines = body.strip_suffix(b"\n").unwrap_or(body);
+    for (n, line) in lines.split(|&b| b == b'\n').enumerate() {
+        if body.is_empty() {
             break;
+        }
+        if let Some(rest) = line.strip_prefix(SEQ) {
+            let (seq, key) = parse_seq(rest)
+                .ok_or_else(|| corrupt(format!("line {} is not `# seq N KEY`", n + 2)))?;
+            server.set_seq(key, seq);
+            continue;
         }
         let (time, key, value) = parse_line(line)
             .ok_or_else(|| corrupt(format!("line {} is not TIME KEY VALUE", n + 2)))?;
@@ -171,7 +210,13 @@ fn parse_trailer(t: &[u8]) -> Option<(u64, u32)> {
     Some((count.parse().ok()?, u32::from_str_radix(crc, 16).ok()?))
 }
 
-fn parse_line(line: &[u8]) -> Option<(u64, &str, &[u8])> {
+fn parse_seq(rest: &[u8]) -> Option<(u64, &str)> {
+    let text = std::str::from_utf8(rest).ok()?;
+    let (seq, key) = text.split_once(' ')?;
+    is_valid_key(key).then_some((seq.parse().ok()?, key))
+}
+
+pub(crate) fn parse_line(line: &[u8]) -> Option<(u64, &str, &[u8])> {
     let sp = line.iter().position(|&b| b == b' ')?;
     let time = std::str::from_utf8(&line[..sp]).ok()?.parse().ok()?;
     let rest = &line[sp + 1..];
@@ -231,6 +276,26 @@ mod tests {
         fs::write(&path, &altered).unwrap();
         let err = load(&path, Config::default()).unwrap_err().to_string();
         assert!(err.contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn a_version_1_snapshot_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let body = b"5 k.a 1\n6 k.a two words\n7 k.b \n";
+        let mut file = b"# spud snapshot v1\n".to_vec();
+        file.extend_from_slice(body);
+        file.extend_from_slice(format!("# end 3 {:08x}\n", crc32fast::hash(body)).as_bytes());
+        fs::write(&path, file).unwrap();
+        let server = load(&path, Config::default()).unwrap();
+        let a: Vec<_> = server
+            .get("k.a")
+            .unwrap()
+            .into_iter()
+            .map(|s| s.time)
+            .collect();
+        assert_eq!(a, vec![6, 5]);
+        assert_eq!(server.get("k.b").unwrap()[0].value.as_bytes(), b"");
     }
 
     #[test]

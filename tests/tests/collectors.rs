@@ -382,10 +382,19 @@ fn procstat_rates_handle_wrap_and_reset() {
     );
     assert_eq!(host.wait_for("fake.swap.used_kb", T, |_| true), "60");
     assert_eq!(host.wait_for("fake.load.15", T, |_| true), "0.30");
+    // The job collected as it started; from its second collect on, it ticks every second.
+    let mut c = host.connect();
+    let deadline = std::time::Instant::now() + T;
+    while c.history("fake.load.1").len() < 2 {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The 32-bit counter wraps: 4,294,967,000 → 704 is 1,000 bytes.
     net(704);
     let rate: f64 = host
-        .wait_for("fake.net.eth9.rx_bytes_per_s", T, |_| true)
+        .wait_for("fake.net.eth9.rx_bytes_per_s", T, |v| {
+            v.parse::<f64>().unwrap_or(0.0) > 0.0
+        })
         .parse()
         .unwrap();
     assert!(
@@ -397,7 +406,6 @@ fn procstat_rates_handle_wrap_and_reset() {
     std::thread::sleep(Duration::from_millis(1200));
     net(50);
     std::thread::sleep(Duration::from_millis(1200));
-    let mut c = host.connect();
     let rates: Vec<f64> = values(&mut c, "fake.net.eth9.rx_bytes_per_s")
         .iter()
         .filter_map(|v| v.parse().ok())

@@ -4,6 +4,7 @@
 use super::{Command, Count, Session};
 use crate::auth::Role;
 use crate::counters::Stat;
+use crate::journal::Fsync;
 use crate::protocol::parse;
 use crate::protocol::reply::Error;
 
@@ -39,6 +40,21 @@ fn store(args: &[u8], quiet: bool, s: &mut Session) {
     let done = s.server.set_unchecked(key, value, time);
     s.counts.add(Stat::SetImmediate, done.lines);
     s.counts.add(Stat::SlowSubscribers, done.cut_off);
+    if done.journal_end > 0 {
+        s.journal_end = done.journal_end;
+        if s.server
+            .journal()
+            .is_some_and(|j| j.policy() == Fsync::Always)
+        {
+            // The acknowledgement waits for the disk (see `net::connection`).
+            let at = if s.acks.is_empty() {
+                s.outbox.hold()
+            } else {
+                s.outbox.held_len()
+            };
+            s.acks.push((at, !quiet));
+        }
+    }
     if !quiet {
         s.reply().ok(&[]);
     }

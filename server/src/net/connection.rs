@@ -58,6 +58,8 @@ pub(super) async fn run<R, W>(
         },
         tokens: options.tokens.clone(),
         failed_auths: 0,
+        journal_end: 0,
+        acks: Vec::new(),
         shutdown,
     };
     session.counts.incr(Stat::ClientsTotal);
@@ -102,6 +104,7 @@ pub(super) async fn run<R, W>(
             too_long(&mut session, options.max_line);
         }
         session.flush_counts();
+        commit_journal(&mut session).await;
         outbox.wake_writer();
         if session.quit {
             break;
@@ -118,6 +121,32 @@ pub(super) async fn run<R, W>(
     outbox.close();
     let _ = writer.await;
     tracing::debug!(client = %session.sink.label, "closed");
+}
+
+/// The batch's samples to the write-ahead log: written (a `write`, quick) or, with
+/// `fsync = always`, on disk before the held acknowledgements leave, or refused if they
+/// cannot be. One fsync covers every connection waiting at that moment.
+async fn commit_journal(session: &mut Session) {
+    let end = std::mem::take(&mut session.journal_end);
+    let acks = std::mem::take(&mut session.acks);
+    let Some(journal) = session.server.journal().filter(|_| end > 0).cloned() else {
+        return;
+    };
+    if acks.is_empty() {
+        // A failure is said once by the log; the samples stay in memory.
+        let _ = journal.commit(end);
+        return;
+    }
+    let committed = tokio::task::spawn_blocking(move || journal.commit(end)).await;
+    match committed {
+        Ok(Ok(())) => session.outbox.release(),
+        _ => {
+            session
+                .outbox
+                .release_refusing(&acks, &Error::NotDurable.line());
+            session.counts.add(Stat::ErrImmediate, acks.len() as u64);
+        }
+    }
 }
 
 fn too_long(session: &mut Session, max: usize) {

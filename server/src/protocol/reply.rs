@@ -26,6 +26,8 @@ pub(crate) enum Error {
     AuthRequired(&'static str, crate::auth::Role),
     /// New: `auth` with a secret no token has.
     AuthFailed,
+    /// New: with `fsync = always`, the write-ahead log could not take the sample.
+    NotDurable,
 }
 
 impl Error {
@@ -43,6 +45,7 @@ impl Error {
             Error::Control(code, _) => code,
             Error::AuthRequired(..) => "auth_required",
             Error::AuthFailed => "auth_failed",
+            Error::NotDurable => "not_durable",
         }
     }
 
@@ -65,7 +68,15 @@ impl Error {
                 role.name()
             ),
             Error::AuthFailed => "No token has this secret".into(),
+            Error::NotDurable => {
+                "The write-ahead log could not take this sample: it is in memory only".into()
+            }
         }
+    }
+
+    /// The whole `ERR` line.
+    pub(crate) fn line(&self) -> Vec<u8> {
+        format!("ERR {} {}\r\n", self.code(), self.text()).into_bytes()
     }
 }
 
@@ -117,14 +128,7 @@ impl<'a> Reply<'a> {
         } else {
             Stat::ErrImmediate
         });
-        let text = error.text();
-        self.outbox.reply(&[
-            b"ERR ",
-            error.code().as_bytes(),
-            b" ",
-            text.as_bytes(),
-            b"\r\n",
-        ]);
+        self.outbox.reply(&[&error.line()]);
     }
 
     /// Starts a multi-line reply.
