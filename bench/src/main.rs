@@ -1,7 +1,7 @@
 //! `spud-bench`: the stat server's figures, each beside its reference, measured in one run.
 //!
 //! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|memory|new-keys|host|reload|http|isolation|isolation-reloads]`. Starts the release `spud-server`,
-//! Debian's `redis-server` (with `redis-benchmark`) and the original Perl server from the
+//! Debian's `redis-server` (spoken to by this program's own client) and the original Perl server from the
 //! seed; a reference that cannot run here is reported as missing, not guessed.
 //! Every throughput figure is the median of several trials; the machine is shared.
 

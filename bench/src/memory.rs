@@ -1,4 +1,6 @@
-//! Memory per key: RSS with 100 samples of every key.
+//! Memory per key: RSS with 100 samples of every key, for the value mixes monitoring sends
+//! as text: counters growing by a constant, 2-decimal gauges, random 6-significant-digit
+//! floats.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -11,9 +13,59 @@ use spud_tests::SpudServer;
 use crate::common::*;
 use crate::Scale;
 
+/// A kind of value, and how its text looks.
+#[derive(Clone, Copy)]
+enum Mix {
+    /// Counters growing by a constant (`1000037`).
+    Counters,
+    /// Random gauges with two decimals (`512.37`).
+    Gauges,
+    /// Random floats of six significant digits (`0.123457`, `4821.77`).
+    Floats,
+}
+
+impl Mix {
+    fn name(self) -> &'static str {
+        match self {
+            Mix::Counters => "counters growing by a constant",
+            Mix::Gauges => "random 2-decimal gauges",
+            Mix::Floats => "random 6-significant-digit floats",
+        }
+    }
+
+    fn value(self, rng: &mut fastrand::Rng, key: usize, round: u64) -> String {
+        match self {
+            Mix::Counters => (1_000_000 + round * 37 + key as u64).to_string(),
+            Mix::Gauges => format!("{}.{:02}", rng.u32(0..1000), rng.u32(0..100)),
+            Mix::Floats => {
+                let digits = rng.u32(100_000..1_000_000).to_string();
+                let point = rng.usize(0..=6);
+                match point {
+                    0 => digits,
+                    6 => format!("0.{digits}"),
+                    p => format!("{}.{}", &digits[..6 - p], &digits[6 - p..]),
+                }
+            }
+        }
+    }
+}
+
 pub fn memory(scale: &Scale, report: &mut Vec<String>) -> Result<()> {
-    let keys = scale.memory_keys;
-    println!("== memory: {keys} keys × 100 numeric values");
+    for mix in [Mix::Counters, Mix::Gauges, Mix::Floats] {
+        let per_key = per_key(scale.memory_keys, mix)?;
+        report.push(format!(
+            "| RSS per key, {} keys × 100 samples of {} | {per_key:.0} bytes | target ≤ 2 KiB | {:.2}× the target |",
+            scale.memory_keys,
+            mix.name(),
+            per_key / 2048.0
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes of RSS per key once `keys` keys hold 100 samples of `mix` each.
+fn per_key(keys: usize, mix: Mix) -> Result<f64> {
+    println!("== memory: {keys} keys × 100 samples of {}", mix.name());
     let server = SpudServer::start(&[]);
     thread::sleep(Duration::from_millis(300));
     let before = server.process.rss_kib();
@@ -22,20 +74,20 @@ pub fn memory(scale: &Scale, report: &mut Vec<String>) -> Result<()> {
         .map(|c| {
             let addr = server.addr;
             thread::spawn(move || -> Result<()> {
+                let mut rng = fastrand::Rng::with_seed(c as u64);
                 let mut stream = TcpStream::connect(addr)?;
                 let mut payload = Vec::new();
                 let mine: Vec<usize> = (c..keys).step_by(conns).collect();
                 for round in 0..100u64 {
                     payload.clear();
                     for &k in &mine {
-                        // Counters that grow, as monitoring values do.
                         writeln!(
                             payload,
                             "qset {} mem.host{}.stat{} {}\r",
                             1_790_000_000 + round * 5,
                             k / 100,
                             k % 100,
-                            1_000_000 + round * 37 + k as u64
+                            mix.value(&mut rng, k, round)
                         )
                         .unwrap();
                     }
@@ -53,10 +105,5 @@ pub fn memory(scale: &Scale, report: &mut Vec<String>) -> Result<()> {
     let after = server.process.rss_kib();
     let per_key = (after.saturating_sub(before)) as f64 * 1024.0 / keys as f64;
     println!("  RSS {before} KiB → {after} KiB: {per_key:.0} bytes per key");
-    report.push(format!(
-        "| RSS per key, {keys} keys × 100 numeric samples | {:.2} KiB | target ≤ 2 KiB | {:.2}× the target |",
-        per_key / 1024.0,
-        per_key / 2048.0
-    ));
-    Ok(())
+    Ok(per_key)
 }
