@@ -257,7 +257,10 @@ pub fn ingest(scale: &Scale, report: &mut Vec<String>) -> Result<()> {
     let mut ours = Vec::new();
     for t in 0..scale.trials {
         let r = ingest_once(server.addr, scale.ingest_per_conn, true)?;
-        println!("  trial {t}: {} (all 1,000 histories verified)", fmt_rate(r));
+        println!(
+            "  trial {t}: {} (all 1,000 histories verified)",
+            fmt_rate(r)
+        );
         ours.push(r);
     }
     let ours = median(ours);
@@ -297,13 +300,16 @@ pub fn ingest(scale: &Scale, report: &mut Vec<String>) -> Result<()> {
 fn wal(scale: &Scale, dir: &std::path::Path, report: &mut Vec<String>) -> Result<()> {
     let no_log = SpudServer::start(&[]);
     for policy in ["no", "everysec", "always"] {
-        // An fsync per window of every connection: far fewer requests make a fair run.
+        // Runs long enough to hold a few of `everysec`'s fsyncs; with `always` an fsync per
+        // window of every connection, so far fewer requests make a run as long.
         let per_conn = if policy == "always" {
             scale.ingest_per_conn / 100
         } else {
-            scale.ingest_per_conn / 4
+            scale.ingest_per_conn
         };
-        println!("== ingest with a write-ahead log, fsync {policy}: {per_conn} sets per connection");
+        println!(
+            "== ingest with a write-ahead log, fsync {policy}: {per_conn} sets per connection"
+        );
         let ours_dir = tempfile::tempdir_in(dir)?;
         let state = ours_dir.path().join("state");
         let server = SpudServer::start(&[

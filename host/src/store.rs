@@ -146,8 +146,6 @@ fn embedded(
                 replayed.records - replayed.applied
             );
         }
-        let journal = Arc::clone(server.journal().expect("attached by recover"));
-        runtime.spawn(journal::flush_every_second(journal, stop.clone()));
     }
     let addr = config
         .server

@@ -1,16 +1,24 @@
 //! The write-ahead log beside the snapshot (`STATE.wal`): every stored sample is appended as
 //! it is stored, so that a restart, even after kill -9, loses nothing that was acknowledged.
 //!
-//! A record is `[length u32][crc32 u32][SEQ TIME KEY VALUE]` (little-endian; the payload is
-//! the snapshot's line with the sample's sequence number in front). Every key remembers the
-//! sequence number of its newest sample, and a snapshot writes it down: on start the
-//! snapshot is loaded, then the log replayed, each record applied only if it is newer than
-//! what the snapshot holds of its key. So a snapshot taken while sets go on is exact.
+//! The file is a run of frames, one per write-out: `[length u32][crc32 u32][records]`, the
+//! checksum over the records; a record is `[seq u64][time u64][key length u32][value length
+//! u32][key][value]`, all little-endian. Sequence numbers count
+//! each key's samples; every key remembers its newest, and a snapshot writes it down: on
+//! start the snapshot is loaded, then the log replayed, each record applied only if it is
+//! newer than what the snapshot holds of its key. So a snapshot taken while sets go on is
+//! exact, and records of different keys may come in any order.
+//!
+//! A set appends its record to a buffer of its key's shard, under the lock it holds anyway:
+//! no lock or counter is shared by all sets. A *write-out* drains every shard's buffer into
+//! the file; write-outs are numbered, and a set is covered by the first write-out numbered
+//! after the one it saw begin (its *ticket*).
 //!
 //! When the bytes reach the disk is the `Fsync` policy, as Redis' `appendfsync`:
 //! `always` (a connection's `OK`s leave only after one fsync covers its whole batch: group
-//! commit), `everysec` (written at every batch, fsynced once a second) or `no` (written, never
-//! fsynced: the system decides). A snapshot compacts: the log is rotated to `STATE.wal.old`
+//! commit), `everysec` (the log's writer thread writes what each batch appended as soon as
+//! it is nudged, and fsyncs once a second) or `no` (written the same way, never fsynced: the
+//! system decides). With the latter two, connections never wait for the log. A snapshot compacts: the log is rotated to `STATE.wal.old`
 //! just before it, and removed once it is safely written.
 //!
 //! A torn or damaged tail (a crash mid-write, a full disk) is reported in one line and cut
@@ -27,6 +35,9 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 
 use crate::Server;
+
+/// The shortest pause between two write-outs of the writer thread.
+const WRITE_OUT_EVERY: Duration = Duration::from_millis(1);
 
 /// When appended samples are forced to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
@@ -69,35 +80,41 @@ pub struct Replayed {
 pub struct Journal {
     path: PathBuf,
     policy: Fsync,
-    next_seq: AtomicU64,
-    /// Appended, not yet written.
-    pending: Mutex<Pending>,
-    /// The file and how far it is written; held while writing, so writes keep their order.
+    /// Write-outs begun: a set's ticket is this number when it appends.
+    begun: AtomicU64,
+    /// The file, and the write-outs done; held while writing, so write-outs keep their order.
     file: Mutex<Written>,
-    /// How far the file is known to be on disk; held while syncing (group commit).
+    /// The last write-out known to be on disk; held while syncing (group commit).
     synced: Mutex<u64>,
     /// Set while writes fail, so that a full disk is said once, and its end too.
     failing: Mutex<Option<String>>,
-    /// The latest ranges of positions whose bytes could not be written: a commit that
-    /// reaches into one fails, whoever tried the write.
-    failed: Mutex<std::collections::VecDeque<(u64, u64)>>,
+    /// The latest write-outs that could not be written: a set they covered is not durable.
+    failed: Mutex<std::collections::VecDeque<u64>>,
     /// Records lost to failed writes.
     lost: AtomicU64,
-}
-
-struct Pending {
-    bytes: Vec<u8>,
-    records: u64,
-    /// The position after the last appended byte (positions never go back, across files).
-    end: u64,
+    /// The writer thread, and whether it has been asked for a write-out.
+    writer: std::sync::OnceLock<std::thread::Thread>,
+    wanted: std::sync::atomic::AtomicBool,
 }
 
 struct Written {
     file: File,
-    /// Position of the file's first byte.
-    base: u64,
-    /// Position after the last byte written.
-    written: u64,
+    /// Its length: where the last whole write-out ended.
+    len: u64,
+    /// The last write-out done.
+    done: u64,
+    /// What a write-out drains, reused.
+    scratch: Vec<u8>,
+}
+
+/// Which write-out a set waits for: the first one begun after it appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Ticket(u64);
+
+impl Ticket {
+    fn covered_by(self) -> u64 {
+        self.0 + 1
+    }
 }
 
 impl Journal {
@@ -115,28 +132,65 @@ impl Journal {
     }
 
     /// Opens (or creates) the log for appending, after it was replayed.
-    fn open(path: &Path, policy: Fsync, next_seq: u64) -> io::Result<Journal> {
+    fn open(path: &Path, policy: Fsync) -> io::Result<Journal> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let len = file.metadata()?.len();
         Ok(Journal {
             path: path.to_path_buf(),
             policy,
-            next_seq: AtomicU64::new(next_seq),
-            pending: Mutex::new(Pending {
-                bytes: Vec::new(),
-                records: 0,
-                end: len,
-            }),
+            begun: AtomicU64::new(0),
             file: Mutex::new(Written {
                 file,
-                base: 0,
-                written: len,
+                len,
+                done: 0,
+                scratch: Vec::new(),
             }),
-            synced: Mutex::new(len),
+            synced: Mutex::new(0),
             failing: Mutex::new(None),
             failed: Mutex::default(),
             lost: AtomicU64::new(0),
+            writer: std::sync::OnceLock::new(),
+            wanted: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Asks the writer thread for a write-out soon (cheap when one is asked for already).
+    pub(crate) fn nudge(&self) {
+        if !self.wanted.swap(true, Ordering::AcqRel) {
+            if let Some(writer) = self.writer.get() {
+                writer.unpark();
+            }
+        }
+    }
+
+    /// The writer thread's loop: a write-out whenever nudged (at least once a second), and
+    /// with `everysec` an fsync once a second. `drain` hands over the shards' buffers, and
+    /// says false once the server is gone, which ends the loop.
+    pub(crate) fn run_writer(&self, mut drain: impl FnMut(&mut Vec<u8>) -> bool) {
+        let _ = self.writer.set(std::thread::current());
+        let mut last_sync = std::time::Instant::now();
+        loop {
+            if !self.wanted.swap(false, Ordering::AcqRel) {
+                let due = last_sync + Duration::from_secs(1);
+                std::thread::park_timeout(due.saturating_duration_since(std::time::Instant::now()));
+            }
+            let mut alive = true;
+            // A failure is said once by `write_pending`; the samples stay in memory.
+            let _ = self.write_out(self.ticket(), |into| alive = drain(into));
+            if !alive {
+                return;
+            }
+            if last_sync.elapsed() >= Duration::from_secs(1) {
+                if self.policy == Fsync::Everysec {
+                    let done = self.file.lock().done;
+                    let _ = self.sync_to(done);
+                }
+                last_sync = std::time::Instant::now();
+            }
+            // Under load, a write-out a millisecond at most: each gathers more records, and
+            // the connections' nudges meanwhile cost an atomic swap each.
+            std::thread::sleep(WRITE_OUT_EVERY);
+        }
     }
 
     pub fn policy(&self) -> Fsync {
@@ -148,103 +202,100 @@ impl Journal {
         self.lost.load(Ordering::Relaxed)
     }
 
-    /// Appends one sample (called under its key's lock, so a key's records keep its
-    /// order). Returns its sequence number and the position a commit must reach.
-    pub(crate) fn append(&self, time: u64, key: &str, value: &[u8]) -> (u64, u64) {
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let mut payload = Vec::with_capacity(48 + key.len() + value.len());
-        payload.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
-        payload.push(b' ');
-        payload.extend_from_slice(itoa::Buffer::new().format(time).as_bytes());
-        payload.push(b' ');
-        payload.extend_from_slice(key.as_bytes());
-        payload.push(b' ');
-        payload.extend_from_slice(value);
-        let mut pending = self.pending.lock();
-        pending
-            .bytes
-            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        pending
-            .bytes
-            .extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        pending.bytes.extend_from_slice(&payload);
-        pending.records += 1;
-        pending.end += 8 + payload.len() as u64;
-        (seq, pending.end)
+    /// Appends one sample's record to `buffer`, its key's shard's, under that shard's lock.
+    /// The caller then marks the shard as holding records, and only then takes its ticket:
+    /// a write-out begun after the ticket was taken finds the mark, so it drains the record.
+    pub(crate) fn append(buffer: &mut Vec<u8>, seq: u64, time: u64, key: &str, value: &[u8]) {
+        buffer.extend_from_slice(&seq.to_le_bytes());
+        buffer.extend_from_slice(&time.to_le_bytes());
+        buffer.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        buffer.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        buffer.extend_from_slice(key.as_bytes());
+        buffer.extend_from_slice(value);
     }
 
-    /// The position after everything appended so far.
-    pub(crate) fn end(&self) -> u64 {
-        self.pending.lock().end
+    /// The ticket of a set appended (and its shard marked) before now.
+    pub(crate) fn ticket(&self) -> Ticket {
+        Ticket(self.begun.load(Ordering::SeqCst))
     }
 
-    /// Makes everything up to `upto` written, and, with `always`, on disk. An error means
-    /// those samples are in memory only (and must not be acknowledged under `always`).
-    pub fn commit(&self, upto: u64) -> Result<(), JournalError> {
-        self.write_out(upto)?;
-        if let Some(&(from, to)) = self.failed.lock().iter().find(|(from, to)| {
-            // `upto` is a record's end: it lies in a lost range if it is after its start.
-            upto > *from && upto <= *to
-        }) {
-            return Err(JournalError::Write {
-                path: self.path.clone(),
-                source: io::Error::other(format!(
-                    "the bytes from {from} to {to} could not be written"
-                )),
-            });
-        }
+    /// Makes the sets of `ticket` written, and, with `always`, on disk. `drain` hands over
+    /// every shard's buffered records. An error means those samples are in memory only (and
+    /// must not be acknowledged under `always`).
+    pub fn commit(
+        &self,
+        ticket: Ticket,
+        drain: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), JournalError> {
+        self.write_out(ticket, drain)?;
         if self.policy == Fsync::Always {
-            self.sync_to(upto)?;
+            self.sync_to(ticket.covered_by())?;
         }
         Ok(())
     }
 
-    /// Writes what is pending, if `upto` is not written yet.
-    fn write_out(&self, upto: u64) -> Result<(), JournalError> {
+    /// Writes the shards' buffers, unless a write-out begun after `ticket` did already.
+    fn write_out(
+        &self,
+        ticket: Ticket,
+        drain: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), JournalError> {
         let mut file = self.file.lock();
-        if file.written >= upto {
-            return Ok(());
+        if file.done < ticket.covered_by() {
+            self.write_pending(&mut file, drain);
         }
-        self.write_pending(&mut file)
+        drop(file);
+        if self.failed.lock().contains(&ticket.covered_by()) {
+            return Err(JournalError::Write {
+                path: self.path.clone(),
+                source: io::Error::other(format!("write-out {} failed", ticket.covered_by())),
+            });
+        }
+        Ok(())
     }
 
-    /// Writes everything appended so far, under the file's lock. On failure the records are
-    /// lost (they are in memory only), and their positions are remembered as such.
-    fn write_pending(&self, file: &mut Written) -> Result<(), JournalError> {
-        let (bytes, records) = {
-            let mut pending = self.pending.lock();
-            (
-                std::mem::take(&mut pending.bytes),
-                std::mem::take(&mut pending.records),
-            )
+    /// One write-out, under the file's lock: every record buffered so far goes to the file.
+    /// On failure the records are lost (they are in memory only), and the write-out is
+    /// remembered as failed.
+    fn write_pending(&self, file: &mut Written, drain: impl FnOnce(&mut Vec<u8>)) {
+        let number = self.begun.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut scratch = std::mem::take(&mut file.scratch);
+        scratch.clear();
+        scratch.extend_from_slice(&[0; 8]);
+        drain(&mut scratch);
+        // One frame: its checksum is computed here, once, not per record.
+        let records = &scratch[8..];
+        let (len, crc) = (records.len() as u32, crc32fast::hash(records));
+        scratch[..4].copy_from_slice(&len.to_le_bytes());
+        scratch[4..8].copy_from_slice(&crc.to_le_bytes());
+        let written = if len == 0 {
+            Ok(())
+        } else {
+            file.file.write_all(&scratch)
         };
-        match file.file.write_all(&bytes) {
+        match written {
+            Ok(()) if len == 0 => {}
             Ok(()) => {
-                file.written += bytes.len() as u64;
+                file.len += scratch.len() as u64;
                 if let Some(why) = self.failing.lock().take() {
                     tracing::info!(
                         "the write-ahead log {} takes samples again (after: {why})",
                         self.path.display()
                     );
                 }
-                Ok(())
             }
             Err(source) => {
                 // Cut any part of these records that reached the file: the log must stay
-                // whole for the records that come after. Positions move on, the file's
-                // offsets do not: `base` keeps the two apart.
-                let keep = file.written - file.base;
-                let _ = file.file.set_len(keep);
-                let from = file.written;
-                file.written += bytes.len() as u64;
-                file.base += bytes.len() as u64;
+                // whole for the records that come after.
+                let _ = file.file.set_len(file.len);
                 let mut failed = self.failed.lock();
-                failed.push_back((from, file.written));
+                failed.push_back(number);
                 if failed.len() > 64 {
                     failed.pop_front();
                 }
                 drop(failed);
-                self.lost.fetch_add(records, Ordering::Relaxed);
+                self.lost
+                    .fetch_add(records_in(&scratch[8..]).count() as u64, Ordering::Relaxed);
                 let error = JournalError::Write {
                     path: self.path.clone(),
                     source,
@@ -254,15 +305,19 @@ impl Journal {
                     tracing::error!("{error}");
                     *failing = Some(error.to_string());
                 }
-                Err(error)
             }
         }
+        if scratch.capacity() > 4 << 20 {
+            scratch = Vec::new();
+        }
+        file.scratch = scratch;
+        file.done = number;
     }
 
-    /// fsyncs, unless someone else's fsync covered `upto` meanwhile.
-    fn sync_to(&self, upto: u64) -> Result<(), JournalError> {
+    /// fsyncs, unless someone else's fsync covered write-out `number` meanwhile.
+    fn sync_to(&self, number: u64) -> Result<(), JournalError> {
         let mut synced = self.synced.lock();
-        if *synced >= upto {
+        if *synced >= number {
             return Ok(());
         }
         let (handle, target) = {
@@ -274,7 +329,7 @@ impl Journal {
                     path: self.path.clone(),
                     source,
                 })?;
-            (handle, file.written)
+            (handle, file.done)
         };
         handle.sync_data().map_err(|source| JournalError::Write {
             path: self.path.clone(),
@@ -284,12 +339,12 @@ impl Journal {
         Ok(())
     }
 
-    /// Writes and fsyncs everything appended so far.
-    pub fn flush(&self) -> Result<(), JournalError> {
-        let end = self.end();
-        self.write_out(end)?;
+    /// Writes and (but with `no`) fsyncs everything buffered so far.
+    pub fn flush(&self, drain: impl FnOnce(&mut Vec<u8>)) -> Result<(), JournalError> {
+        let ticket = self.ticket();
+        self.write_out(ticket, drain)?;
         if self.policy != Fsync::No {
-            self.sync_to(end)?;
+            self.sync_to(ticket.covered_by())?;
         }
         Ok(())
     }
@@ -297,9 +352,12 @@ impl Journal {
     /// Before a snapshot: everything so far goes to `STATE.wal.old` and the log starts
     /// empty. Whatever the old one holds, the snapshot will too. An old log still there (a
     /// snapshot that failed, or a crash) is added to, never replaced.
-    pub(crate) fn rotate(&self) -> io::Result<()> {
+    pub(crate) fn rotate(&self, drain: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
         let mut file = self.file.lock();
-        self.write_pending(&mut file).map_err(io::Error::other)?;
+        self.write_pending(&mut file, drain);
+        if self.failed.lock().contains(&file.done) {
+            return Err(io::Error::other("the last write-out failed"));
+        }
         let old = self.old_path();
         if old.exists() {
             // Added to, and cut back should that fail: the old log stays whole.
@@ -313,6 +371,7 @@ impl Journal {
                 return Err(e);
             }
             file.file.set_len(0)?;
+            file.len = 0;
         } else {
             file.file.sync_data()?;
             fs::rename(&self.path, &old)?;
@@ -320,8 +379,8 @@ impl Journal {
                 .create(true)
                 .append(true)
                 .open(&self.path)?;
+            file.len = 0;
         }
-        file.base = file.written;
         sync_dir(&self.path)
     }
 
@@ -330,6 +389,26 @@ impl Journal {
         let _ = fs::remove_file(self.old_path());
         let _ = sync_dir(&self.path);
     }
+}
+
+/// The records of a frame: `(seq, time, key, value)`, or None for one that does not parse
+/// (after which there are no more).
+fn records_in(mut frame: &[u8]) -> impl Iterator<Item = Option<(u64, u64, &str, &[u8])>> {
+    std::iter::from_fn(move || {
+        if frame.is_empty() {
+            return None;
+        }
+        match parse_record(frame) {
+            Some((seq, time, key, value, len)) => {
+                frame = &frame[len..];
+                Some(Some((seq, time, key, value)))
+            }
+            None => {
+                frame = &[];
+                Some(None)
+            }
+        }
+    })
 }
 
 fn sync_dir(path: &Path) -> io::Result<()> {
@@ -347,7 +426,6 @@ pub fn recover(server: &Server, state: &Path, policy: Fsync) -> Result<Replayed,
     old.push(".old");
     let old = PathBuf::from(old);
     let mut replayed = Replayed::default();
-    let mut max_seq = server.max_seq();
     for file in [&old, &path] {
         let data = match fs::read(file) {
             Ok(data) => data,
@@ -359,7 +437,7 @@ pub fn recover(server: &Server, state: &Path, policy: Fsync) -> Result<Replayed,
                 })
             }
         };
-        let (whole, cut) = replay(server, &data, &mut replayed, &mut max_seq);
+        let (whole, cut) = replay(server, &data, &mut replayed);
         if let Some(why) = cut {
             let line = format!(
                 "{}: {why} at byte {whole} of {}: cut off there ({} bytes)",
@@ -380,69 +458,61 @@ pub fn recover(server: &Server, state: &Path, policy: Fsync) -> Result<Replayed,
         }
     }
     // An old log stays until the next snapshot holds what it holds.
-    let journal =
-        Journal::open(&path, policy, max_seq + 1).map_err(|source| JournalError::Write {
-            path: path.clone(),
-            source,
-        })?;
+    let journal = Journal::open(&path, policy).map_err(|source| JournalError::Write {
+        path: path.clone(),
+        source,
+    })?;
     server.attach_journal(Arc::new(journal));
     Ok(replayed)
 }
 
 /// Applies the records of one log file; returns how many bytes are whole, and why the rest
-/// (if any) is not.
-fn replay(
-    server: &Server,
-    data: &[u8],
-    replayed: &mut Replayed,
-    max_seq: &mut u64,
-) -> (usize, Option<&'static str>) {
+/// (if any) is not. A frame is applied whole or not at all.
+fn replay(server: &Server, data: &[u8], replayed: &mut Replayed) -> (usize, Option<&'static str>) {
     let mut at = 0;
     while at < data.len() {
         let Some(header) = data.get(at..at + 8) else {
-            return (at, Some("a record header is cut short"));
+            return (at, Some("a frame header is cut short"));
         };
         let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
-        let Some(payload) = data.get(at + 8..at + 8 + len) else {
-            return (at, Some("a record is cut short"));
+        let Some(frame) = data.get(at + 8..at + 8 + len) else {
+            return (at, Some("a frame is cut short"));
         };
-        if crc32fast::hash(payload) != crc {
-            return (at, Some("a record's checksum does not match"));
+        if crc32fast::hash(frame) != crc {
+            return (at, Some("a frame's checksum does not match"));
         }
-        let Some((seq, time, key, value)) = parse_record(payload) else {
-            return (at, Some("a record is not SEQ TIME KEY VALUE"));
+        let Some(records) = records_in(frame).collect::<Option<Vec<_>>>() else {
+            return (at, Some("a frame holds a record that is not a sample"));
         };
-        replayed.records += 1;
-        *max_seq = (*max_seq).max(seq);
-        if server.replay_sample(seq, time, key, value) {
-            replayed.applied += 1;
+        for (seq, time, key, value) in records {
+            replayed.records += 1;
+            if server.replay_sample(seq, time, key, value) {
+                replayed.applied += 1;
+            }
         }
         at += 8 + len;
     }
     (at, None)
 }
 
-fn parse_record(payload: &[u8]) -> Option<(u64, u64, &str, &[u8])> {
-    let sp = payload.iter().position(|&b| b == b' ')?;
-    let seq = std::str::from_utf8(&payload[..sp]).ok()?.parse().ok()?;
-    let (time, key, value) = crate::snapshot::parse_line(&payload[sp + 1..])?;
-    Some((seq, time, key, value))
-}
-
-/// Writes (and with `everysec`, fsyncs) what connections and in-process sets appended,
-/// once a second, until `stop`.
-pub async fn flush_every_second(journal: Arc<Journal>, stop: tokio_util::sync::CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        let j = Arc::clone(&journal);
-        let _ = tokio::task::spawn_blocking(move || j.flush()).await;
-    }
-    let _ = tokio::task::spawn_blocking(move || journal.flush()).await;
+/// One record at the start of `data`: `(seq, time, key, value, its length)`.
+fn parse_record(data: &[u8]) -> Option<(u64, u64, &str, &[u8], usize)> {
+    let word = |at: usize| {
+        data.get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8")))
+    };
+    let half = |at: usize| {
+        data.get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4")) as usize)
+    };
+    let (seq, time, key_len, value_len) = (word(0)?, word(8)?, half(16)?, half(20)?);
+    let key_end = 24usize.checked_add(key_len)?;
+    let end = key_end.checked_add(value_len)?;
+    let key = std::str::from_utf8(data.get(24..key_end)?).ok()?;
+    let value = data.get(key_end..end)?;
+    (spud_plugin_api::is_valid_key(key) && !value.contains(&b'\n'))
+        .then_some((seq, time, key, value, end))
 }
 
 #[cfg(test)]
@@ -479,7 +549,7 @@ mod tests {
             a.set("k.num", i.to_string(), Some(1000 + i)).unwrap();
         }
         a.set("k.bytes", b"\xff\x00 x".as_slice(), Some(5)).unwrap();
-        a.journal().unwrap().flush().unwrap();
+        a.flush_journal().unwrap();
         drop(a); // kill -9: no snapshot
 
         let (b, replayed) = start(&state);
@@ -526,9 +596,9 @@ mod tests {
         snapshot::save(&a, &state).unwrap();
         a.set("k", "2", Some(2)).unwrap();
         // Rotated for a snapshot that never got written (a crash, a full disk).
-        a.journal().unwrap().rotate().unwrap();
+        a.rotate_journal().unwrap();
         a.set("k", "3", Some(3)).unwrap();
-        a.journal().unwrap().rotate().unwrap(); // a second try adds to the old log
+        a.rotate_journal().unwrap(); // a second try adds to the old log
         a.set("k", "4", Some(4)).unwrap();
         let expected = values(&a, "k");
         drop(a);

@@ -29,12 +29,17 @@ pub(crate) struct Shard {
     table: HashTable<Entry>,
     /// Writes to this shard so far.
     writes: u64,
+    /// Write-ahead log records of this shard's sets, not written out yet.
+    log: Vec<u8>,
 }
 
 pub(crate) struct Keyspace {
     shards: Box<[CachePadded<Mutex<Shard>>]>,
     hasher: DefaultHashBuilder,
     len: AtomicUsize,
+    /// One bit per shard whose write-ahead log buffer may hold records: a write-out locks
+    /// only those shards.
+    logged: std::sync::atomic::AtomicU64,
 }
 
 impl Keyspace {
@@ -45,11 +50,13 @@ impl Keyspace {
                     CachePadded::new(Mutex::new(Shard {
                         table: HashTable::new(),
                         writes: 0,
+                        log: Vec::new(),
                     }))
                 })
                 .collect(),
             hasher: DefaultHashBuilder::default(),
             len: AtomicUsize::new(0),
+            logged: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -59,22 +66,29 @@ impl Keyspace {
 
     /// Bits 40..46 pick the shard: the table itself uses the low bits for the bucket and
     /// the top seven for its tags, so these say nothing about a key's place in its shard.
-    fn locate(&self, key: &str) -> (u64, &Mutex<Shard>) {
+    fn locate(&self, key: &str) -> (u64, usize) {
         let hash = self.hasher.hash_one(key);
-        (hash, &self.shards[(hash >> 40) as usize % SHARDS])
+        (hash, (hash >> 40) as usize % SHARDS)
     }
 
     /// Runs `f` on the key's entry, creating it if needed, under its shard's lock.
     pub(crate) fn with_entry<R>(&self, key: &str, f: impl FnOnce(&mut Entry) -> R) -> R {
-        let (hash, shard) = self.locate(key);
-        let mut shard = shard.lock();
+        self.with_entry_and_log(key, |entry, _| f(entry))
+    }
+
+    /// `with_entry`, with the shard's write-ahead log buffer besides.
+    pub(crate) fn with_entry_and_log<R>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&mut Entry, &mut Vec<u8>) -> R,
+    ) -> R {
+        let (hash, index) = self.locate(key);
+        let mut shard = self.shards[index].lock();
         shard.writes += 1;
         let changed = shard.writes;
         let hasher = &self.hasher;
-        let entry = match shard
-            .table
-            .entry(hash, |e| &*e.key == key, |e| hasher.hash_one(&*e.key))
-        {
+        let Shard { table, log, .. } = &mut *shard;
+        let entry = match table.entry(hash, |e| &*e.key == key, |e| hasher.hash_one(&*e.key)) {
             TableEntry::Occupied(o) => o.into_mut(),
             TableEntry::Vacant(v) => {
                 self.len.fetch_add(1, Ordering::Relaxed);
@@ -90,13 +104,36 @@ impl Keyspace {
             }
         };
         entry.changed = changed;
-        f(entry)
+        let had_records = !log.is_empty();
+        let result = f(entry, log);
+        if !had_records && !log.is_empty() {
+            // Before the caller takes its ticket, still under the shard's lock (see
+            // `journal`): a write-out that begins after that ticket sees this bit.
+            self.logged.fetch_or(1 << index, Ordering::SeqCst);
+        }
+        result
+    }
+
+    /// Moves every shard's buffered log records to the end of `into`.
+    pub(crate) fn drain_log(&self, into: &mut Vec<u8>) {
+        let logged = self.logged.swap(0, Ordering::SeqCst);
+        for (n, shard) in self.shards.iter().enumerate() {
+            if logged & (1 << n) == 0 {
+                continue;
+            }
+            let mut shard = shard.lock();
+            into.extend_from_slice(&shard.log);
+            shard.log.clear();
+            if shard.log.capacity() > 1 << 20 {
+                shard.log = Vec::new();
+            }
+        }
     }
 
     /// Runs `f` on the key's entry if it exists.
     pub(crate) fn read<R>(&self, key: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
-        let (hash, shard) = self.locate(key);
-        let shard = shard.lock();
+        let (hash, index) = self.locate(key);
+        let shard = self.shards[index].lock();
         shard.table.find(hash, |e| &*e.key == key).map(f)
     }
 

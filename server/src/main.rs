@@ -122,8 +122,6 @@ async fn run(args: Args) -> Result<()> {
                 replayed.records - replayed.applied
             );
         }
-        let journal = Arc::clone(server.journal().expect("attached by recover"));
-        tokio::spawn(journal::flush_every_second(journal, shutdown.clone()));
     }
 
     let tokens = match &args.tokens {

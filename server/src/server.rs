@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::control::Control;
 use crate::counters::{Counters, Stat};
-use crate::journal::{Fsync, Journal};
+use crate::journal::{Fsync, Journal, JournalError, Ticket};
 use crate::keyspace::Keyspace;
 use crate::outbox::Outbox;
 use crate::subscriptions::{self, Delivered, Push, Sink, Subscriptions};
@@ -129,11 +129,39 @@ impl Server {
         self.count_delivered(done, now);
         // In-process sets are written out by the log's once-a-second flush; with `always`,
         // each one waits for the disk.
-        match self.journal() {
-            Some(journal) if journal.policy() == Fsync::Always => journal
-                .commit(done.journal_end)
+        match (self.journal(), done.ticket) {
+            (Some(journal), Some(ticket)) if journal.policy() == Fsync::Always => self
+                .commit_journal(ticket)
                 .map_err(|e| SetError::NotDurable(e.to_string())),
+            (Some(journal), Some(_)) => {
+                journal.nudge();
+                Ok(())
+            }
             _ => Ok(()),
+        }
+    }
+
+    /// Writes (and with `always`, fsyncs) the log up to `ticket`.
+    pub(crate) fn commit_journal(&self, ticket: Ticket) -> Result<(), JournalError> {
+        match self.journal() {
+            Some(journal) => journal.commit(ticket, |into| self.shared.keys.drain_log(into)),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes (and but with `no`, fsyncs) everything logged so far.
+    pub fn flush_journal(&self) -> Result<(), JournalError> {
+        match self.journal() {
+            Some(journal) => journal.flush(|into| self.shared.keys.drain_log(into)),
+            None => Ok(()),
+        }
+    }
+
+    /// Before a snapshot (see `Journal::rotate`).
+    pub(crate) fn rotate_journal(&self) -> std::io::Result<()> {
+        match self.journal() {
+            Some(journal) => journal.rotate(|into| self.shared.keys.drain_log(into)),
+            None => Ok(()),
         }
     }
 
@@ -142,16 +170,23 @@ impl Server {
         self.shared.journal.get()
     }
 
-    /// Starts logging every stored sample to `journal`.
+    /// Starts logging every stored sample to `journal`, with its writer thread (which ends
+    /// once the server is gone).
     pub(crate) fn attach_journal(&self, journal: Arc<Journal>) {
-        let _ = self.shared.journal.set(journal);
-    }
-
-    /// The newest write-ahead log sequence number any key holds.
-    pub(crate) fn max_seq(&self) -> u64 {
-        let mut max = 0;
-        self.shared.keys.for_each(|e| max = max.max(e.seq));
-        max
+        let _ = self.shared.journal.set(Arc::clone(&journal));
+        let server = Arc::downgrade(&self.shared);
+        std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || {
+                journal.run_writer(|into| match server.upgrade() {
+                    Some(shared) => {
+                        shared.keys.drain_log(into);
+                        true
+                    }
+                    None => false,
+                })
+            })
+            .expect("spawn the journal's writer");
     }
 
     /// A sample from the write-ahead log: stored unless its key already holds it (its
@@ -178,35 +213,33 @@ impl Server {
         let shared = &*self.shared;
         let encoded = Encoded::classify(value);
         let generation = shared.subscriptions.generation();
-        shared.keys.with_entry(key, |entry| {
+        let journal = shared.journal.get();
+        let (delivered, logged) = shared.keys.with_entry_and_log(key, |entry, log| {
             entry.history.push(time, encoded, shared.config.history);
             // Logged under the key's lock: a key's records keep its order.
-            let journal_end = match shared.journal.get() {
-                Some(journal) => {
-                    let (seq, end) = journal.append(time, key, value);
-                    entry.seq = seq;
-                    end
-                }
-                None => 0,
-            };
+            if journal.is_some() {
+                entry.seq += 1;
+                Journal::append(log, entry.seq, time, key, value);
+            }
             if entry.subs_generation != generation {
                 let (subs, generation) = shared.subscriptions.matching(key);
                 entry.subs = subs;
                 entry.subs_generation = generation;
             }
             if entry.subs.is_empty() {
-                return Delivered {
-                    journal_end,
-                    ..Delivered::default()
-                };
+                return (Delivered::default(), journal.is_some());
             }
             // Delivered under the key's lock, so that every subscriber sees one key's
             // values in the order they were stored.
-            Delivered {
-                journal_end,
-                ..subscriptions::deliver(&entry.subs, &mut Push::new(time, key, value))
-            }
-        })
+            let delivered = subscriptions::deliver(&entry.subs, &mut Push::new(time, key, value));
+            (delivered, journal.is_some())
+        });
+        // Taken after the shard was marked as holding the record (see `Journal::append`).
+        let ticket = journal.filter(|_| logged).map(|j| j.ticket());
+        Delivered {
+            ticket,
+            ..delivered
+        }
     }
 
     pub(crate) fn count_delivered(&self, done: Delivered, now: u64) {

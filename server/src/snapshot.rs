@@ -52,12 +52,9 @@ pub fn save(server: &Server, path: &Path) -> Result<u64, SnapshotError> {
         path: path.to_path_buf(),
         source,
     };
-    let journal = server.journal();
-    if let Some(journal) = journal {
-        journal.rotate().map_err(io_err)?;
-    }
+    server.rotate_journal().map_err(io_err)?;
     let samples = write(server, path)?;
-    if let Some(journal) = journal {
+    if let Some(journal) = server.journal() {
         journal.compacted();
     }
     Ok(samples)

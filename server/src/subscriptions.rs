@@ -77,8 +77,8 @@ impl<'a> Push<'a> {
 pub(crate) struct Delivered {
     pub(crate) lines: u64,
     pub(crate) cut_off: u64,
-    /// The write-ahead log's position a commit must reach for this sample (0: no log).
-    pub(crate) journal_end: u64,
+    /// What a commit of the write-ahead log must reach for this sample (None: no log).
+    pub(crate) ticket: Option<crate::journal::Ticket>,
 }
 
 impl Sink {

@@ -47,8 +47,8 @@ pub(crate) struct Session {
     pub(crate) tokens: Option<Arc<Tokens>>,
     /// Wrong secrets sent on this connection.
     pub(crate) failed_auths: u32,
-    /// The write-ahead log position this batch's sets need committed (0: none).
-    pub(crate) journal_end: u64,
+    /// What this batch's sets need of the write-ahead log (None: nothing logged).
+    pub(crate) journal_ticket: Option<crate::journal::Ticket>,
     /// With `fsync = always`: where each set of this batch is acknowledged in the held
     /// outbox, and whether with an `OK` (a `qset` has none).
     pub(crate) acks: Vec<(usize, bool)>,

@@ -40,8 +40,8 @@ fn store(args: &[u8], quiet: bool, s: &mut Session) {
     let done = s.server.set_unchecked(key, value, time);
     s.counts.add(Stat::SetImmediate, done.lines);
     s.counts.add(Stat::SlowSubscribers, done.cut_off);
-    if done.journal_end > 0 {
-        s.journal_end = done.journal_end;
+    if let Some(ticket) = done.ticket {
+        s.journal_ticket = s.journal_ticket.max(Some(ticket));
         if s.server
             .journal()
             .is_some_and(|j| j.policy() == Fsync::Always)

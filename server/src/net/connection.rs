@@ -58,7 +58,7 @@ pub(super) async fn run<R, W>(
         },
         tokens: options.tokens.clone(),
         failed_auths: 0,
-        journal_end: 0,
+        journal_ticket: None,
         acks: Vec::new(),
         shutdown,
     };
@@ -123,21 +123,22 @@ pub(super) async fn run<R, W>(
     tracing::debug!(client = %session.sink.label, "closed");
 }
 
-/// The batch's samples to the write-ahead log: written (a `write`, quick) or, with
-/// `fsync = always`, on disk before the held acknowledgements leave, or refused if they
-/// cannot be. One fsync covers every connection waiting at that moment.
+/// The batch's samples to the write-ahead log: with `fsync = always`, on disk before the
+/// held acknowledgements leave (one fsync covers every connection waiting at that moment),
+/// or refused if they cannot be; otherwise the log's writer is nudged and nobody waits.
 async fn commit_journal(session: &mut Session) {
-    let end = std::mem::take(&mut session.journal_end);
     let acks = std::mem::take(&mut session.acks);
-    let Some(journal) = session.server.journal().filter(|_| end > 0).cloned() else {
+    let Some(ticket) = session.journal_ticket.take() else {
         return;
     };
     if acks.is_empty() {
-        // A failure is said once by the log; the samples stay in memory.
-        let _ = journal.commit(end);
+        if let Some(journal) = session.server.journal() {
+            journal.nudge();
+        }
         return;
     }
-    let committed = tokio::task::spawn_blocking(move || journal.commit(end)).await;
+    let server = session.server.clone();
+    let committed = tokio::task::spawn_blocking(move || server.commit_journal(ticket)).await;
     match committed {
         Ok(Ok(())) => session.outbox.release(),
         _ => {
