@@ -172,7 +172,7 @@ pub fn reload_growth(scale: &Scale, report: &mut Vec<String>) -> Result<()> {
         (limit - maps1 as f64) / per_maps.max(0.001) + n as f64
     );
     report.push(format!(
-        "| growth per in-process reload ({n} reloads) | {per_rss:.0} KiB RSS, {per_maps:.1} maps | reference measured before: ~400 KiB, 4 maps | limit reached after ~{:.0} reloads |",
+        "| growth per in-process reload ({n} reloads) | {per_rss:.0} KiB RSS, {per_maps:.1} maps | — (with isolation = \"process\", see the isolation-reloads section) | vm.max_map_count reached after ~{:.0} reloads |",
         (limit - maps1 as f64) / per_maps.max(0.001) + n as f64
     ));
     Ok(())
