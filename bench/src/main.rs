@@ -1,6 +1,6 @@
 //! `spud-bench`: the stat server's figures, each beside its reference, measured in one run.
 //!
-//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|memory|new-keys|host|reload|http|isolation|isolation-reloads]`. Starts the release `spud-server`,
+//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|memory|new-keys|host|reload|reload-growth|http|isolation|isolation-reloads]`. Starts the release `spud-server`,
 //! Debian's `redis-server` (spoken to by this program's own client) and the original Perl server from the
 //! seed; a reference that cannot run here is reported as missing, not guessed.
 //! Every throughput figure is the median of several trials; the machine is shared.
@@ -80,6 +80,9 @@ fn main() -> Result<()> {
     }
     if wanted("isolation-reloads") {
         isolation::reloads(quick, &mut report)?;
+    }
+    if wanted("reload-growth") {
+        reload::reload_growth(&scale, &mut report)?;
     }
     if wanted("reload") {
         reload::reload_latency(&scale, &mut report)?;

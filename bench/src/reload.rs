@@ -158,7 +158,14 @@ pub fn reload_growth(scale: &Scale, report: &mut Vec<String>) -> Result<()> {
     let (rss0, maps0) = (host.process.rss_kib(), maps());
     let started = Instant::now();
     for i in 0..n {
-        swap_version(&plugins, &versions, i, &mut sub)?;
+        if let Err(e) = swap_version(&plugins, &versions, i, &mut sub) {
+            let log = host.process.log();
+            eprintln!(
+                "round {i}: {e}\nHOST LOG TAIL:\n{}",
+                &log[log.len().saturating_sub(3000)..]
+            );
+            return Err(e);
+        }
     }
     let (rss1, maps1) = (host.process.rss_kib(), maps());
     let per_rss = (rss1.saturating_sub(rss0)) as f64 / n as f64;

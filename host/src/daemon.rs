@@ -15,7 +15,7 @@ use crate::gatherer::Gatherer;
 use crate::outputs::{self, Started};
 use crate::store::Store;
 use crate::watch::{self, Change};
-use crate::{reload, report};
+use crate::{library, reload, report};
 
 /// Runs the gatherer until SIGINT or SIGTERM.
 pub fn run(config_path: &Path) -> Result<()> {
@@ -23,6 +23,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         .with_context(|| format!("cannot read {}", config_path.display()))?;
     let config = Config::parse(&text, config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let _lock = lock(config_path)?;
+    library::remove_copies(false);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -69,6 +70,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     drop(changes);
     gatherer.shut_down();
     store.close(&runtime);
+    library::remove_copies(true);
     tracing::info!("stopped");
     Ok(())
 }

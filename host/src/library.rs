@@ -51,14 +51,9 @@ fn write_copy(file: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
         .and_then(|s| s.to_str())
         .unwrap_or("plugin");
     let n = COPIES.fetch_add(1, Ordering::Relaxed);
-    let candidates = [
-        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
-        Some(PathBuf::from("/dev/shm")),
-        Some(std::env::temp_dir()),
-    ];
     let mut last_error = None;
-    for base in candidates.into_iter().flatten() {
-        let dir = base.join(format!("spud-host-{}", std::process::id()));
+    for base in copy_places() {
+        let dir = base.join(format!("{COPY_DIR_PREFIX}{}", std::process::id()));
         let copy = dir.join(format!("{stem}-{n}.so"));
         let written = std::fs::DirBuilder::new()
             .recursive(true)
@@ -82,6 +77,53 @@ fn write_copy(file: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
         }
     }
     Err(last_error.unwrap_or_else(|| std::io::Error::other("no place for a copy")))
+}
+
+/// Where private copies go, best first. In memory, they cost memory: see `remove_copies`.
+fn copy_places() -> impl Iterator<Item = PathBuf> {
+    [
+        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+        Some(PathBuf::from("/dev/shm")),
+        Some(std::env::temp_dir()),
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// Each host's copies are in `spud-host-<pid>` of a place.
+const COPY_DIR_PREFIX: &str = "spud-host-";
+
+/// Removes the private copies of hosts that are no longer running (killed, crashed: a copy
+/// in memory outlives its process), and, with `ours`, this host's own (at its end). A
+/// generation's copy is needed only while its process lives: the mapping stays valid.
+pub fn remove_copies(ours: bool) {
+    let me = std::process::id();
+    for place in copy_places() {
+        let Ok(entries) = std::fs::read_dir(&place) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(COPY_DIR_PREFIX))
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let gone = !Path::new(&format!("/proc/{pid}")).exists();
+            if (pid == me && ours) || (pid != me && gone) {
+                match std::fs::remove_dir_all(entry.path()) {
+                    Ok(()) if pid != me => tracing::info!(
+                        "removed the plugin copies {} left by a host that is gone",
+                        entry.path().display()
+                    ),
+                    Ok(()) => {}
+                    Err(e) => tracing::debug!("{}: {e}", entry.path().display()),
+                }
+            }
+        }
+    }
 }
 
 static MAPPED: AtomicU64 = AtomicU64::new(0);

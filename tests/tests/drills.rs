@@ -501,3 +501,42 @@ fn a_full_disk_while_appending_is_said_and_not_acknowledged_with_fsync_always() 
     assert!(reply.starts_with("ERR not_durable "), "{reply}");
     println!("drill: full disk with fsync always: set {at} refused with ERR not_durable; served from memory");
 }
+
+/// Where a host with this pid keeps its private plugin copies, if anywhere.
+fn copies_of(pid: u32) -> Option<std::path::PathBuf> {
+    [
+        std::env::var_os("XDG_RUNTIME_DIR").map(std::path::PathBuf::from),
+        Some("/dev/shm".into()),
+        Some(std::env::temp_dir()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|place| place.join(format!("spud-host-{pid}")))
+    .find(|dir| dir.exists())
+}
+
+#[test]
+fn plugin_copies_in_memory_do_not_outlive_their_host() {
+    let config = "[[job]]\nname = \"t\"\nplugin = \"test\"\ninterval = \"100ms\"\n";
+    let killed = SpudHost::start(&["test"], config);
+    killed.wait_for("test.t", T, |_| true);
+    let pid = killed.process.pid();
+    let left = copies_of(pid).expect("the host keeps a private copy of its plugin");
+    killed.process.signal("KILL");
+    drop(killed);
+    assert!(left.exists(), "a killed host cannot clean up after itself");
+
+    // The next host removes what a host that is gone left; its own go when it stops.
+    let mut next = SpudHost::start(&["test"], config);
+    next.wait_for("test.t", T, |_| true);
+    assert!(!left.exists(), "{} is still there", left.display());
+    let pid = next.process.pid();
+    let own = copies_of(pid).expect("its own copy");
+    next.process.signal("TERM");
+    next.process.wait(T).expect("it stops");
+    assert!(
+        !own.exists(),
+        "{} is still there after a clean stop",
+        own.display()
+    );
+}
