@@ -482,6 +482,32 @@ options = { file = "targets.toml" }
     }
 
     #[test]
+    fn outputs_are_chosen_by_type_and_checked() {
+        let ok = "[[output]]\ntype = \"prometheus_remote_write\"\nurl = \"http://127.0.0.1:9090/api/v1/write\"\n";
+        let config = parse(ok).unwrap();
+        assert_eq!(config.outputs[0].name(0), "output1");
+        let e = parse("[[output]]\ntype = \"carrier_pigeon\"\nurl = \"x\"\n").unwrap_err();
+        assert!(
+            e.problems[0].contains("unknown variant `carrier_pigeon`"),
+            "{:?}",
+            e.problems
+        );
+        let e = parse(&format!("{ok}urll = \"typo\"\n")).unwrap_err();
+        assert!(
+            e.problems[0].contains("unknown field `urll`"),
+            "{:?}",
+            e.problems
+        );
+        let e = parse("[[output]]\ntype = \"prometheus_remote_write\"\nurl = \"ftp://x\"\n")
+            .unwrap_err();
+        assert!(
+            e.problems[0].contains("[[output]] output1: url \"ftp://x\" must start with http://"),
+            "{:?}",
+            e.problems
+        );
+    }
+
+    #[test]
     fn zero_timeouts_are_refused() {
         let e = parse("[[job]]\nname = \"a\"\nplugin = \"test\"\ntimeout = \"0s\"\n").unwrap_err();
         assert!(

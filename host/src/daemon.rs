@@ -23,7 +23,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         .with_context(|| format!("cannot read {}", config_path.display()))?;
     let config = Config::parse(&text, config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let _lock = lock(config_path)?;
-    library::remove_copies(false);
+    library::remove_stale_copies();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -70,7 +70,7 @@ pub fn run(config_path: &Path) -> Result<()> {
     drop(changes);
     gatherer.shut_down();
     store.close(&runtime);
-    library::remove_copies(true);
+    library::remove_own_copies();
     tracing::info!("stopped");
     Ok(())
 }

@@ -93,10 +93,19 @@ fn copy_places() -> impl Iterator<Item = PathBuf> {
 /// Each host's copies are in `spud-host-<pid>` of a place.
 const COPY_DIR_PREFIX: &str = "spud-host-";
 
+/// Removes this process's private copies, at its end: a generation's copy is needed only
+/// while its process lives (the mapping stays valid without the file).
+pub fn remove_own_copies() {
+    remove_copies(true);
+}
+
 /// Removes the private copies of hosts that are no longer running (killed, crashed: a copy
-/// in memory outlives its process), and, with `ours`, this host's own (at its end). A
-/// generation's copy is needed only while its process lives: the mapping stays valid.
-pub fn remove_copies(ours: bool) {
+/// in memory outlives its process).
+pub fn remove_stale_copies() {
+    remove_copies(false);
+}
+
+fn remove_copies(ours: bool) {
     let me = std::process::id();
     for place in copy_places() {
         let Ok(entries) = std::fs::read_dir(&place) else {
@@ -112,7 +121,7 @@ pub fn remove_copies(ours: bool) {
                 continue;
             };
             let gone = !Path::new(&format!("/proc/{pid}")).exists();
-            if (pid == me && ours) || (pid != me && gone) {
+            if (ours && pid == me) || (!ours && pid != me && gone) {
                 match std::fs::remove_dir_all(entry.path()) {
                     Ok(()) if pid != me => tracing::info!(
                         "removed the plugin copies {} left by a host that is gone",

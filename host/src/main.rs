@@ -72,7 +72,7 @@ fn main() {
         Some(Command::Worker) => std::process::exit(isolation::worker::main()),
         Some(Command::CheckConfig) => {
             let problems = check::check(&args.conf);
-            library::remove_copies(true);
+            library::remove_own_copies();
             for p in &problems {
                 println!("{p}");
             }

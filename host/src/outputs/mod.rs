@@ -1,12 +1,11 @@
 //! `[[output]]`: where the host's samples go besides the store. Each output is one file
-//! implementing [`Output`] (take samples, report figures, finish) and [`OutputSettings`]
-//! (its `[[output]]` table); `registry!` below names every output's `type` once.
+//! implementing [`Output`] (take samples, report figures, finish) and, for its `[[output]]`
+//! table, [`OutputSettings`] on a type named `Settings`; one line of `registry!` below names
+//! its file and its `type`.
 //!
 //! Outputs are offered every sample at the host's sink, so they see the same samples with
 //! the embedded server and with a remote one. An output must never block the caller: it
 //! buffers, and sends on a thread of its own.
-
-mod remote_write;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,15 +43,17 @@ pub struct Started {
     pub exporter: Arc<Exporter>,
 }
 
-/// Every output: `type = "<snake_case of the variant>"` => its settings. Adding an output is
-/// its file, a `mod` line, and a line here.
+/// Every output: `file: Variant`, the output's module and its `type` (the variant's name in
+/// snake_case). Adding an output is its file and a line here.
 macro_rules! registry {
-    ($($variant:ident => $settings:ty),* $(,)?) => {
+    ($($module:ident: $variant:ident),* $(,)?) => {
+        $(mod $module;)*
+
         /// One `[[output]]`, by its `type`.
         #[derive(Debug, Clone, PartialEq, Deserialize)]
         #[serde(tag = "type", rename_all = "snake_case")]
         pub enum OutputConfig {
-            $($variant($settings),)*
+            $($variant($module::Settings),)*
         }
 
         impl OutputConfig {
@@ -67,7 +68,7 @@ macro_rules! registry {
 }
 
 registry! {
-    PrometheusRemoteWrite => remote_write::Settings,
+    remote_write: PrometheusRemoteWrite,
 }
 
 impl OutputConfig {
