@@ -20,6 +20,28 @@ const WINDOW: usize = 100;
 use crate::common::*;
 use crate::Scale;
 
+/// Runs `work(connection, start)` on `CONNS` threads; each calls `start.wait()` once it is
+/// ready, and the clock runs from their common start until the last one is done. Seconds.
+fn race<F>(work: F) -> Result<f64>
+where
+    F: Fn(usize, &Barrier) -> Result<()> + Send + Sync + 'static,
+{
+    let work = Arc::new(work);
+    let start = Arc::new(Barrier::new(CONNS + 1));
+    let workers: Vec<_> = (0..CONNS)
+        .map(|c| {
+            let (work, start) = (Arc::clone(&work), Arc::clone(&start));
+            thread::spawn(move || work(c, &start))
+        })
+        .collect();
+    start.wait();
+    let t0 = Instant::now();
+    for w in workers {
+        w.join().expect("worker")?;
+    }
+    Ok(t0.elapsed().as_secs_f64())
+}
+
 /// Four connections, each pipelining qsets over its own 250 of 1,000 keys; then every
 /// key's whole history is read back and checked. Returns sets per second.
 pub fn ingest_once(addr: SocketAddr, per_conn: usize, verify: bool) -> Result<f64> {
@@ -34,31 +56,18 @@ pub fn ingest_once(addr: SocketAddr, per_conn: usize, verify: bool) -> Result<f6
             buf
         })
         .collect();
-    let start = Arc::new(Barrier::new(CONNS + 1));
-    let workers: Vec<_> = payloads
-        .into_iter()
-        .enumerate()
-        .map(|(c, payload)| {
-            let start = Arc::clone(&start);
-            thread::spawn(move || -> Result<()> {
-                let mut stream = TcpStream::connect(addr)?;
-                start.wait();
-                for chunk in payload.chunks(64 * 1024) {
-                    stream.write_all(chunk)?;
-                }
-                // The answer to this get comes after every qset before it was stored.
-                stream.write_all(format!("get ingest.c{c}.k0\r\n").as_bytes())?;
-                read_until_done(&mut stream)?;
-                Ok(())
-            })
-        })
-        .collect();
-    start.wait();
-    let t0 = Instant::now();
-    for w in workers {
-        w.join().expect("worker")?;
-    }
-    let rate = (CONNS * per_conn) as f64 / t0.elapsed().as_secs_f64();
+    let payloads = Arc::new(payloads);
+    let seconds = race(move |c, start| {
+        let mut stream = TcpStream::connect(addr)?;
+        start.wait();
+        for chunk in payloads[c].chunks(64 * 1024) {
+            stream.write_all(chunk)?;
+        }
+        // The answer to this get comes after every qset before it was stored.
+        stream.write_all(format!("get ingest.c{c}.k0\r\n").as_bytes())?;
+        read_until_done(&mut stream)
+    })?;
+    let rate = (CONNS * per_conn) as f64 / seconds;
 
     if verify {
         let mut stream = TcpStream::connect(addr)?;
@@ -144,44 +153,33 @@ impl Speaks {
 /// of `WINDOW`, reading and checking every reply before the next window. Requests per
 /// second.
 fn windowed(addr: SocketAddr, speaks: Speaks, per_conn: usize) -> Result<f64> {
-    let start = Arc::new(Barrier::new(CONNS + 1));
-    let workers: Vec<_> = (0..CONNS)
-        .map(|c| {
-            let start = Arc::clone(&start);
-            thread::spawn(move || -> Result<()> {
-                let stream = TcpStream::connect(addr)?;
-                stream.set_nodelay(true)?;
-                let mut out = stream.try_clone()?;
-                let mut replies = BufReader::new(stream);
-                let mut window = Vec::with_capacity(WINDOW * 64);
-                let mut line = String::new();
-                start.wait();
-                for first in (0..per_conn).step_by(WINDOW) {
-                    window.clear();
-                    let last = (first + WINDOW).min(per_conn);
-                    for i in first..last {
-                        let key = format!("fair.{}.c{c}.k{}", speaks.name(), i % 250);
-                        speaks.request(&mut window, &key, &(i / 250).to_string());
-                    }
-                    out.write_all(&window)?;
-                    for _ in first..last {
-                        line.clear();
-                        replies.read_line(&mut line)?;
-                        if !speaks.reply_ok(&line) {
-                            bail!("{} answered {line:?}", speaks.name());
-                        }
-                    }
+    let seconds = race(move |c, start| {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        let mut out = stream.try_clone()?;
+        let mut replies = BufReader::new(stream);
+        let mut window = Vec::with_capacity(WINDOW * 64);
+        let mut line = String::new();
+        start.wait();
+        for first in (0..per_conn).step_by(WINDOW) {
+            window.clear();
+            let last = (first + WINDOW).min(per_conn);
+            for i in first..last {
+                let key = format!("fair.{}.c{c}.k{}", speaks.name(), i % 250);
+                speaks.request(&mut window, &key, &(i / 250).to_string());
+            }
+            out.write_all(&window)?;
+            for _ in first..last {
+                line.clear();
+                replies.read_line(&mut line)?;
+                if !speaks.reply_ok(&line) {
+                    bail!("{} answered {line:?}", speaks.name());
                 }
-                Ok(())
-            })
-        })
-        .collect();
-    start.wait();
-    let t0 = Instant::now();
-    for w in workers {
-        w.join().expect("worker")?;
-    }
-    Ok((CONNS * per_conn) as f64 / t0.elapsed().as_secs_f64())
+            }
+        }
+        Ok(())
+    })?;
+    Ok((CONNS * per_conn) as f64 / seconds)
 }
 
 /// Debian's redis-server on a port of its own; `aof` is None for no persistence, or an
