@@ -90,7 +90,7 @@ pub struct Journal {
     failing: Mutex<Option<String>>,
     /// The latest write-outs that could not be written: a set they covered is not durable.
     failed: Mutex<std::collections::VecDeque<u64>>,
-    /// Records lost to failed writes.
+    /// Records that failed writes left in memory only, since writing last worked.
     lost: AtomicU64,
     /// The writer thread, and whether it has been asked for a write-out.
     writer: std::sync::OnceLock<std::thread::Thread>,
@@ -197,11 +197,6 @@ impl Journal {
         self.policy
     }
 
-    /// Records lost to failed writes so far.
-    pub fn lost(&self) -> u64 {
-        self.lost.load(Ordering::Relaxed)
-    }
-
     /// Appends one sample's record to `buffer`, its key's shard's, under that shard's lock.
     /// The caller then marks the shard as holding records, and only then takes its ticket:
     /// a write-out begun after the ticket was taken finds the mark, so it drains the record.
@@ -279,8 +274,10 @@ impl Journal {
                 file.len += scratch.len() as u64;
                 if let Some(why) = self.failing.lock().take() {
                     tracing::info!(
-                        "the write-ahead log {} takes samples again (after: {why})",
-                        self.path.display()
+                        "the write-ahead log {} takes samples again; {} samples are in memory \
+                         only (the next snapshot holds them): {why}",
+                        self.path.display(),
+                        self.lost.swap(0, Ordering::Relaxed)
                     );
                 }
             }
