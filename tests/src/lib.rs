@@ -182,6 +182,20 @@ impl Process {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Waits until its log holds `text` (a thread reads its stderr, so a line it wrote just
+    /// before an answer may lag behind it); panics with the log after `within`.
+    pub fn wait_log(&self, text: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let log = self.log();
+            if log.contains(text) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "no {text:?} in the log:\n{log}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

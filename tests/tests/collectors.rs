@@ -97,7 +97,7 @@ fn memcached_stats_slabs_items_and_a_restart() {
     let _again = start_memcached(addr);
     assert_eq!(host.wait_for("mc.status", T, |v| v == "ok"), "ok");
     assert_eq!(host.wait_for("mc.curr_items", T, |_| true), "0");
-    assert!(host.process.log().contains("status ok (was down)"));
+    host.process.wait_log("status ok (was down)", T);
 }
 
 #[test]

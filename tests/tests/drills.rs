@@ -480,12 +480,7 @@ fn a_full_disk_while_appending_is_said_and_not_acknowledged_with_fsync_always() 
     }
     let (at, reply) = refused.expect("the disk never filled");
     assert!(reply.starts_with("ERR not_durable "), "{reply}");
-    // Said in the log (read from the server's stderr by another thread: give it a moment).
-    let deadline = Instant::now() + T;
-    while !server.log().contains("No space left on device") {
-        assert!(Instant::now() < deadline, "{}", server.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    server.wait_log("No space left on device", T);
     // It keeps serving from memory: what it refused to acknowledge is there, and so is
     // everything before; later sets are refused too, not acknowledged.
     assert_eq!(c.history(&format!("big.{at}")).len(), 1);

@@ -108,7 +108,7 @@ fn a_segfault_costs_only_its_worker_which_comes_back() {
     wait(&host, "steady.tick", |v| {
         v.parse::<u64>().unwrap_or(0) >= steady + 5
     });
-    assert!(host.process.log().contains("started a new worker"));
+    host.process.wait_log("started a new worker", T);
 }
 
 #[test]

@@ -63,7 +63,7 @@ fn the_server_speaks_tls_on_both_listeners() {
         !String::from_utf8_lossy(&answer).contains("OK"),
         "{answer:?}"
     );
-    assert!(server.process.log().contains("TLS handshake with"));
+    server.process.wait_log("TLS handshake with", T);
 
     // HTTPS, with a client that is not ours.
     let url = format!(
