@@ -309,19 +309,7 @@ fn plugin_files_others_could_write_are_refused_until_fixed() {
     }
     // A loaded plugin made writable again: refused, and the running version stays.
     std::fs::set_permissions(&test_so, std::fs::Permissions::from_mode(0o646)).unwrap();
-    let deadline = std::time::Instant::now() + T;
-    while !host
-        .process
-        .log()
-        .contains("writable by others (mode 0646)")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            host.process.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    host.process.wait_log("writable by others (mode 0646)", T);
     host.wait_for("ok.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 8);
     assert!(own(&mut client) > 0);
 }
@@ -339,20 +327,10 @@ fn a_plugins_directory_made_writable_is_refused_on_a_single_file_event() {
     std::fs::set_permissions(&plugins, std::fs::Permissions::from_mode(0o775)).unwrap();
     // One new file, one event: the directory is looked at with it.
     spud_tests::install_plugin(&spud_tests::plugin("test"), &plugins.join("test.so"));
-    let deadline = std::time::Instant::now() + T;
-    while !host
+    let log = host
         .process
-        .log()
-        .contains("refused: writable by its group (mode 0775)")
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            host.process.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(host.process.log().contains("the plugins directory"));
+        .wait_log("refused: writable by its group (mode 0775)", T);
+    assert!(log.contains("the plugins directory"), "{log}");
     assert!(
         host.connect().get("test.t").is_empty(),
         "a refused plugin ran"
