@@ -149,14 +149,6 @@ impl Server {
         }
     }
 
-    /// Writes (and but with `no`, fsyncs) everything logged so far.
-    pub fn flush_journal(&self) -> Result<(), JournalError> {
-        match self.journal() {
-            Some(journal) => journal.flush(|into| self.shared.keys.drain_log(into)),
-            None => Ok(()),
-        }
-    }
-
     /// Before a snapshot (see `Journal::rotate`).
     pub(crate) fn rotate_journal(&self) -> std::io::Result<()> {
         match self.journal() {
