@@ -81,6 +81,17 @@ enum Command {
     },
     /// How long the server has run, its subscriptions and keys.
     Uptime,
+    /// Alerts that are firing or pending, with since when and their value.
+    Alerts {
+        /// Only alerts on keys matching this pattern.
+        pattern: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check alert rules, or test them against replayed series (no server needed).
+    #[command(subcommand)]
+    Rules(cmd::rules::RulesCommand),
     /// Every subscription on the server, with the client that made it.
     List,
     /// spud-host's jobs, with their state.
@@ -128,6 +139,8 @@ fn main() {
         Command::Set { time, key, value } => cmd::set::run(server, time, &key, &value),
         Command::Sub { patterns, json } => cmd::sub::run(server, &patterns, json),
         Command::Uptime => cmd::control::print(server, "uptime"),
+        Command::Alerts { pattern, json } => cmd::alerts::run(server, pattern.as_deref(), json),
+        Command::Rules(r) => Ok(cmd::rules::run(r)),
         Command::List => cmd::control::print(server, "listall"),
         Command::Jobs => cmd::control::print(server, "jobs"),
         Command::Pause { job } => cmd::control::print(server, &format!("pause {job}")),

@@ -38,6 +38,12 @@ pub fn check(config_path: &Path) -> Vec<String> {
             }
         }
     }
+    if let Some(rules) = &config.server.rules {
+        let path = crate::config::relative_to(config_path, rules);
+        if let Err(e) = spud_server::alerts::rules::RuleSet::load(&path) {
+            problems.extend(e.problems);
+        }
+    }
     for helper in &config.helpers {
         match plugins.get(&helper.plugin) {
             None => problems.push(format!(

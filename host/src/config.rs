@@ -61,6 +61,9 @@ pub struct ServerSection {
     /// `everysec`, `no`; default `everysec`).
     #[serde(default)]
     pub fsync: spud_server::journal::Fsync,
+    /// The embedded server's alert rules and receivers, relative to this file (see
+    /// docs/alerts.md). Reloaded when that file changes.
+    pub rules: Option<PathBuf>,
     /// The embedded server's HTTP listener (default `127.0.0.1:9108`), or `"off"`.
     pub http: Option<String>,
     /// The embedded server's tokens file (roles per token; see docs/security.md),
@@ -271,6 +274,12 @@ impl Config {
             problems.push(format!(
                 "{}: [server] `tls_client_ca` is for the embedded server, not a remote one",
                 at("tls_client_ca")
+            ));
+        }
+        if self.server.remote.is_some() && self.server.rules.is_some() {
+            problems.push(format!(
+                "{}: [server] `rules` are evaluated by the embedded server; give them to the remote spud-server (--rules FILE)",
+                at("rules")
             ));
         }
         if self.server.remote.is_none() && self.server.tls_ca.is_some() {

@@ -147,6 +147,9 @@ fn embedded(
             );
         }
     }
+    if let Some(path) = file(&config.server.rules) {
+        spud_server::alerts::Alerts::start_file(&server, &path).map_err(anyhow::Error::msg)?;
+    }
     let addr = config
         .server
         .listen

@@ -23,6 +23,12 @@ pub(crate) struct Entry {
     changed: u64,
     /// The write-ahead log's sequence number of its newest sample (0: none logged).
     pub(crate) seq: u64,
+    /// Whether an alert rule watches this key, valid while `alert_generation` is the
+    /// rules' (see `alerts`).
+    pub(crate) alert_generation: u32,
+    pub(crate) alert_watched: bool,
+    /// Waiting for the alerts thread to evaluate it.
+    pub(crate) alert_queued: bool,
 }
 
 pub(crate) struct Shard {
@@ -99,6 +105,9 @@ impl Keyspace {
                     subs_generation: u64::MAX,
                     changed,
                     seq: 0,
+                    alert_generation: 0,
+                    alert_watched: false,
+                    alert_queued: false,
                 })
                 .into_mut()
             }
@@ -135,6 +144,14 @@ impl Keyspace {
         let (hash, index) = self.locate(key);
         let shard = self.shards[index].lock();
         shard.table.find(hash, |e| &*e.key == key).map(f)
+    }
+
+    /// Runs `f` on the key's entry if it exists, which it may change without counting as
+    /// a write.
+    pub(crate) fn read_mut<R>(&self, key: &str, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+        let (hash, index) = self.locate(key);
+        let mut shard = self.shards[index].lock();
+        shard.table.find_mut(hash, |e| &*e.key == key).map(f)
     }
 
     /// Visits every entry, one shard at a time; each shard is locked only while visited.

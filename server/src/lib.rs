@@ -17,6 +17,7 @@
 //! assert_eq!(newest.len(), 1);
 //! ```
 
+pub mod alerts;
 pub mod auth;
 mod cmd;
 pub mod control;

@@ -66,6 +66,12 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     metrics_rules: Option<PathBuf>,
 
+    /// Alert rules and receivers (a TOML file of `[[alert]]`s and `[[notify]]`s; see
+    /// docs/alerts.md). Reloaded when it changes; a bad edit is refused and the running
+    /// rules stay.
+    #[arg(long, value_name = "FILE")]
+    rules: Option<PathBuf>,
+
     /// Tokens and their roles (read, write, admin): clients then need `auth TOKEN`, HTTP
     /// requests a bearer token (see docs/security.md). Readable by this user only.
     #[arg(long, value_name = "FILE")]
@@ -122,6 +128,10 @@ async fn run(args: Args) -> Result<()> {
                 replayed.records - replayed.applied
             );
         }
+    }
+
+    if let Some(path) = &args.rules {
+        spud_server::alerts::Alerts::start_file(&server, path).map_err(anyhow::Error::msg)?;
     }
 
     let tokens = match &args.tokens {

@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use spud_plugin_api::is_valid_key;
 use tokio::sync::mpsc;
 
+use crate::alerts::Alerts;
 use crate::control::Control;
 use crate::counters::{Counters, Stat};
 use crate::journal::{Fsync, Journal, JournalError, Ticket};
@@ -77,6 +78,8 @@ struct Shared {
     started: Instant,
     next_id: AtomicU64,
     control: parking_lot::RwLock<Option<Arc<dyn Control>>>,
+    /// Alert rules, once started (see `alerts`).
+    alerts: std::sync::OnceLock<Arc<Alerts>>,
 }
 
 /// Unix seconds now.
@@ -101,6 +104,7 @@ impl Server {
                 started: Instant::now(),
                 next_id: AtomicU64::new(1),
                 control: parking_lot::RwLock::new(None),
+                alerts: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -208,6 +212,9 @@ impl Server {
         let journal = shared.journal.get();
         let (delivered, logged) = shared.keys.with_entry_and_log(key, |entry, log| {
             entry.history.push(time, encoded, shared.config.history);
+            if let Some(alerts) = shared.alerts.get() {
+                alerts.note_set(entry);
+            }
             // Logged under the key's lock: a key's records keep its order.
             if journal.is_some() {
                 entry.seq += 1;
@@ -260,6 +267,19 @@ impl Server {
                 })
                 .collect()
         })
+    }
+
+    /// The newest value of `key` if it is a number (a stored key or a counter).
+    pub fn newest_number(&self, key: &str) -> Option<f64> {
+        if let Some(history) = self.shared.counters.history(key) {
+            return history.first()?.value.number();
+        }
+        self.shared
+            .keys
+            .read(key, |entry| {
+                entry.history.newest().and_then(|(_, v)| v.number())
+            })
+            .flatten()
     }
 
     /// Whether `key` exists (was set, or is a counter that has counted).
@@ -376,6 +396,22 @@ impl Server {
         self.shared.control.read().clone()
     }
 
+    /// The alert rules evaluated on this server, if any were started.
+    pub fn alerts(&self) -> Option<&Arc<Alerts>> {
+        self.shared.alerts.get()
+    }
+
+    pub(crate) fn attach_alerts(&self, alerts: Arc<Alerts>) {
+        if self.shared.alerts.set(alerts).is_err() {
+            tracing::error!("alert rules were started twice on one server; the first stay");
+        }
+    }
+
+    /// A handle that does not keep the server alive (for its own threads).
+    pub(crate) fn downgrade(&self) -> WeakServer {
+        WeakServer(Arc::downgrade(&self.shared))
+    }
+
     pub(crate) fn next_id(&self) -> u64 {
         self.shared.next_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -394,6 +430,15 @@ impl Server {
 
     pub(crate) fn connection_sink(&self, label: String, outbox: Arc<Outbox>) -> Arc<Sink> {
         Arc::new(Sink::connection(self.next_id(), label, outbox))
+    }
+}
+
+/// A server handle that does not keep it alive.
+pub(crate) struct WeakServer(std::sync::Weak<Shared>);
+
+impl WeakServer {
+    pub(crate) fn upgrade(&self) -> Option<Server> {
+        self.0.upgrade().map(|shared| Server { shared })
     }
 }
 

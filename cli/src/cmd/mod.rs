@@ -1,10 +1,12 @@
 //! One file per verb.
 
+pub mod alerts;
 pub mod archive;
 pub mod cmdshell;
 pub mod control;
 pub mod get;
 pub mod replicate;
+pub mod rules;
 pub mod set;
 pub mod sub;
 pub mod wrap;

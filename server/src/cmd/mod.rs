@@ -4,6 +4,7 @@
 //! (`server.clients.process_lines`, `server.clients.commands`, `server.com_<word>`), checks
 //! the role once, and hands the arguments to the handler.
 
+mod alerts;
 mod auth;
 mod control;
 mod get;
@@ -115,6 +116,7 @@ const COMMANDS: &[Command] = &[
     uptime::UPTIME,
     quickset::QUICKSET,
     auth::AUTH,
+    alerts::ALERTS,
     quit::QUIT,
 ];
 

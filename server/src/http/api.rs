@@ -89,3 +89,54 @@ fn host_view(app: &App, what: &str) -> Response {
         ),
     }
 }
+
+#[derive(Deserialize)]
+pub struct AlertsQuery {
+    #[serde(rename = "match")]
+    pattern: Option<String>,
+}
+
+/// Alert instances that are not ok, with their rules' thresholds (for plotting), and the
+/// receivers' figures. `enabled` is false on a server without rules.
+pub async fn alerts(State(app): State<App>, Query(q): Query<AlertsQuery>) -> Response {
+    let Some(alerts) = app.server.alerts() else {
+        return Json(json!({ "enabled": false, "alerts": [], "receivers": [] })).into_response();
+    };
+    let pattern = match q.pattern.as_deref().map(Pattern::new).transpose() {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("match: {e}")),
+    };
+    let rows: Vec<JsonValue> = alerts
+        .active(pattern.as_ref())
+        .iter()
+        .map(|row| {
+            let rule = &row.rule;
+            let value = crate::alerts::format_value(row.value);
+            json!({
+                "name": rule.name,
+                "key": &*row.key,
+                "state": row.state.word(),
+                "firing": row.state.is_firing(),
+                "since": row.since,
+                "active_since": row.active_since,
+                "value": row.value,
+                "summary": crate::alerts::summary(&rule.summary, &rule.name, &row.key, row.state, &value),
+                "labels": rule.labels,
+                "warn": rule.warn.as_ref().map(ToString::to_string),
+                "crit": rule.crit.as_ref().map(ToString::to_string),
+                "warn_threshold": rule.warn.as_ref().and_then(|c| c.threshold()),
+                "crit_threshold": rule.crit.as_ref().and_then(|c| c.threshold()),
+            })
+        })
+        .collect();
+    Json(json!({
+        "enabled": true,
+        "file": alerts.path().map(|p| p.display().to_string()),
+        "problems": alerts.problems(),
+        "rules": alerts.rules().len(),
+        "instances": alerts.instance_count(),
+        "alerts": rows,
+        "receivers": alerts.receivers(),
+    }))
+    .into_response()
+}

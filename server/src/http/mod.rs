@@ -9,6 +9,7 @@
 //! | `GET /api/history/{key}` | one key's history, newest first |
 //! | `GET /api/stream?match=P[&every=500ms]` | server-sent events of every set (or the newest per key per `every`) |
 //! | `GET /api/uptime` | uptime, subscriptions, keys |
+//! | `GET /api/alerts[?match=P]` | alert instances not ok, with thresholds; receivers |
 //! | `GET /api/jobs`, `/api/plugins` | spud-host's jobs and plugins (embedded in the host) |
 //! | `POST /api/push` (and `/put`) | samples as JSON, in the sister system's format |
 //! | `GET /metrics` | the Prometheus text format |
@@ -55,6 +56,7 @@ pub fn router(server: Server, exporter: Arc<Exporter>, tokens: Option<Arc<Tokens
         .route("/api/keys", get(api::keys))
         .route("/api/history/{key}", get(api::history))
         .route("/api/uptime", get(api::uptime))
+        .route("/api/alerts", get(api::alerts))
         .route("/api/jobs", get(api::jobs))
         .route("/api/plugins", get(api::plugins))
         .route("/api/stream", get(stream::stream))

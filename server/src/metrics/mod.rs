@@ -125,7 +125,45 @@ impl Exporter {
             push_value(&mut out, *value);
             out.push('\n');
         }
+        if let Some(alerts) = server.alerts() {
+            render_alerts(&mut out, &alerts.active(None));
+        }
         out
+    }
+}
+
+/// Alert instances that are not ok, as Prometheus' own `ALERTS` series: `alertstate` is
+/// `pending` or `firing`, `severity` the state (`warning`, `critical`, `nodata`,
+/// `flapping`), beside the rule's labels and the key.
+fn render_alerts(out: &mut String, rows: &[crate::alerts::engine::Row]) {
+    if rows.is_empty() {
+        return;
+    }
+    out.push_str("# HELP ALERTS Alert instances that are not ok.\n# TYPE ALERTS gauge\n");
+    for row in rows {
+        let mut labels = row.rule.labels.clone();
+        labels.insert("alertname".into(), row.rule.name.clone());
+        labels.insert("key".into(), row.key.to_string());
+        let firing = row.state.is_firing();
+        labels.insert(
+            "alertstate".into(),
+            if firing { "firing" } else { "pending" }.into(),
+        );
+        if firing {
+            labels.insert("severity".into(), row.state.word().into());
+        }
+        out.push_str("ALERTS{");
+        for (n, (name, value)) in labels.iter().enumerate() {
+            if n > 0 {
+                out.push(',');
+            }
+            let value = value
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n");
+            let _ = write!(out, "{name}=\"{value}\"");
+        }
+        out.push_str("} 1\n");
     }
 }
 

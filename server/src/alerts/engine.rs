@@ -1,0 +1,446 @@
+//! The evaluator: every rule against every key it matches, one key at a time, as sets
+//! arrive, plus what time alone changes (`for`, `keep_firing_for`, `nodata`, windows that
+//! age). Pure over a [`Source`] of samples and the caller's clock: the server drives it
+//! with its store and the wall clock, `spud rules test` with a replayed series.
+
+use hashbrown::HashMap;
+use std::sync::Arc;
+
+use super::expr::{Point, Scope};
+use super::instance::{Instance, State, Verdict};
+use super::rules::Rule;
+
+/// Where the evaluator reads samples.
+pub trait Source {
+    /// The key's samples, newest first, into `into` (emptied first).
+    fn points(&self, key: &str, into: &mut Vec<Point>);
+    /// Another key's newest value, if it is a number.
+    fn newest(&self, key: &str) -> Option<f64>;
+}
+
+/// A state change of one instance (or its first evaluation), for the state key and the
+/// receivers.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub rule: Arc<Rule>,
+    pub key: Arc<str>,
+    /// None: the instance is new (its state key is written for the first time).
+    pub before: Option<State>,
+    pub state: State,
+    pub since: u64,
+    pub active_since: u64,
+    pub value: Option<f64>,
+}
+
+/// One instance as listed by `alerts`.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub rule: Arc<Rule>,
+    pub key: Arc<str>,
+    pub state: State,
+    pub since: u64,
+    pub active_since: u64,
+    pub value: Option<f64>,
+}
+
+/// Which rules match a key. One pass over a regex set for all rules; keys under `alert.`
+/// match none, so an alert's own state never feeds another alert.
+pub struct Matcher {
+    patterns: Vec<crate::Pattern>,
+    set: Option<regex::bytes::RegexSet>,
+}
+
+impl Matcher {
+    pub fn new(rules: &[Arc<Rule>]) -> Matcher {
+        let patterns: Vec<crate::Pattern> = rules.iter().map(|r| r.keys.clone()).collect();
+        let sources = patterns
+            .iter()
+            .map(|p| String::from_utf8_lossy(p.converted()).into_owned());
+        // Too large a set (thousands of complex globs) falls back to one regex each.
+        let set = regex::bytes::RegexSetBuilder::new(sources)
+            .case_insensitive(true)
+            .size_limit(64 << 20)
+            .dfa_size_limit(16 << 20)
+            .build()
+            .ok();
+        Matcher { patterns, set }
+    }
+
+    pub fn is_match(&self, key: &str) -> bool {
+        if key.starts_with("alert.") {
+            return false;
+        }
+        match &self.set {
+            Some(set) => set.is_match(key.as_bytes()),
+            None => self.patterns.iter().any(|p| p.is_match(key)),
+        }
+    }
+
+    /// The indices of the rules matching `key`.
+    pub fn matching(&self, key: &str) -> Vec<u32> {
+        if key.starts_with("alert.") {
+            return Vec::new();
+        }
+        match &self.set {
+            Some(set) => set
+                .matches(key.as_bytes())
+                .iter()
+                .map(|i| i as u32)
+                .collect(),
+            None => (0..self.patterns.len() as u32)
+                .filter(|&i| self.patterns[i as usize].is_match(key))
+                .collect(),
+        }
+    }
+}
+
+struct Tracked {
+    instances: Vec<(u32, Instance)>,
+    /// When this key must be looked at again with no new sample (Unix seconds).
+    due: u64,
+}
+
+pub struct Engine {
+    rules: Vec<Arc<Rule>>,
+    matcher: Arc<Matcher>,
+    keys: HashMap<Arc<str>, Tracked>,
+    scratch: Vec<Point>,
+}
+
+/// Keys whose rules look back over time (or at other keys) are looked at again this often
+/// while all is ok, and every second while not.
+const RECHECK_OK: u64 = 10;
+const RECHECK_ACTIVE: u64 = 1;
+
+impl Engine {
+    pub fn new(rules: Vec<Rule>) -> Engine {
+        let rules: Vec<Arc<Rule>> = rules.into_iter().map(Arc::new).collect();
+        Engine {
+            matcher: Arc::new(Matcher::new(&rules)),
+            rules,
+            keys: HashMap::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn rules(&self) -> &[Arc<Rule>] {
+        &self.rules
+    }
+
+    pub fn matcher(&self) -> Arc<Matcher> {
+        Arc::clone(&self.matcher)
+    }
+
+    /// Takes new rules. An instance whose rule (by name) still matches its key carries on
+    /// with its state, re-evaluated by the caller's next pass; one whose rule is gone or no
+    /// longer matches comes back as a change to `ok` if it was not, so receivers hear it
+    /// resolved.
+    pub fn replace_rules(&mut self, rules: Vec<Rule>, now: u64, out: &mut Vec<Change>) {
+        let old_rules =
+            std::mem::replace(&mut self.rules, rules.into_iter().map(Arc::new).collect());
+        self.matcher = Arc::new(Matcher::new(&self.rules));
+        for (key, tracked) in &mut self.keys {
+            let mut old = std::mem::take(&mut tracked.instances);
+            for index in self.matcher.matching(key) {
+                let name = &self.rules[index as usize].name;
+                let instance = match old
+                    .iter()
+                    .position(|(o, _)| old_rules[*o as usize].name == *name)
+                {
+                    Some(at) => old.swap_remove(at).1,
+                    None => Instance::new(now),
+                };
+                tracked.instances.push((index, instance));
+            }
+            for (index, instance) in old.into_iter().filter(|(_, i)| i.state != State::Ok) {
+                out.push(Change {
+                    rule: Arc::clone(&old_rules[index as usize]),
+                    key: Arc::clone(key),
+                    before: Some(instance.state),
+                    state: State::Ok,
+                    since: now,
+                    active_since: instance.active_since,
+                    value: instance.value,
+                });
+            }
+            tracked.due = 0;
+        }
+        self.keys.retain(|_, t| !t.instances.is_empty());
+    }
+
+    /// Evaluates every rule matching `key` at `now`.
+    pub fn evaluate(&mut self, key: &str, now: u64, source: &dyn Source, out: &mut Vec<Change>) {
+        if !self.keys.contains_key(key) {
+            let matching = self.matcher.matching(key);
+            if matching.is_empty() {
+                return;
+            }
+            let instances = matching
+                .into_iter()
+                .map(|i| (i, Instance::new(now)))
+                .collect();
+            self.keys.insert(key.into(), Tracked { instances, due: 0 });
+        }
+        let (key, tracked) = self.keys.get_key_value_mut(key).expect("tracked above");
+        let key = &*key;
+        let mut points = std::mem::take(&mut self.scratch);
+        source.points(key, &mut points);
+        evaluate_key(&self.rules, key, tracked, &points, now, source, out);
+        self.scratch = points;
+    }
+
+    /// Evaluates the keys that time alone may have changed by `now`.
+    pub fn tick(&mut self, now: u64, source: &dyn Source, out: &mut Vec<Change>) {
+        let due: Vec<Arc<str>> = self
+            .keys
+            .iter()
+            .filter(|(_, t)| t.due <= now)
+            .map(|(k, _)| Arc::clone(k))
+            .collect();
+        for key in due {
+            self.evaluate(&key, now, source, out);
+        }
+    }
+
+    /// Every instance not `ok`, by rule name then key.
+    pub fn active(&self) -> Vec<Row> {
+        let mut rows: Vec<Row> = self
+            .keys
+            .iter()
+            .flat_map(|(key, t)| {
+                t.instances
+                    .iter()
+                    .filter(|(_, i)| i.state != State::Ok)
+                    .map(|(r, i)| Row {
+                        rule: Arc::clone(&self.rules[*r as usize]),
+                        key: Arc::clone(key),
+                        state: i.state,
+                        since: i.since,
+                        active_since: i.active_since,
+                        value: i.value,
+                    })
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.rule.name, &a.key).cmp(&(&b.rule.name, &b.key)));
+        rows
+    }
+
+    /// The state of one instance, if it exists.
+    pub fn state_of(&self, rule: &str, key: &str) -> Option<State> {
+        let t = self.keys.get(key)?;
+        t.instances
+            .iter()
+            .find(|(r, _)| self.rules[*r as usize].name == rule)
+            .map(|(_, i)| i.state)
+    }
+
+    pub fn instance_count(&self) -> usize {
+        self.keys.values().map(|t| t.instances.len()).sum()
+    }
+}
+
+fn evaluate_key(
+    rules: &[Arc<Rule>],
+    key: &Arc<str>,
+    tracked: &mut Tracked,
+    points: &[Point],
+    now: u64,
+    source: &dyn Source,
+    out: &mut Vec<Change>,
+) {
+    let lookup = |other: &str| source.newest(other);
+    let scope = Scope {
+        now,
+        points,
+        lookup: &lookup,
+    };
+    let newest = points.first();
+    let mut due = u64::MAX;
+    for (index, instance) in &mut tracked.instances {
+        let rule = &rules[*index as usize];
+        let stale_at = match (newest, rule.nodata) {
+            (Some(p), Some(d)) => Some(p.time.saturating_add(d)),
+            _ => None,
+        };
+        let nodata = match newest {
+            None => true,
+            Some(p) => p.value.is_none() || stale_at.is_some_and(|at| now >= at),
+        };
+        let eval = |c: &Option<super::expr::Condition>| c.as_ref().and_then(|c| c.eval(&scope));
+        let verdict = Verdict {
+            warn: eval(&rule.warn),
+            crit: eval(&rule.crit),
+            clear: eval(&rule.clear),
+            nodata,
+        };
+        let first = std::mem::take(&mut instance.fresh);
+        let before = instance.step(rule, now, verdict);
+        let governing = match instance.state {
+            State::Critical => rule.crit.as_ref().or(rule.warn.as_ref()),
+            _ => rule.warn.as_ref().or(rule.crit.as_ref()),
+        };
+        instance.value = governing
+            .and_then(|c| c.subject(&scope))
+            .or_else(|| newest.and_then(|p| p.value));
+        if before.is_some() || first {
+            out.push(Change {
+                rule: Arc::clone(rule),
+                key: Arc::clone(key),
+                before: if first { None } else { before },
+                state: instance.state,
+                since: instance.since,
+                active_since: instance.active_since,
+                value: instance.value,
+            });
+        }
+        if let Some(at) = instance.next_change(rule) {
+            due = due.min(at);
+        }
+        if let Some(at) = stale_at.filter(|&at| at > now) {
+            due = due.min(at);
+        }
+        let time_matters = rule
+            .warn
+            .iter()
+            .chain(&rule.crit)
+            .chain(&rule.clear)
+            .any(|c| c.lookback() > 0 || c.reads_other_keys());
+        if time_matters {
+            let every = if instance.state == State::Ok {
+                RECHECK_OK
+            } else {
+                RECHECK_ACTIVE
+            };
+            due = due.min(now + every);
+        }
+    }
+    tracked.due = due;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::rules::RuleSet;
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Default)]
+    struct Fake(BTreeMap<String, Vec<Point>>);
+
+    impl Source for Fake {
+        fn points(&self, key: &str, into: &mut Vec<Point>) {
+            into.clear();
+            into.extend(self.0.get(key).into_iter().flatten().rev());
+        }
+        fn newest(&self, key: &str) -> Option<f64> {
+            self.0.get(key)?.last()?.value
+        }
+    }
+
+    fn engine(text: &str) -> Engine {
+        Engine::new(
+            RuleSet::parse(text, std::path::Path::new("t"))
+                .unwrap()
+                .rules,
+        )
+    }
+
+    #[test]
+    fn one_instance_per_matching_key_and_none_for_alert_keys() {
+        let mut e = engine("[[alert]]\nname = \"hi\"\nkeys = \"web*.load\"\nwarn = \"last > 4\"\n");
+        let mut src = Fake::default();
+        let mut out = Vec::new();
+        for key in ["web1.load", "web2.load", "db1.load", "alert.hi.web1.load"] {
+            src.0.insert(
+                key.into(),
+                vec![Point {
+                    time: 10,
+                    value: Some(5.0),
+                }],
+            );
+            e.evaluate(key, 10, &src, &mut out);
+        }
+        let fired: Vec<_> = out.iter().map(|c| (&*c.key, c.before, c.state)).collect();
+        assert_eq!(
+            fired,
+            [
+                ("web1.load", None, State::Warning),
+                ("web2.load", None, State::Warning)
+            ]
+        );
+        assert_eq!(e.instance_count(), 2);
+        assert_eq!(e.active().len(), 2);
+    }
+
+    #[test]
+    fn first_evaluation_reports_ok_and_text_is_nodata() {
+        let mut e = engine("[[alert]]\nname = \"hi\"\nkeys = \"k\"\nwarn = \"last > 4\"\n");
+        let mut src = Fake::default();
+        let mut out = Vec::new();
+        src.0.insert(
+            "k".into(),
+            vec![Point {
+                time: 1,
+                value: Some(1.0),
+            }],
+        );
+        e.evaluate("k", 1, &src, &mut out);
+        assert_eq!((out[0].before, out[0].state), (None, State::Ok));
+        src.0.get_mut("k").unwrap().push(Point {
+            time: 2,
+            value: None,
+        });
+        e.evaluate("k", 2, &src, &mut out);
+        assert_eq!(
+            (out[1].before, out[1].state),
+            (Some(State::Ok), State::Nodata)
+        );
+    }
+
+    #[test]
+    fn nodata_and_for_come_due_without_samples() {
+        let mut e = engine("[[alert]]\nname = \"hi\"\nkeys = \"k\"\nwarn = \"last > 4\"\nfor = \"5s\"\nnodata = \"30s\"\n");
+        let mut src = Fake::default();
+        let mut out = Vec::new();
+        src.0.insert(
+            "k".into(),
+            vec![Point {
+                time: 100,
+                value: Some(9.0),
+            }],
+        );
+        e.evaluate("k", 100, &src, &mut out);
+        assert_eq!(out.last().unwrap().state, State::Pending);
+        e.tick(104, &src, &mut out);
+        assert_eq!(e.state_of("hi", "k"), Some(State::Pending));
+        e.tick(105, &src, &mut out);
+        assert_eq!(e.state_of("hi", "k"), Some(State::Warning));
+        e.tick(130, &src, &mut out);
+        assert_eq!(e.state_of("hi", "k"), Some(State::Nodata));
+    }
+
+    #[test]
+    fn a_removed_rule_resolves_and_an_edited_one_keeps_state() {
+        let mut e = engine("[[alert]]\nname = \"a\"\nkeys = \"k\"\nwarn = \"last > 4\"\n[[alert]]\nname = \"b\"\nkeys = \"k\"\nwarn = \"last > 1\"\n");
+        let mut src = Fake::default();
+        let mut out = Vec::new();
+        src.0.insert(
+            "k".into(),
+            vec![Point {
+                time: 1,
+                value: Some(9.0),
+            }],
+        );
+        e.evaluate("k", 1, &src, &mut out);
+        out.clear();
+        let rules = RuleSet::parse(
+            "[[alert]]\nname = \"b\"\nkeys = \"k\"\nwarn = \"last > 2\"\n",
+            std::path::Path::new("t"),
+        )
+        .unwrap()
+        .rules;
+        e.replace_rules(rules, 2, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((&*out[0].rule.name, out[0].state), ("a", State::Ok));
+        assert_eq!(e.state_of("b", "k"), Some(State::Warning));
+    }
+}

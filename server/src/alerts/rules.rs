@@ -1,0 +1,568 @@
+//! The rules file: `[[alert]]` rules and `[[notify]]` receivers, in TOML. Every problem is
+//! reported as `FILE:LINE: [[alert]] NAME: FIELD: what is wrong`, all of them at once.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::expr::Condition;
+use crate::Pattern;
+
+/// A parsed rules file.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    pub rules: Vec<Rule>,
+    pub receivers: Vec<Receiver>,
+}
+
+/// One `[[alert]]`.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    /// The glob as written, and compiled.
+    pub keys_text: String,
+    pub keys: Pattern,
+    pub warn: Option<Condition>,
+    pub crit: Option<Condition>,
+    /// Leave warning or critical only when this holds (hysteresis).
+    pub clear: Option<Condition>,
+    /// Seconds a condition holds (as `pending`) before the alert fires.
+    pub pending_for: u64,
+    /// Seconds an alert keeps firing after its condition stops holding.
+    pub keep_firing_for: u64,
+    /// No sample for this many seconds: `nodata`.
+    pub nodata: Option<u64>,
+    /// `{key}`, `{value}`, `{name}`, `{state}` are filled in.
+    pub summary: String,
+    pub labels: BTreeMap<String, String>,
+    pub flapping: Flapping,
+    /// The rule's own text, to tell an edited rule from an unchanged one.
+    pub source: String,
+}
+
+/// More than `changes` state changes within `window` seconds is flapping; it settles once
+/// the window holds at most half as many. `changes = 0` turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flapping {
+    pub changes: usize,
+    pub window: u64,
+}
+
+impl Default for Flapping {
+    fn default() -> Flapping {
+        Flapping {
+            changes: 6,
+            window: 600,
+        }
+    }
+}
+
+/// One `[[notify]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receiver {
+    pub name: String,
+    pub kind: ReceiverKind,
+    /// Re-notify a still-firing alert this often (Alertmanager: re-send so it stays active).
+    pub repeat: u64,
+    /// Every label here (severity included) must match, as a glob.
+    pub matches: Vec<(String, String)>,
+    /// Seconds one delivery may take.
+    pub timeout: u64,
+    /// Notifications held while the receiver is down; beyond, the oldest are dropped.
+    pub queue: usize,
+    /// How long a notification is retried before it is dropped.
+    pub retry_for: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReceiverKind {
+    /// Alertmanager's base URL (`http://am:9093`): `POST /api/v2/alerts`.
+    Alertmanager { url: String },
+    /// A POST of Alertmanager's webhook JSON to this URL.
+    Webhook { url: String },
+    /// A command run per notification, with the alert in its environment and on stdin.
+    Exec { command: Vec<String> },
+}
+
+impl Receiver {
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            ReceiverKind::Alertmanager { .. } => "alertmanager",
+            ReceiverKind::Webhook { .. } => "webhook",
+            ReceiverKind::Exec { .. } => "exec",
+        }
+    }
+}
+
+/// Every problem found in a rules file, one line each.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", problems.join("\n"))]
+pub struct RulesError {
+    pub problems: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default, rename = "alert")]
+    alerts: Vec<Spanned<RawRule>>,
+    #[serde(default, rename = "notify")]
+    receivers: Vec<Spanned<RawReceiver>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Spanned<String>,
+    keys: Spanned<String>,
+    warn: Option<Spanned<String>>,
+    crit: Option<Spanned<String>>,
+    clear: Option<Spanned<String>>,
+    #[serde(rename = "for")]
+    pending_for: Option<Spanned<String>>,
+    keep_firing_for: Option<Spanned<String>>,
+    nodata: Option<Spanned<String>>,
+    summary: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    flapping: Option<Spanned<RawFlapping>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlapping {
+    changes: usize,
+    window: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReceiver {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    url: Option<Spanned<String>>,
+    command: Option<Spanned<Vec<String>>>,
+    repeat: Option<Spanned<String>>,
+    #[serde(default, rename = "match")]
+    matches: BTreeMap<String, String>,
+    timeout: Option<Spanned<String>>,
+    queue: Option<usize>,
+    retry_for: Option<Spanned<String>>,
+}
+
+/// Collects problems with their places.
+struct Problems<'a> {
+    text: &'a str,
+    path: &'a Path,
+    list: Vec<String>,
+}
+
+impl Problems<'_> {
+    fn line(&self, at: usize) -> usize {
+        self.text[..at.min(self.text.len())].matches('\n').count() + 1
+    }
+
+    fn add(&mut self, at: usize, what: &str, message: impl std::fmt::Display) {
+        let line = self.line(at);
+        self.list
+            .push(format!("{}:{line}: {what}: {message}", self.path.display()));
+    }
+
+    /// A duration field (`30s`, `1m`, `1h30m`) in whole seconds.
+    fn duration(&mut self, field: &Option<Spanned<String>>, what: &str) -> Option<u64> {
+        let field = field.as_ref()?;
+        match humantime::parse_duration(field.get_ref()) {
+            Ok(d) => Some(d.as_secs()),
+            Err(e) => {
+                self.add(
+                    field.span().start,
+                    what,
+                    format!(
+                        "{:?} is not a duration such as 30s or 5m ({e})",
+                        field.get_ref()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn condition(&mut self, field: &Option<Spanned<String>>, what: &str) -> Option<Condition> {
+        let field = field.as_ref()?;
+        match Condition::parse(field.get_ref()) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.add(
+                    field.span().start,
+                    what,
+                    format!("{:?}: {e}", field.get_ref()),
+                );
+                None
+            }
+        }
+    }
+}
+
+impl RuleSet {
+    /// Reads and checks the rules file at `path`.
+    pub fn load(path: &Path) -> Result<RuleSet, RulesError> {
+        let text = std::fs::read_to_string(path).map_err(|e| RulesError {
+            problems: vec![format!("{}: {e}", path.display())],
+        })?;
+        RuleSet::parse(&text, path)
+    }
+
+    /// Checks `text`, naming `path` in its problems.
+    pub fn parse(text: &str, path: &Path) -> Result<RuleSet, RulesError> {
+        let file: File = toml::from_str(text).map_err(|e| RulesError {
+            problems: vec![describe_toml_error(&e, text, path)],
+        })?;
+        let mut problems = Problems {
+            text,
+            path,
+            list: Vec::new(),
+        };
+        let mut set = RuleSet::default();
+        for raw in &file.alerts {
+            if let Some(rule) = rule(raw, &mut problems) {
+                if set.rules.iter().any(|r| r.name == rule.name) {
+                    let at = raw.get_ref().name.span().start;
+                    problems.add(
+                        at,
+                        "[[alert]] name",
+                        format!("{:?} is used twice", rule.name),
+                    );
+                } else {
+                    set.rules.push(rule);
+                }
+            }
+        }
+        for (n, raw) in file.receivers.iter().enumerate() {
+            if let Some(receiver) = receiver(n, raw, &mut problems) {
+                if set.receivers.iter().any(|r| r.name == receiver.name) {
+                    let at = raw.span().start;
+                    let message = format!("{:?} is used twice", receiver.name);
+                    problems.add(at, "[[notify]] name", message);
+                } else {
+                    set.receivers.push(receiver);
+                }
+            }
+        }
+        if problems.list.is_empty() {
+            Ok(set)
+        } else {
+            Err(RulesError {
+                problems: problems.list,
+            })
+        }
+    }
+}
+
+fn rule(raw: &Spanned<RawRule>, p: &mut Problems<'_>) -> Option<Rule> {
+    let r = raw.get_ref();
+    let name = r.name.get_ref().clone();
+    let valid_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b != b'.' && spud_plugin_api::is_key_byte(b));
+    if !valid_name {
+        p.add(
+            r.name.span().start,
+            "[[alert]] name",
+            format!("{name:?}: a name is made of letters, digits, - _ and : (it becomes part of the key alert.NAME.KEY)"),
+        );
+        return None;
+    }
+    let what = |field: &str| format!("[[alert]] {name}: {field}");
+    let before = p.list.len();
+    let keys = match Pattern::new(r.keys.get_ref()) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            p.add(
+                r.keys.span().start,
+                &what("keys"),
+                format!("{:?}: {e}", r.keys.get_ref()),
+            );
+            None
+        }
+    };
+    let warn = p.condition(&r.warn, &what("warn"));
+    let crit = p.condition(&r.crit, &what("crit"));
+    let clear = p.condition(&r.clear, &what("clear"));
+    if r.warn.is_none() && r.crit.is_none() {
+        p.add(
+            raw.span().start,
+            &what("warn"),
+            "a rule needs `warn`, `crit` or both",
+        );
+    }
+    for label in r.labels.keys() {
+        let valid = label
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let reserved = ["alertname", "key", "severity", "alertstate"].contains(&label.as_str());
+        if !valid || reserved {
+            p.add(
+                r.name.span().start,
+                &what("labels"),
+                format!("{label:?}: a label name is [A-Za-z_][A-Za-z0-9_]*, and not alertname, key, severity or alertstate (SPUD sets those)"),
+            );
+        }
+    }
+    let pending_for = p.duration(&r.pending_for, &what("for"));
+    let keep_firing_for = p.duration(&r.keep_firing_for, &what("keep_firing_for"));
+    let nodata = p.duration(&r.nodata, &what("nodata"));
+    if nodata == Some(0) {
+        p.add(
+            r.nodata.as_ref()?.span().start,
+            &what("nodata"),
+            "must be longer than 0s",
+        );
+    }
+    let flapping = match &r.flapping {
+        None => Some(Flapping::default()),
+        Some(f) => p
+            .duration(&Some(f.get_ref().window.clone()), &what("flapping.window"))
+            .map(|window| Flapping {
+                changes: f.get_ref().changes,
+                window,
+            }),
+    };
+    if p.list.len() != before {
+        return None;
+    }
+    Some(Rule {
+        source: p.text[raw.span()].to_string(),
+        name,
+        keys_text: r.keys.get_ref().clone(),
+        keys: keys?,
+        warn,
+        crit,
+        clear,
+        pending_for: pending_for.unwrap_or(0),
+        keep_firing_for: keep_firing_for.unwrap_or(0),
+        nodata,
+        summary: r
+            .summary
+            .clone()
+            .unwrap_or_else(|| "{key} is {state} ({value})".to_string()),
+        labels: r.labels.clone(),
+        flapping: flapping?,
+    })
+}
+
+fn receiver(n: usize, raw: &Spanned<RawReceiver>, p: &mut Problems<'_>) -> Option<Receiver> {
+    let r = raw.get_ref();
+    let kind_name = r.kind.get_ref().as_str();
+    let name = r
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{kind_name}{}", n + 1));
+    let what = |field: &str| format!("[[notify]] {name}: {field}");
+    let before = p.list.len();
+    let url = |p: &mut Problems<'_>| -> Option<String> {
+        match &r.url {
+            Some(u)
+                if u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://") =>
+            {
+                Some(u.get_ref().trim_end_matches('/').to_string())
+            }
+            Some(u) => {
+                p.add(
+                    u.span().start,
+                    &what("url"),
+                    format!("{:?} is not an http:// or https:// URL", u.get_ref()),
+                );
+                None
+            }
+            None => {
+                p.add(
+                    raw.span().start,
+                    &what("url"),
+                    format!("type = {kind_name:?} needs a url"),
+                );
+                None
+            }
+        }
+    };
+    let kind = match kind_name {
+        "alertmanager" => url(p).map(|url| ReceiverKind::Alertmanager { url }),
+        "webhook" => url(p).map(|url| ReceiverKind::Webhook { url }),
+        "exec" => match &r.command {
+            Some(c) if !c.get_ref().is_empty() => Some(ReceiverKind::Exec {
+                command: c.get_ref().clone(),
+            }),
+            _ => {
+                let at = r
+                    .command
+                    .as_ref()
+                    .map_or(raw.span().start, |c| c.span().start);
+                p.add(
+                    at,
+                    &what("command"),
+                    "type = \"exec\" needs command = [\"/path/to/program\", \"arg\", …]",
+                );
+                None
+            }
+        },
+        other => {
+            p.add(
+                r.kind.span().start,
+                &what("type"),
+                format!("{other:?}: expected \"alertmanager\", \"webhook\" or \"exec\""),
+            );
+            None
+        }
+    };
+    let default_repeat = if kind_name == "alertmanager" {
+        60
+    } else {
+        4 * 3600
+    };
+    let repeat = p.duration(&r.repeat, &what("repeat"));
+    let timeout = p.duration(&r.timeout, &what("timeout"));
+    let retry_for = p.duration(&r.retry_for, &what("retry_for"));
+    if repeat == Some(0) || timeout == Some(0) {
+        p.add(
+            raw.span().start,
+            &what("repeat/timeout"),
+            "must be longer than 0s",
+        );
+    }
+    if p.list.len() != before {
+        return None;
+    }
+    Some(Receiver {
+        name,
+        kind: kind?,
+        repeat: repeat.unwrap_or(default_repeat),
+        matches: r.matches.clone().into_iter().collect(),
+        timeout: timeout.unwrap_or(10),
+        queue: r.queue.unwrap_or(1000).max(1),
+        retry_for: retry_for.unwrap_or(3600),
+    })
+}
+
+/// toml's message names the line and column and shows the line; make it one line.
+fn describe_toml_error(e: &toml::de::Error, text: &str, path: &Path) -> String {
+    let message = e
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    match e.span() {
+        Some(Range { start, .. }) => {
+            let line = text[..start.min(text.len())].matches('\n').count() + 1;
+            format!("{}:{line}: {message}", path.display())
+        }
+        None => format!("{}: {message}", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RuleSet, RulesError> {
+        RuleSet::parse(text, Path::new("alerts.toml"))
+    }
+
+    #[test]
+    fn the_documented_rule_parses() {
+        let set = parse(
+            r#"
+[[alert]]
+name = "load_high"
+keys = "web*.load.1"
+warn = "avg(1m) > 4"
+crit = "last > 8"
+clear = "avg(1m) < 3"
+for = "30s"
+keep_firing_for = "1m"
+nodata = "2m"
+summary = "{key} is {value}"
+labels = { team = "web" }
+
+[[notify]]
+type = "alertmanager"
+url = "http://127.0.0.1:9093/"
+match = { severity = "critical" }
+
+[[notify]]
+name = "pager"
+type = "exec"
+command = ["/bin/true"]
+repeat = "1h"
+"#,
+        )
+        .unwrap();
+        let r = &set.rules[0];
+        assert_eq!(
+            (r.pending_for, r.keep_firing_for, r.nodata),
+            (30, 60, Some(120))
+        );
+        assert_eq!(r.labels["team"], "web");
+        assert_eq!(r.flapping, Flapping::default());
+        assert_eq!(set.receivers[0].name, "alertmanager1");
+        assert_eq!(
+            set.receivers[0].kind,
+            ReceiverKind::Alertmanager {
+                url: "http://127.0.0.1:9093".into()
+            }
+        );
+        assert_eq!(set.receivers[0].repeat, 60);
+        assert_eq!(set.receivers[1].repeat, 3600);
+    }
+
+    #[test]
+    fn every_problem_names_file_line_and_field() {
+        let e = parse(
+            "[[alert]]\nname = \"a\"\nkeys = \"x.*\"\nwarn = \"avg(1m) >\"\nfor = \"soon\"\n\n\
+             [[alert]]\nname = \"b.c\"\nkeys = \"y\"\nwarn = \"last > 1\"\n\n\
+             [[alert]]\nname = \"d\"\nkeys = \"(\"\n\n\
+             [[notify]]\ntype = \"pager\"\n",
+        )
+        .unwrap_err();
+        let p = &e.problems;
+        assert!(
+            p[0].starts_with("alerts.toml:4: [[alert]] a: warn: \"avg(1m) >\""),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("alerts.toml:5: [[alert]] a: for: \"soon\""),
+            "{p:?}"
+        );
+        assert!(
+            p[2].starts_with("alerts.toml:8: [[alert]] name: \"b.c\""),
+            "{p:?}"
+        );
+        assert!(
+            p[3].starts_with("alerts.toml:14: [[alert]] d: keys"),
+            "{p:?}"
+        );
+        assert!(p[4].contains("[[alert]] d: warn: a rule needs"), "{p:?}");
+        assert!(
+            p[5].starts_with("alerts.toml:17: [[notify]] pager1: type"),
+            "{p:?}"
+        );
+        let e = parse("[[alert]]\nname = \"a\"\nkeys = \"x\"\nwarn = \"last > 1\"\nwran = 1\n")
+            .unwrap_err();
+        assert!(
+            e.problems[0].starts_with("alerts.toml:5: unknown field `wran`"),
+            "{e}"
+        );
+        let e = parse("[[alert]]\nname = \"a\"\nkeys = \"x\"\nwarn = \"last > 1\"\n[[alert]]\nname = \"a\"\nkeys = \"y\"\ncrit = \"last > 1\"\n").unwrap_err();
+        assert!(
+            e.problems[0].starts_with("alerts.toml:6: [[alert]] name: \"a\" is used twice"),
+            "{e}"
+        );
+    }
+}
