@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod alertmanager;
 pub mod http;
 pub mod prometheus;
 pub mod webdriver;
