@@ -131,6 +131,15 @@ impl Browser {
         );
     }
 
+    /// Runs `script` (a function body) in the page and returns what it returns.
+    pub fn execute(&self, script: &str) -> Value {
+        call(
+            "POST",
+            &format!("{}/execute/sync", self.base),
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
     /// A PNG of the window.
     pub fn screenshot(&self) -> Vec<u8> {
         let b64 = call("GET", &format!("{}/screenshot", self.base), None);

@@ -503,3 +503,55 @@ fn spud_rules_test_passes_fails_and_refuses_as_ci_needs() {
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains("bad.toml:4: [[alert]] x: warn:"), "{text}");
 }
+
+#[test]
+fn the_dashboard_shows_alerts_by_severity_and_plots_a_key_with_its_thresholds() {
+    use spud_tests::webdriver::Browser;
+    assert!(
+        Browser::installed(),
+        "chromium and chromium-driver are missing: scripts/setup-test-deps installs them"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with_rules(
+        dir.path(),
+        "[[alert]]\nname = \"disk\"\nkeys = \"*.disk\"\nwarn = \"last > 70\"\ncrit = \"last > 90\"\n\n\
+         [[alert]]\nname = \"slow\"\nkeys = \"*.latency\"\nwarn = \"last > 100\"\nfor = \"1h\"\n",
+    );
+    for v in ["50", "60", "80", "95"] {
+        set(&server, "db1.disk", v);
+    }
+    set(&server, "web1.disk", "75");
+    set(&server, "api.latency", "500");
+    wait_state(&server, "alert.disk.db1.disk", "critical", Duration::from_secs(3));
+    let t = Duration::from_secs(20);
+    let browser = Browser::start();
+    browser.goto(&format!("http://{}/#nothing", server.http.unwrap()));
+    let crit = browser.wait(r#"tr[data-alert="disk/db1.disk"] td.sev.critical"#, t);
+    assert_eq!(browser.text(&crit), "CRITICAL");
+    browser.wait(r#"tr[data-alert="disk/web1.disk"] td.sev.warning"#, t);
+    browser.wait(r#"tr[data-alert="slow/api.latency"] td.sev.pending"#, t);
+    let count = browser.wait("#alerts-count", t);
+    assert_eq!(browser.text(&count), "2 firing, 1 pending");
+    // A click plots the key, with the warn and crit thresholds drawn in their colours.
+    let row = browser.wait(r#"tr[data-alert="disk/db1.disk"]"#, t);
+    browser.click(&row);
+    let deadline = Instant::now() + t;
+    let red = loop {
+        let red = browser.execute(
+            "const c = document.querySelector('#plot');\
+             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;\
+             let red = 0; for (let i = 0; i < d.length; i += 4) \
+               if (d[i + 3] > 100 && d[i] > 120 && d[i] > 2 * d[i + 1] && d[i] > 2 * d[i + 2]) red++;\
+             return [document.querySelector('#plot-title').textContent, red];",
+        );
+        if red[0] == "db1.disk" && red[1].as_u64().unwrap_or(0) > 100 {
+            break red;
+        }
+        assert!(Instant::now() < deadline, "no threshold on the plot: {red}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("crit threshold pixels: {}", red[1]);
+    let out = workspace_root().join("target/dashboard-alerts.png");
+    std::fs::write(&out, browser.screenshot()).unwrap();
+    eprintln!("screenshot: {}", out.display());
+}

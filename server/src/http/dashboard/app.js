@@ -1,6 +1,7 @@
 // The SPUD dashboard: keys by pattern with values updating live (server-sent events,
 // coalesced to one update per key every half second), a plot of the selected key's
-// history, and spud-host's jobs when the server is embedded in it. No libraries.
+// history, the alerts that are not ok (click one to plot its key with the rule's thresholds),
+// and spud-host's jobs when the server is embedded in it. No libraries.
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
@@ -8,6 +9,8 @@ const HISTORY = 100;
 let source = null;
 let selected = null;
 let history = [];
+// The thresholds drawn on the plot: set when the key was picked from the alerts panel.
+let thresholds = [];
 
 // On a server with tokens: asked for once, kept for this tab only.
 let token = sessionStorage.getItem("spud-token");
@@ -85,8 +88,9 @@ async function find(pattern) {
   };
 }
 
-async function select(key) {
+async function select(key, lines = []) {
   selected = key;
+  thresholds = lines;
   document.querySelectorAll("#keys tr.selected").forEach((tr) => tr.classList.remove("selected"));
   row(key).classList.add("selected");
   $("#plot-title").textContent = key;
@@ -109,8 +113,9 @@ function plot() {
     return;
   }
   const t0 = points[0].time, t1 = points[points.length - 1].time;
-  let lo = Math.min(...points.map((p) => p.number));
-  let hi = Math.max(...points.map((p) => p.number));
+  const levels = points.map((p) => p.number).concat(thresholds.map((t) => t.value));
+  let lo = Math.min(...levels);
+  let hi = Math.max(...levels);
   if (lo === hi) { lo -= 1; hi += 1; }
   const x = (t) => pad + (t1 === t0 ? (w - 2 * pad) / 2 : (t - t0) / (t1 - t0) * (w - 2 * pad));
   const y = (v) => h - pad + (pad - h + pad) * (v - lo) / (hi - lo);
@@ -127,6 +132,46 @@ function plot() {
   g.stroke();
   g.fillStyle = "#2b6cb0";
   points.forEach((p) => g.fillRect(x(p.time) - 2, y(p.number) - 2, 4, 4));
+  g.setLineDash([6, 4]);
+  g.lineWidth = 1.5;
+  for (const t of thresholds) {
+    g.strokeStyle = g.fillStyle = t.colour;
+    g.beginPath();
+    g.moveTo(pad, y(t.value));
+    g.lineTo(w - pad, y(t.value));
+    g.stroke();
+    g.fillText(`${t.name} ${t.value}`, pad + 4, y(t.value) - 4);
+  }
+  g.setLineDash([]);
+}
+
+async function alerts() {
+  const reply = await api("api/alerts").catch(() => null);
+  if (!reply || !reply.ok) return;
+  const body = await reply.json();
+  if (!body.enabled) return; // no rules on this server
+  $("#alerts-section").hidden = false;
+  const firing = body.alerts.filter((a) => a.firing).length;
+  $("#alerts-count").textContent = body.alerts.length
+    ? `${firing} firing, ${body.alerts.length - firing} pending` : "all ok";
+  const tbody = $("#alerts tbody");
+  tbody.replaceChildren();
+  for (const a of body.alerts) {
+    const tr = document.createElement("tr");
+    tr.dataset.alert = `${a.name}/${a.key}`;
+    for (const [cls, text] of [[`sev ${a.state}`, a.state], ["name", a.name], ["key", a.key],
+      ["value", a.value ?? "-"], ["since", when(a.since)], ["summary", a.summary]]) {
+      const td = document.createElement("td");
+      td.className = cls;
+      td.textContent = text;
+      tr.appendChild(td);
+    }
+    const lines = [];
+    if (a.warn_threshold !== null) lines.push({ name: "warn", value: a.warn_threshold, colour: "#d08c00" });
+    if (a.crit_threshold !== null) lines.push({ name: "crit", value: a.crit_threshold, colour: "#c62828" });
+    tr.addEventListener("click", () => select(a.key, lines));
+    tbody.appendChild(tr);
+  }
 }
 
 async function jobs() {
@@ -165,5 +210,7 @@ $("#pattern").value = decodeURIComponent(location.hash.slice(1)) || "*";
 find($("#pattern").value);
 jobs();
 uptime();
+alerts();
 setInterval(jobs, 2000);
+setInterval(alerts, 2000);
 setInterval(uptime, 5000);
