@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use spud_tests::{free_port, OriginalServer, Process, SpudServer};
 
-const CONNS: usize = 4;
+pub const CONNS: usize = 4;
 const WINDOW: usize = 100;
 
 use crate::common::*;
@@ -108,7 +108,7 @@ pub fn ingest_once(addr: SocketAddr, per_conn: usize, verify: bool) -> Result<f6
 
 /// What the windowed client sends, and the one-line reply it expects to each request.
 #[derive(Clone, Copy)]
-enum Speaks {
+pub enum Speaks {
     /// `set KEY VALUE`, answered `OK `.
     Spud,
     /// A RESP command (`LPUSH` or `SET`) of KEY VALUE, answered `:N` or `+OK`.
@@ -153,6 +153,19 @@ impl Speaks {
 /// of `WINDOW`, reading and checking every reply before the next window. Requests per
 /// second.
 fn windowed(addr: SocketAddr, speaks: Speaks, per_conn: usize) -> Result<f64> {
+    let prefix = format!("fair.{}", speaks.name());
+    windowed_over(addr, speaks, per_conn, 250, prefix)
+}
+
+/// `windowed` over `keys_per_conn` keys per connection, named `PREFIX.cC.kNNNNN`.
+pub fn windowed_over(
+    addr: SocketAddr,
+    speaks: Speaks,
+    per_conn: usize,
+    keys_per_conn: usize,
+    prefix: String,
+) -> Result<f64> {
+    let prefix = Arc::new(prefix);
     let seconds = race(move |c, start| {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
@@ -165,8 +178,8 @@ fn windowed(addr: SocketAddr, speaks: Speaks, per_conn: usize) -> Result<f64> {
             window.clear();
             let last = (first + WINDOW).min(per_conn);
             for i in first..last {
-                let key = format!("fair.{}.c{c}.k{}", speaks.name(), i % 250);
-                speaks.request(&mut window, &key, &(i / 250).to_string());
+                let key = format!("{prefix}.c{c}.k{:05}", i % keys_per_conn);
+                speaks.request(&mut window, &key, &(i / keys_per_conn).to_string());
             }
             out.write_all(&window)?;
             for _ in first..last {

@@ -1,10 +1,11 @@
 //! `spud-bench`: the stat server's figures, each beside its reference, measured in one run.
 //!
-//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|memory|new-keys|host|reload|reload-growth|http|isolation|isolation-reloads]`. Starts the release `spud-server`,
+//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|memory|new-keys|host|reload|reload-growth|http|isolation|isolation-reloads|alerts]`. Starts the release `spud-server`,
 //! Debian's `redis-server` (spoken to by this program's own client) and the original Perl server from the
 //! seed; a reference that cannot run here is reported as missing, not guessed.
 //! Every throughput figure is the median of several trials; the machine is shared.
 
+mod alerts;
 mod common;
 mod fanout;
 mod host;
@@ -74,6 +75,9 @@ fn main() -> Result<()> {
     }
     if wanted("http") {
         http::http(&scale, &mut report)?;
+    }
+    if wanted("alerts") {
+        alerts::alerts(&scale, &mut report)?;
     }
     if wanted("isolation") {
         isolation::collects(quick, &mut report)?;

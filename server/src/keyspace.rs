@@ -23,12 +23,36 @@ pub(crate) struct Entry {
     changed: u64,
     /// The write-ahead log's sequence number of its newest sample (0: none logged).
     pub(crate) seq: u64,
-    /// Whether an alert rule watches this key, valid while `alert_generation` is the
-    /// rules' (see `alerts`).
-    pub(crate) alert_generation: u32,
-    pub(crate) alert_watched: bool,
+    /// What the alert rules need to know at a set (see `alerts`).
+    pub(crate) alert: AlertMark,
+}
+
+/// A key as the alert rules see it at a set.
+pub(crate) struct AlertMark {
+    /// The rules' generation `watched` and `quiet` were worked out for.
+    pub(crate) generation: u32,
+    /// Whether some rule watches this key.
+    pub(crate) watched: bool,
     /// Waiting for the alerts thread to evaluate it.
-    pub(crate) alert_queued: bool,
+    pub(crate) queued: bool,
+    /// A set of a number within `[quiet.0, quiet.1]` provably changes no alert state: no
+    /// evaluation needed. Empty (`lo > hi`) unless the alerts thread proved one.
+    pub(crate) quiet: (f64, f64),
+}
+
+impl AlertMark {
+    pub(crate) const NOT_QUIET: (f64, f64) = (f64::INFINITY, f64::NEG_INFINITY);
+}
+
+impl Default for AlertMark {
+    fn default() -> AlertMark {
+        AlertMark {
+            generation: 0,
+            watched: false,
+            queued: false,
+            quiet: AlertMark::NOT_QUIET,
+        }
+    }
 }
 
 pub(crate) struct Shard {
@@ -105,9 +129,7 @@ impl Keyspace {
                     subs_generation: u64::MAX,
                     changed,
                     seq: 0,
-                    alert_generation: 0,
-                    alert_watched: false,
-                    alert_queued: false,
+                    alert: AlertMark::default(),
                 })
                 .into_mut()
             }

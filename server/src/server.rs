@@ -213,7 +213,7 @@ impl Server {
         let (delivered, logged) = shared.keys.with_entry_and_log(key, |entry, log| {
             entry.history.push(time, encoded, shared.config.history);
             if let Some(alerts) = shared.alerts.get() {
-                alerts.note_set(entry);
+                alerts.note_set(entry, encoded.number());
             }
             // Logged under the key's lock: a key's records keep its order.
             if journal.is_some() {

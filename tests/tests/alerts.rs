@@ -314,6 +314,7 @@ fn for_nodata_and_text_values_on_a_live_server_with_no_sets_in_between() {
     );
     // The protocol command and the client.
     set(&server, "api.latency_ms", "900");
+    wait_state(&server, key, "pending", Duration::from_secs(3));
     let reply = c.ask("alerts", "OK done\r\n");
     assert!(reply.starts_with("OK pending "), "{reply}");
     assert!(reply.contains(" slow api.latency_ms 900 "), "{reply}");
@@ -522,7 +523,12 @@ fn the_dashboard_shows_alerts_by_severity_and_plots_a_key_with_its_thresholds() 
     }
     set(&server, "web1.disk", "75");
     set(&server, "api.latency", "500");
-    wait_state(&server, "alert.disk.db1.disk", "critical", Duration::from_secs(3));
+    wait_state(
+        &server,
+        "alert.disk.db1.disk",
+        "critical",
+        Duration::from_secs(3),
+    );
     let t = Duration::from_secs(20);
     let browser = Browser::start();
     browser.goto(&format!("http://{}/#nothing", server.http.unwrap()));

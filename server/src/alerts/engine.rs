@@ -16,6 +16,9 @@ pub trait Source {
     fn points(&self, key: &str, into: &mut Vec<Point>);
     /// Another key's newest value, if it is a number.
     fn newest(&self, key: &str) -> Option<f64>;
+    /// After an evaluation: sets of a number within `band` cannot change any state of
+    /// this key's instances (None: any set may).
+    fn set_quiet(&self, _key: &str, _band: Option<(f64, f64)>) {}
 }
 
 /// A state change of one instance (or its first evaluation), for the state key and the
@@ -182,10 +185,10 @@ impl Engine {
             self.keys.insert(key.into(), Tracked { instances, due: 0 });
         }
         let (key, tracked) = self.keys.get_key_value_mut(key).expect("tracked above");
-        let key = &*key;
         let mut points = std::mem::take(&mut self.scratch);
         source.points(key, &mut points);
         evaluate_key(&self.rules, key, tracked, &points, now, source, out);
+        source.set_quiet(key, quiet_band(&self.rules, tracked, &points));
         self.scratch = points;
     }
 
@@ -237,6 +240,31 @@ impl Engine {
     pub fn instance_count(&self) -> usize {
         self.keys.values().map(|t| t.instances.len()).sum()
     }
+}
+
+/// The values a next set may bring without any instance of the key changing state: only
+/// while every instance is `ok`, and every condition that could fire one has a band that
+/// holds all the stored samples (see `Condition::quiet_band`).
+fn quiet_band(rules: &[Arc<Rule>], tracked: &Tracked, points: &[Point]) -> Option<(f64, f64)> {
+    let mut lo = f64::INFINITY;
+    let mut hi = f64::NEG_INFINITY;
+    for p in points {
+        let v = p.value?; // text stored: nodata is a state a number may leave
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    let mut band = (f64::NEG_INFINITY, f64::INFINITY);
+    for (index, instance) in &tracked.instances {
+        if instance.state != State::Ok {
+            return None;
+        }
+        let rule = &rules[*index as usize];
+        for condition in rule.warn.iter().chain(&rule.crit) {
+            let (a, b) = condition.quiet_band(lo, hi)?;
+            band = (band.0.max(a), band.1.min(b));
+        }
+    }
+    Some(band)
 }
 
 fn evaluate_key(
@@ -299,13 +327,7 @@ fn evaluate_key(
         if let Some(at) = stale_at.filter(|&at| at > now) {
             due = due.min(at);
         }
-        let time_matters = rule
-            .warn
-            .iter()
-            .chain(&rule.crit)
-            .chain(&rule.clear)
-            .any(|c| c.lookback() > 0 || c.reads_other_keys());
-        if time_matters {
+        if rule.watches_time {
             let every = if instance.state == State::Ok {
                 RECHECK_OK
             } else {

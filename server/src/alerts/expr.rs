@@ -166,6 +166,55 @@ impl Condition {
         walk(&self.root)
     }
 
+    /// A band of values such that, while every sample of the key lies in it, the condition
+    /// is surely not true: found for comparisons of `last`, `avg`, `min` or `max` (over any
+    /// window) with a number, joined by `and`/`or`, as these never leave the range of the
+    /// samples they look at. It must hold the key's stored samples, `[lo, hi]`. None when
+    /// no such band is known: then every set is evaluated.
+    pub fn quiet_band(&self, lo: f64, hi: f64) -> Option<(f64, f64)> {
+        fn band(node: &Node, lo: f64, hi: f64) -> Option<(f64, f64)> {
+            let holds = |b: (f64, f64)| (b.0 <= lo && hi <= b.1).then_some(b);
+            match node {
+                Node::Cmp(op, a, b) => {
+                    let (op, threshold) = match (&**a, &**b) {
+                        (x, Node::Number(t)) if bounded(x) => (*op, *t),
+                        (Node::Number(t), x) if bounded(x) => (op.flipped(), *t),
+                        _ => return None,
+                    };
+                    holds(match op {
+                        Cmp::Gt => (f64::NEG_INFINITY, threshold),
+                        Cmp::Ge => (f64::NEG_INFINITY, next_down(threshold)),
+                        Cmp::Lt => (threshold, f64::INFINITY),
+                        Cmp::Le => (next_up(threshold), f64::INFINITY),
+                        Cmp::Eq | Cmp::Ne => return None,
+                    })
+                }
+                // False when either side is: either side's band will do.
+                Node::And(a, b) => {
+                    let (a, b) = (band(a, lo, hi), band(b, lo, hi));
+                    match (a, b) {
+                        (Some(a), Some(b)) if b.1 - b.0 > a.1 - a.0 => Some(b),
+                        (Some(a), _) => Some(a),
+                        (None, b) => b,
+                    }
+                }
+                // False only when both sides are.
+                Node::Or(a, b) => {
+                    let (a, b) = (band(a, lo, hi)?, band(b, lo, hi)?);
+                    Some((a.0.max(b.0), a.1.min(b.1)))
+                }
+                _ => None,
+            }
+        }
+        fn bounded(node: &Node) -> bool {
+            matches!(
+                node,
+                Node::Last | Node::Func(Func::Avg | Func::Min | Func::Max, _)
+            )
+        }
+        band(&self.root, lo, hi)
+    }
+
     /// Whether it reads another key, whose changes do not trigger an evaluation.
     pub fn reads_other_keys(&self) -> bool {
         fn walk(node: &Node) -> bool {
@@ -186,6 +235,35 @@ impl fmt::Display for Condition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
     }
+}
+
+impl Cmp {
+    /// `4 < x` is `x > 4`.
+    fn flipped(self) -> Cmp {
+        match self {
+            Cmp::Lt => Cmp::Gt,
+            Cmp::Le => Cmp::Ge,
+            Cmp::Gt => Cmp::Lt,
+            Cmp::Ge => Cmp::Le,
+            other => other,
+        }
+    }
+}
+
+/// The largest float below `x` (for finite `x`).
+fn next_down(x: f64) -> f64 {
+    if x == 0.0 {
+        -f64::from_bits(1)
+    } else if x > 0.0 {
+        f64::from_bits(x.to_bits() - 1)
+    } else {
+        f64::from_bits(x.to_bits() + 1)
+    }
+}
+
+/// The smallest float above `x` (for finite `x`).
+fn next_up(x: f64) -> f64 {
+    -next_down(-x)
 }
 
 fn first_comparison(node: &Node) -> Option<&Node> {

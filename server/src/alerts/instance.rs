@@ -156,12 +156,14 @@ impl Instance {
         while self.changes.front().is_some_and(|&t| t < window_start) {
             self.changes.pop_front();
         }
+        // Enter above the limit, leave at half of it or below: hysteresis, as Nagios does.
         let limit = rule.flapping.changes;
-        let public = if limit == 0 {
-            base
-        } else if self.state != State::Flapping && self.changes.len() > limit {
-            State::Flapping
-        } else if self.state == State::Flapping && self.changes.len() > limit / 2 {
+        let threshold = if self.state == State::Flapping {
+            limit / 2
+        } else {
+            limit
+        };
+        let public = if limit > 0 && self.changes.len() > threshold {
             State::Flapping
         } else {
             base

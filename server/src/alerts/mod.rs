@@ -28,7 +28,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver as Inbox, RecvTimeoutError, Sender};
 use parking_lot::{Mutex, RwLock};
 
-use crate::keyspace::Entry;
+use crate::keyspace::{AlertMark, Entry};
 use crate::server::WeakServer;
 use crate::Server;
 use engine::{Change, Engine, Matcher, Row, Source};
@@ -115,18 +115,25 @@ impl Alerts {
         alerts
     }
 
-    /// Under the key's shard lock, on every set: queues the key if a rule watches it and
-    /// it is not queued already.
-    pub(crate) fn note_set(&self, entry: &mut Entry) {
+    /// Under the key's shard lock, on every set of `number` (None: text): queues the key
+    /// if a rule watches it, it is not queued already, and the value is not within the
+    /// band the alerts thread proved quiet for it.
+    pub(crate) fn note_set(&self, entry: &mut Entry, number: Option<f64>) {
+        let mark = &mut entry.alert;
         let generation = self.generation.load(Ordering::Acquire);
-        if entry.alert_generation != generation {
-            entry.alert_watched = self.matcher.read().is_match(&entry.key);
-            entry.alert_generation = generation;
+        if mark.generation != generation {
+            mark.watched = self.matcher.read().is_match(&entry.key);
+            mark.quiet = AlertMark::NOT_QUIET;
+            mark.generation = generation;
         }
-        if entry.alert_watched && !entry.alert_queued {
-            entry.alert_queued = true;
-            let _ = self.dirty.send(entry.key.clone());
+        if !mark.watched || mark.queued {
+            return;
         }
+        if number.is_some_and(|n| n >= mark.quiet.0 && n <= mark.quiet.1) {
+            return;
+        }
+        mark.queued = true;
+        let _ = self.dirty.send(entry.key.clone());
     }
 
     /// Every instance not `ok`, whose key matches `pattern` if given.
@@ -492,7 +499,7 @@ impl Source for StoreSource<'_> {
         into.clear();
         self.0.keyspace().read_mut(key, |entry| {
             // Cleared under the lock the setter queues under: a set after this queues again.
-            entry.alert_queued = false;
+            entry.alert.queued = false;
             into.extend(entry.history.oldest_first().map(|(time, value)| Point {
                 time,
                 value: value.number(),
@@ -503,5 +510,11 @@ impl Source for StoreSource<'_> {
 
     fn newest(&self, key: &str) -> Option<f64> {
         self.0.newest_number(key)
+    }
+
+    fn set_quiet(&self, key: &str, band: Option<(f64, f64)>) {
+        self.0.keyspace().read_mut(key, |entry| {
+            entry.alert.quiet = band.unwrap_or(AlertMark::NOT_QUIET);
+        });
     }
 }

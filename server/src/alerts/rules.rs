@@ -41,6 +41,9 @@ pub struct Rule {
     pub flapping: Flapping,
     /// The rule's own text, to tell an edited rule from an unchanged one.
     pub source: String,
+    /// Whether time alone (or another key) can change a condition: a window of time or a
+    /// `key(…)` in it. Kept, as the evaluator asks at every evaluation.
+    pub watches_time: bool,
 }
 
 /// More than `changes` state changes within `window` seconds is flapping; it settles once
@@ -337,7 +340,12 @@ fn rule(raw: &Spanned<RawRule>, p: &mut Problems<'_>) -> Option<Rule> {
     if p.list.len() != before {
         return None;
     }
+    let watches_time = [&warn, &crit, &clear]
+        .into_iter()
+        .flatten()
+        .any(|c| c.lookback() > 0 || c.reads_other_keys());
     Some(Rule {
+        watches_time,
         source: p.text[raw.span()].to_string(),
         name,
         keys_text: r.keys.get_ref().clone(),
