@@ -13,15 +13,13 @@
 //! options = { command = ["/usr/local/bin/queue-stats", "--brief"] }
 //! ```
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use spud_plugin_api::kit::run::run;
 use spud_plugin_api::kit::{name_value, Health};
 use spud_plugin_api::serde::Deserialize;
 use spud_plugin_api::{export_plugin, Collector, Error, Host, Job, Plugin, Pull};
-use wait_timeout::ChildExt;
 
 /// The exec collector.
 pub struct Exec;
@@ -62,57 +60,26 @@ impl Plugin for Exec {
     }
 }
 
-enum Outcome {
-    Exited(Option<i32>, String),
-    TimedOut,
-}
-
-impl Runner {
-    fn run(&self) -> Result<Outcome, Error> {
-        let mut child = Command::new(&self.command[0])
-            .args(&self.command[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            // Its own process group, so that a timeout can kill everything it started.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.command[0]))?;
-        let mut stdout = child.stdout.take().expect("piped");
-        let reader = std::thread::spawn(move || {
-            let mut out = String::new();
-            let _ = stdout.read_to_string(&mut out);
-            out
-        });
-        match child
-            .wait_timeout(self.timeout)
-            .map_err(|e| e.to_string())?
-        {
-            Some(status) => {
-                let out = reader.join().unwrap_or_default();
-                Ok(Outcome::Exited(status.code(), out))
-            }
-            None => {
-                if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
-                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-                }
-                let _ = child.wait();
-                // Grandchildren holding the pipe are gone with the group, so this ends.
-                let _ = reader.join();
-                Ok(Outcome::TimedOut)
-            }
-        }
-    }
-}
-
 impl Pull for Runner {
     fn collect(&mut self) -> Result<(), Error> {
         let started = Instant::now();
-        let outcome = self.run();
+        let ran = run(
+            Command::new(&self.command[0]).args(&self.command[1..]),
+            self.timeout,
+        )
+        .map_err(|e| format!("cannot run {}: {e}", self.command[0]));
         self.host.set("duration_ms", started.elapsed().as_millis());
-        match outcome {
-            Ok(Outcome::Exited(code, out)) => {
-                for line in out.lines() {
+        match ran {
+            Ok(ran) if ran.timed_out => {
+                let why = format!(
+                    "{} ran past {:?}; killed with its process group",
+                    self.command[0], self.timeout
+                );
+                self.health.report(&self.host, "timeout", Some(&why));
+            }
+            Ok(ran) => {
+                let code = ran.code;
+                for line in ran.stdout.lines() {
                     if let Some((key, value)) = name_value(line) {
                         self.host.set(key, value);
                     }
@@ -125,13 +92,6 @@ impl Pull for Runner {
                     let why = format!("{} exited with {code}", self.command[0]);
                     self.health.report(&self.host, "failed", Some(&why));
                 }
-            }
-            Ok(Outcome::TimedOut) => {
-                let why = format!(
-                    "{} ran past {:?}; killed with its process group",
-                    self.command[0], self.timeout
-                );
-                self.health.report(&self.host, "timeout", Some(&why));
             }
             Err(e) => self.health.report(&self.host, "failed", Some(&e)),
         }

@@ -1,5 +1,8 @@
 //! Small things several collectors need: talking to line-oriented services over TCP within
-//! a deadline, and reporting a target's health without flooding the log.
+//! a deadline, running another program within one ([`run`]), and reporting a target's
+//! health without flooding the log.
+
+pub mod run;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
