@@ -1,0 +1,290 @@
+//! The munin collector running Debian's munin-plugins-core unchanged, compared field by
+//! field with munin-node's own `munin-run` on the same machine at the same moment; munin's
+//! protocol corners (dirtyconfig, `epoch:value`, multigraph, config caching, plugin-conf.d);
+//! and plugins that misbehave, one clear line each while the others carry on.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use spud_tests::{Client, SpudHost};
+
+const CORE: &str = "/usr/share/munin/plugins";
+const CONF: &str = "/etc/munin/plugin-conf.d";
+const T: Duration = Duration::from_secs(20);
+
+fn newest(c: &mut Client, key: &str) -> Option<String> {
+    c.history(key)
+        .first()
+        .filter(|l| l.starts_with("OK 1 "))
+        .map(|l| l.splitn(4, ' ').nth(3).unwrap_or("").to_string())
+}
+
+/// `munin-run NAME` on `dir`: (graph, field) → value, graphs by `multigraph`.
+fn munin_run(dir: &Path, name: &str) -> BTreeMap<(String, String), f64> {
+    let out = Command::new("munin-run")
+        .args([
+            "--servicedir",
+            dir.to_str().unwrap(),
+            "--sconfdir",
+            CONF,
+            name,
+        ])
+        .output()
+        .expect("munin-run (scripts/setup-test-deps installs munin-node)");
+    assert!(
+        out.status.success(),
+        "munin-run {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut graph = name.to_string();
+    let mut values = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        if let Some(g) = line.strip_prefix("multigraph ") {
+            graph = g.trim().to_string();
+        } else if let Some((field, value)) = line.split_once(".value ") {
+            if let Ok(v) = value.trim().parse::<f64>() {
+                values.insert((graph.clone(), field.to_string()), v);
+            }
+        }
+    }
+    values
+}
+
+#[test]
+fn core_plugins_agree_with_munin_run_field_by_field() {
+    assert!(
+        Path::new(CORE).join("load").exists(),
+        "scripts/setup-test-deps installs munin-plugins-core"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    for (name, target) in [
+        ("load", "load"),
+        ("cpu", "cpu"),
+        ("memory", "memory"),
+        ("df", "df"),
+        ("if_lo", "if_"),
+        ("diskstats", "diskstats"),
+    ] {
+        std::os::unix::fs::symlink(Path::new(CORE).join(target), plugins.join(name)).unwrap();
+    }
+    let host = SpudHost::start(
+        &["munin"],
+        &format!(
+            "[[job]]\nname = \"m\"\nplugin = \"munin\"\ninterval = \"1s\"\ntimeout = \"8s\"\noptions = {{ dir = \"{}\", conf = \"{CONF}\" }}\n",
+            plugins.display()
+        ),
+    );
+    // Config as metadata; a second round gives rates.
+    assert_eq!(
+        host.wait_for("m.load.graph_title", T, |_| true),
+        "Load average"
+    );
+    assert_eq!(host.wait_for("m.cpu.user.type", T, |_| true), "DERIVE");
+    host.wait_for("m.cpu.user", T, |_| true);
+    host.wait_for("m.if_lo.down", T, |_| true);
+    host.wait_for("m.diskstats_latency.graph_title", T, |_| true);
+    let mut c = host.connect();
+    for (plugin, tolerance) in [
+        ("load", 1.0),
+        ("memory", 0.10),
+        ("df", 2.0),
+        ("cpu", 0.05),
+        ("if_lo", 0.20),
+        ("diskstats", f64::INFINITY),
+    ] {
+        let theirs = munin_run(&plugins, plugin);
+        assert!(!theirs.is_empty(), "munin-run {plugin} gave nothing");
+        for ((graph, field), value) in &theirs {
+            let base = format!("m.{graph}.{field}");
+            let kind = newest(&mut c, &format!("{base}.type")).unwrap_or_else(|| "GAUGE".into());
+            let key = if kind == "GAUGE" {
+                base.clone()
+            } else {
+                format!("{base}.raw")
+            };
+            let ours: f64 = newest(&mut c, &key)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{key} missing; munin-run {plugin} has {graph}.{field} = {value}\n{}",
+                        host.process.log()
+                    )
+                })
+                .parse()
+                .unwrap_or_else(|_| panic!("{key} is not a number"));
+            let close = match plugin {
+                // Absolute tolerance for small gauges, relative for counters and bytes.
+                "load" | "df" => (ours - value).abs() <= tolerance,
+                _ => (ours - value).abs() <= tolerance * value.abs().max(1.0) + 4096.0,
+            };
+            assert!(
+                close,
+                "{plugin} {graph}.{field}: ours {ours}, munin-run {value}"
+            );
+            if kind != "GAUGE" {
+                let rate: f64 = newest(&mut c, &base).unwrap().parse().unwrap();
+                assert!(rate >= 0.0, "{base} rate {rate}");
+            }
+        }
+    }
+    assert!(
+        !host.process.log().contains("WARN"),
+        "{}",
+        host.process.log()
+    );
+}
+
+fn script(dir: &Path, name: &str, body: &str, mode: u32) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+#[test]
+fn dirtyconfig_epochs_multigraph_conf_and_config_read_once_until_the_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(
+        conf.join("spud"),
+        "[*]\nenv.greeting hello\n\n[queue*]\nenv.depth 42\n",
+    )
+    .unwrap();
+    // As root, plugins run as nobody (as munin-node runs them): the file they write must let them.
+    let configs = dir.path().join("configs");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(&configs, "").unwrap();
+    std::fs::set_permissions(&configs, std::fs::Permissions::from_mode(0o666)).unwrap();
+    script(
+        &plugins,
+        "queue_a",
+        &format!(
+            "case \"$1\" in\nconfig)\n  echo config >> {configs}\n  echo \"graph_title Queue $greeting\"\n  echo 'depth.label depth'\n  echo 'done.label done'\n  echo 'done.type DERIVE'\n  echo 'done.min 0'\n  echo 'depth.warning 10:50'\n\
+             [ \"$MUNIN_CAP_DIRTYCONFIG\" = 1 ] && echo \"depth.value $depth\"\n  exit 0;;\nesac\n\
+             echo \"depth.value $depth\"\necho \"done.value $(date +%s)000\"\necho 'multigraph queue_a.detail'\necho \"stamp.value 1700000000:7\"",
+            configs = configs.display()
+        ),
+        0o755,
+    );
+    let host = SpudHost::start(
+        &["munin"],
+        &format!(
+            "[[job]]\nname = \"q\"\nplugin = \"munin\"\ninterval = \"1s\"\noptions = {{ dir = \"{}\", conf = \"{}\" }}\n",
+            plugins.display(),
+            conf.display()
+        ),
+    );
+    assert_eq!(
+        host.wait_for("q.queue_a.graph_title", T, |_| true),
+        "Queue hello"
+    );
+    assert_eq!(host.wait_for("q.queue_a.depth", T, |_| true), "42");
+    assert_eq!(
+        host.wait_for("q.queue_a.depth.warning", T, |_| true),
+        "10:50"
+    );
+    // 1000 per second, as a DERIVE, once two fetches were made.
+    let rate: f64 = host
+        .wait_for("q.queue_a.done", T, |_| true)
+        .parse()
+        .unwrap();
+    assert!((500.0..2000.0).contains(&rate), "{rate}");
+    let mut c = host.connect();
+    let stamp = c.history("q.queue_a.detail.stamp");
+    assert!(stamp[0].starts_with("OK 1 1700000000 7"), "{stamp:?}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        std::fs::read_to_string(&configs).unwrap().lines().count(),
+        1,
+        "config read once"
+    );
+    // The plugin file changes: config is read again.
+    let path = plugins.join("queue_a");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("Queue $greeting", "Queue v2");
+    std::fs::write(&path, text).unwrap();
+    assert_eq!(
+        host.wait_for("q.queue_a.graph_title", T, |v| v == "Queue v2"),
+        "Queue v2"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&configs).unwrap().lines().count(),
+        2
+    );
+}
+
+#[test]
+fn plugins_that_misbehave_get_one_line_each_and_the_others_carry_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    script(
+        &plugins,
+        "garbage",
+        "echo 'this is not munin'; echo 'x.value 1'",
+        0o755,
+    );
+    script(
+        &plugins,
+        "hangs",
+        "[ \"$1\" = config ] && { echo 'graph_title Hangs'; exit 0; }\nsleep 60",
+        0o755,
+    );
+    script(&plugins, "fails", "echo 'oops' >&2; exit 3", 0o755);
+    script(&plugins, "plain", "echo 'x.value 1'", 0o644);
+    script(&plugins, "doomed", "[ \"$1\" = config ] && { echo 'graph_title Doomed'; exit 0; }\nsleep 0.5; echo 'x.value 1'", 0o755);
+    std::os::unix::fs::symlink(Path::new(CORE).join("load"), plugins.join("load")).unwrap();
+    let host = SpudHost::start(
+        &["munin"],
+        &format!(
+            "[[job]]\nname = \"b\"\nplugin = \"munin\"\ninterval = \"2s\"\ntimeout = \"1500ms\"\noptions = {{ dir = \"{}\" }}\n",
+            plugins.display()
+        ),
+    );
+    host.wait_for("b.load.load", T, |_| true);
+    assert_eq!(host.wait_for("b.garbage.x", T, |_| true), "1");
+    std::fs::remove_file(plugins.join("doomed")).unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let log = host.process.log();
+    for line in [
+        "plugin garbage: 1 lines are not munin's, left out, such as \"this is not munin\"",
+        "still running after",
+        "plugin fails config: exited with status 3",
+        "plugin fails: oops",
+        "plain is not executable: left out",
+        "plugin doomed is gone",
+    ] {
+        assert!(log.contains(line), "no {line:?} in\n{log}");
+    }
+    for once in [
+        "lines are not munin's",
+        "still running after",
+        "exited with status 3",
+        "is not executable",
+        "plugin doomed is gone",
+    ] {
+        assert_eq!(
+            log.matches(once).count(),
+            1,
+            "{once:?} said more than once:\n{log}"
+        );
+    }
+    // load kept its pace throughout: stored as soon as it is read, never after the hung one.
+    let mut c = host.connect();
+    let times: Vec<u64> = c
+        .history("b.load.load")
+        .iter()
+        .filter_map(|l| l.split(' ').nth(2)?.parse().ok())
+        .collect();
+    assert!(times.len() >= 3, "{times:?}\n{}", host.process.log());
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[0] - w[1]).collect();
+    assert!(gaps.iter().all(|&g| g <= 3), "load fell behind: {times:?}");
+}
