@@ -258,7 +258,7 @@ fn run_task(task: &Task, state_dir: &Path, timeout: Duration) -> Round {
     let identity = user::identity(&task.settings);
     let user_name = identity
         .as_ref()
-        .map_or_else(|| user::current_name(), |i| i.name.clone());
+        .map_or_else(user::current_name, |i| i.name.clone());
     let (plugstate, env) = environment(state_dir, &task.name, &user_name);
     match &identity {
         Some(i) => user::prepare_state_dir(&plugstate, i),
