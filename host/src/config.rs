@@ -32,6 +32,9 @@ pub struct Config {
     /// Where samples go besides the store.
     #[serde(default, rename = "output")]
     pub outputs: Vec<OutputConfig>,
+    /// The embedded server as a munin node: `listen`, `name`, `graphs`, `open`.
+    #[serde(default)]
+    pub munin: spud_server::munin::MuninConfig,
     /// Settings per plugin, by the name it declares: `[plugin.memcached]`.
     #[serde(default, rename = "plugin")]
     pub plugins: BTreeMap<String, PluginSettings>,
@@ -274,6 +277,12 @@ impl Config {
             problems.push(format!(
                 "{}: [server] `tls_client_ca` is for the embedded server, not a remote one",
                 at("tls_client_ca")
+            ));
+        }
+        if self.server.remote.is_some() && self.munin.listen.is_some() {
+            problems.push(format!(
+                "{}: [munin] serves the embedded server's keys; with a remote server, give --munin to that spud-server",
+                at("[munin]")
             ));
         }
         if self.server.remote.is_some() && self.server.rules.is_some() {

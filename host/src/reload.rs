@@ -348,9 +348,13 @@ pub fn reload_config(gatherer: &Arc<Gatherer>) {
     };
     state.config_hash = content;
     let old = std::mem::replace(&mut state.config, new.clone());
-    if old.server != new.server || old.metrics != new.metrics || old.outputs != new.outputs {
+    if old.server != new.server
+        || old.metrics != new.metrics
+        || old.outputs != new.outputs
+        || old.munin != new.munin
+    {
         tracing::warn!(
-            "[server], [metrics] and [[output]] changes take effect when spud-host restarts"
+            "[server], [metrics], [munin] and [[output]] changes take effect when spud-host restarts"
         );
     }
     if old.host.plugins != new.host.plugins

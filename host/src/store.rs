@@ -182,6 +182,17 @@ fn embedded(
         .with_context(|| format!("the embedded stat server cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!("stat server listening on {local}");
+    if config.munin.listen.is_some() {
+        let listener = runtime.block_on(spud_server::munin::bind(&config.munin))?;
+        tracing::info!("munin node on {}", listener.local_addr()?);
+        runtime.spawn(spud_server::munin::serve(
+            server.clone(),
+            Arc::clone(&exporter),
+            config.munin.clone(),
+            listener,
+            stop.clone(),
+        ));
+    }
     if let Some(addr) = http_addr {
         let http = runtime
             .block_on(tokio::net::TcpListener::bind(addr))

@@ -28,6 +28,7 @@ pub mod http;
 pub mod journal;
 mod keyspace;
 pub mod metrics;
+pub mod munin;
 pub mod net;
 mod outbox;
 mod pattern;

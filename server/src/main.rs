@@ -72,6 +72,21 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
 
+    /// Speak the munin-node protocol here, so a munin master graphs the keys (see
+    /// docs/metrics.md). Read-only and without authentication: loopback unless --munin-open.
+    #[arg(long, value_name = "ADDR")]
+    munin: Option<SocketAddr>,
+
+    /// With --munin: one graph of the keys this glob matches (repeatable); other keys are
+    /// grouped by prefix.
+    #[arg(long = "munin-graph", value_name = "GLOB", requires = "munin")]
+    munin_graphs: Vec<String>,
+
+    /// With --munin: listen beyond loopback knowingly (anyone reaching it reads every
+    /// numeric key).
+    #[arg(long, requires = "munin")]
+    munin_open: bool,
+
     /// Tokens and their roles (read, write, admin): clients then need `auth TOKEN`, HTTP
     /// requests a bearer token (see docs/security.md). Readable by this user only.
     #[arg(long, value_name = "FILE")]
@@ -164,8 +179,25 @@ async fn run(args: Args) -> Result<()> {
     options.tls = tls.clone();
 
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    let exporter = Arc::new(Exporter::new(load_rules(args.metrics_rules.as_deref())?));
+    if let Some(addr) = args.munin {
+        let config = spud_server::munin::MuninConfig {
+            listen: Some(addr),
+            name: None,
+            graphs: args.munin_graphs.clone(),
+            open: args.munin_open,
+        };
+        let listener = spud_server::munin::bind(&config).await?;
+        info!("munin node on {}", listener.local_addr()?);
+        tokio::spawn(spud_server::munin::serve(
+            server.clone(),
+            Arc::clone(&exporter),
+            config,
+            listener,
+            shutdown.clone(),
+        ));
+    }
     if !args.no_http {
-        let exporter = Arc::new(Exporter::new(load_rules(args.metrics_rules.as_deref())?));
         let http = tokio::net::TcpListener::bind(args.http)
             .await
             .with_context(|| format!("cannot listen for HTTP on {}", args.http))?;

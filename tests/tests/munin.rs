@@ -288,3 +288,169 @@ fn plugins_that_misbehave_get_one_line_each_and_the_others_carry_on() {
     let gaps: Vec<u64> = times.windows(2).map(|w| w[0] - w[1]).collect();
     assert!(gaps.iter().all(|&g| g <= 3), "load fell behind: {times:?}");
 }
+
+/// Talks munin's protocol: sends `lines`, returns everything said back until it closes.
+fn munin_session(addr: std::net::SocketAddr, lines: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(lines.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn spud_answers_as_a_munin_node_and_a_munin_master_writes_our_values_to_rrd() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let rules = dir.path().join("alerts.toml");
+    std::fs::write(&rules, "[[alert]]\nname = \"load\"\nkeys = \"web1.load.*\"\nwarn = \"last > 4\"\ncrit = \"last > 8\"\n").unwrap();
+    let munin = spud_tests::free_port();
+    let server = spud_tests::SpudServer::start(&[
+        "--munin",
+        &munin.to_string(),
+        "--munin-graph",
+        "memcached.*.curr_items",
+        "--rules",
+        rules.to_str().unwrap(),
+    ]);
+    let mut c = server.connect();
+    for (k, v) in [
+        ("web1.load.1", "0.5"),
+        ("web1.load.5", "0.75"),
+        ("memcached.a.curr_items", "42"),
+        ("web1.status", "up"),
+    ] {
+        assert!(c.ask(&format!("set {k} {v}"), "\n").starts_with("OK"));
+    }
+    let talk = munin_session(
+        munin,
+        "cap multigraph dirtyconfig\nlist\nnodes\nconfig web1_load\nfetch web1_load\nfetch memcached___curr_items\nconfig nothing\nversion\nhello\nquit\n",
+    );
+    let node = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let expected_start = format!(
+        "# munin node at {}\ncap multigraph dirtyconfig\n",
+        node.trim()
+    );
+    assert!(talk.starts_with(&expected_start), "{talk}");
+    assert!(
+        talk.contains("\nmemcached___curr_items server ") && talk.contains(" web1_load\n"),
+        "{talk}"
+    );
+    assert!(talk.contains("graph_title web1.load\n"), "{talk}");
+    assert!(
+        talk.contains("_1.label web1.load.1\n_1.warning :4\n_1.critical :8\n"),
+        "{talk}"
+    );
+    assert!(talk.contains("_1.value 0.5\n_5.value 0.75\n.\n"), "{talk}");
+    assert!(talk.contains("a.value 42\n.\n"), "{talk}");
+    assert!(talk.contains("# Unknown service\n.\n"), "{talk}");
+    assert!(talk.contains("version: 2.0.73 (spud "), "{talk}");
+    assert!(talk.contains("# Unknown command."), "{talk}");
+    assert!(!talk.contains("status"), "a text key was served: {talk}");
+
+    // Debian's munin master polls it and writes RRD files; rrdtool reads our value back.
+    let db = dir.path().join("db");
+    for sub in ["db", "log", "run", "html"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+    }
+    let conf = dir.path().join("munin.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "dbdir {d}/db\nhtmldir {d}/html\nlogdir {d}/log\nrundir {d}/run\n[spud;node1]\n    address 127.0.0.1\n    port {port}\n    use_node_name no\n",
+            d = dir.path().display(),
+            port = munin.port()
+        ),
+    )
+    .unwrap();
+    let update = "/usr/share/munin/munin-update";
+    assert!(
+        Path::new(update).exists(),
+        "scripts/setup-test-deps installs munin"
+    );
+    let is_root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    let out = if is_root {
+        // munin-update refuses root, as munin's cron job runs it as munin.
+        Command::new("chown")
+            .args(["-R", "munin"])
+            .arg(&db)
+            .arg(dir.path().join("log"))
+            .arg(dir.path().join("run"))
+            .arg(dir.path().join("html"))
+            .status()
+            .unwrap();
+        Command::new("su")
+            .args(["munin", "-s", "/bin/sh", "-c"])
+            .arg(format!(
+                "{update} --config_file {} --nofork",
+                conf.display()
+            ))
+            .output()
+            .unwrap()
+    } else {
+        Command::new(update)
+            .arg("--config_file")
+            .arg(&conf)
+            .arg("--nofork")
+            .output()
+            .unwrap()
+    };
+    assert!(
+        out.status.success(),
+        "munin-update: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rrd = db.join("spud/node1-web1_load-_5-g.rrd");
+    assert!(
+        rrd.exists(),
+        "no {}: {:?}",
+        rrd.display(),
+        std::fs::read_dir(db.join("spud")).map(|d| d.count())
+    );
+    let last = Command::new("rrdtool")
+        .arg("lastupdate")
+        .arg(&rrd)
+        .output()
+        .unwrap();
+    let last = String::from_utf8_lossy(&last.stdout);
+    assert!(
+        last.trim_end().ends_with(": 0.75"),
+        "rrdtool lastupdate: {last}"
+    );
+    assert!(db
+        .join("spud/node1-memcached___curr_items-a-g.rrd")
+        .exists());
+    let datafile = std::fs::read_to_string(db.join("datafile")).unwrap();
+    assert!(datafile.contains("web1_load._1.warning :4"), "{datafile}");
+}
+
+#[test]
+fn a_munin_node_beyond_loopback_is_refused_unless_opened_and_the_host_serves_one_too() {
+    let out = Command::new(spud_tests::binary("spud-server"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--no-http",
+            "--munin",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(
+            "refusing the munin node on 0.0.0.0:0: munin's protocol has no authentication"
+        ),
+        "{said}"
+    );
+
+    let munin = spud_tests::free_port();
+    let host = SpudHost::start(&[], &format!("[server]\nlisten = \"127.0.0.1:0\"\n\n[munin]\nlisten = \"{munin}\"\nname = \"web1\"\n"));
+    let mut c = host.connect();
+    assert!(c.ask("set app.requests.total 12", "\n").starts_with("OK"));
+    let talk = munin_session(munin, "nodes\nfetch app_requests\nquit\n");
+    assert_eq!(talk, "# munin node at web1\nweb1\n.\ntotal.value 12\n.\n");
+}
