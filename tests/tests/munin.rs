@@ -173,14 +173,26 @@ fn dirtyconfig_epochs_multigraph_conf_and_config_read_once_until_the_file_change
         ),
         0o755,
     );
-    let host = SpudHost::start(
+    // The plugin's ranges reach an alert rule through `breaches`.
+    let home = SpudHost::prepare(
         &["munin"],
         &format!(
-            "[[job]]\nname = \"q\"\nplugin = \"munin\"\ninterval = \"1s\"\noptions = {{ dir = \"{}\", conf = \"{}\" }}\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\nrules = \"alerts.toml\"\n\n[[job]]\nname = \"q\"\nplugin = \"munin\"\ninterval = \"1s\"\noptions = {{ dir = \"{}\", conf = \"{}\" }}\n",
             plugins.display(),
             conf.display()
         ),
     );
+    std::fs::write(
+        home.path().join("alerts.toml"),
+        r#"[[alert]]
+name = "thresholds"
+keys = "^q."
+warn = 'breaches("warning")'
+crit = 'breaches("critical")'
+"#,
+    )
+    .unwrap();
+    let host = SpudHost::start_in(home);
     assert_eq!(
         host.wait_for("q.queue_a.graph_title", T, |_| true),
         "Queue hello"
@@ -219,6 +231,23 @@ fn dirtyconfig_epochs_multigraph_conf_and_config_read_once_until_the_file_change
         std::fs::read_to_string(&configs).unwrap().lines().count(),
         2
     );
+    assert_eq!(
+        host.wait_for("alert.thresholds.q.queue_a.depth", T, |_| true),
+        "ok"
+    );
+    // Out of the plugin's warning range 10:50: the rule fires.
+    std::fs::write(
+        conf.join("spud"),
+        "[*]\nenv.greeting hello\n\n[queue*]\nenv.depth 60\n",
+    )
+    .unwrap();
+    host.wait_for("alert.thresholds.q.queue_a.depth", T, |v| v == "warning");
+    // Metadata keys (text) are no instances.
+    let mut c = host.connect();
+    assert!(c
+        .get("alert.thresholds.q.queue_a.depth.label")
+        .first()
+        .is_none_or(|l| l.starts_with("ERR")));
 }
 
 #[test]
@@ -453,4 +482,55 @@ fn a_munin_node_beyond_loopback_is_refused_unless_opened_and_the_host_serves_one
     assert!(c.ask("set app.requests.total 12", "\n").starts_with("OK"));
     let talk = munin_session(munin, "nodes\nfetch app_requests\nquit\n");
     assert_eq!(talk, "# munin node at web1\nweb1\n.\ntotal.value 12\n.\n");
+}
+
+#[test]
+fn the_dashboard_names_a_munin_key_by_its_graph_and_draws_its_ranges() {
+    use spud_tests::webdriver::Browser;
+    assert!(
+        Browser::installed(),
+        "scripts/setup-test-deps installs chromium and chromium-driver"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    script(
+        &plugins,
+        "pool",
+        "if [ \"$1\" = config ]; then\n  echo 'graph_title Connection pool'\n  echo 'graph_vlabel connections'\n  echo 'used.label used'\n  echo 'used.warning 10:50'\n  exit 0\nfi\necho \"used.value $(( $(date +%s) % 40 + 5 ))\"",
+        0o755,
+    );
+    let host = SpudHost::start(
+        &["munin"],
+        &format!(
+            "[[job]]\nname = \"d\"\nplugin = \"munin\"\ninterval = \"500ms\"\noptions = {{ plugin = \"{}\" }}\n",
+            plugins.join("pool").display()
+        ),
+    );
+    host.wait_for("d.pool.used.warning", T, |_| true);
+    let browser = Browser::start();
+    browser.goto(&format!("http://{}/#d.pool.used", host.http.unwrap()));
+    let row = browser.wait(r#"tr[data-key="d.pool.used"]"#, T);
+    browser.click(&row);
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let seen = browser.execute(
+            "const c = document.querySelector('#plot');\
+             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;\
+             let amber = 0; for (let i = 0; i < d.length; i += 4) \
+               if (d[i + 3] > 100 && d[i] > 150 && d[i + 1] > 90 && d[i + 1] < 180 && d[i + 2] < 70) amber++;\
+             return [document.querySelector('#plot-title').textContent, amber];",
+        );
+        if seen[0] == "Connection pool — used (d.pool.used)" && seen[1].as_u64().unwrap_or(0) > 200
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the plot shows {seen}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = spud_tests::workspace_root().join("target/dashboard-munin.png");
+    std::fs::write(&out, browser.screenshot()).unwrap();
 }

@@ -16,6 +16,8 @@ pub trait Source {
     fn points(&self, key: &str, into: &mut Vec<Point>);
     /// Another key's newest value, if it is a number.
     fn newest(&self, key: &str) -> Option<f64>;
+    /// Another key's newest value as text.
+    fn newest_text(&self, key: &str) -> Option<String>;
     /// After an evaluation: sets of a number within `band` cannot change any state of
     /// this key's instances (None: any set may).
     fn set_quiet(&self, _key: &str, _band: Option<(f64, f64)>) {}
@@ -178,6 +180,15 @@ impl Engine {
             if matching.is_empty() {
                 return;
             }
+            // A key that never held a number (a label, a status word) is no instance: only
+            // one that held numbers and then text is `nodata`.
+            let mut points = std::mem::take(&mut self.scratch);
+            source.points(key, &mut points);
+            let numeric = points.iter().any(|p| p.value.is_some());
+            self.scratch = points;
+            if !numeric {
+                return;
+            }
             let instances = matching
                 .into_iter()
                 .map(|i| (i, Instance::new(now)))
@@ -277,10 +288,13 @@ fn evaluate_key(
     out: &mut Vec<Change>,
 ) {
     let lookup = |other: &str| source.newest(other);
+    let text = |other: &str| source.newest_text(other);
     let scope = Scope {
         now,
         points,
         lookup: &lookup,
+        key,
+        text: &text,
     };
     let newest = points.first();
     let mut due = u64::MAX;
@@ -355,6 +369,9 @@ mod tests {
         }
         fn newest(&self, key: &str) -> Option<f64> {
             self.0.get(key)?.last()?.value
+        }
+        fn newest_text(&self, _: &str) -> Option<String> {
+            None
         }
     }
 

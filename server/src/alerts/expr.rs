@@ -8,7 +8,9 @@
 //! Terms: a number; `last` (the newest value); `avg`, `min`, `max`, `sum`, `count`,
 //! `delta`, `rate`, `stddev`, each over a duration back from now (`avg(5m)`), the newest
 //! N samples (`avg(10)`) or, bare, everything stored; `key("other.key")`, another key's
-//! newest value.
+//! newest value. And one condition: `breaches("warning")`, true when the newest value is
+//! outside the range held by the sibling key `<key>.warning` — the thresholds munin and
+//! Nagios plugins publish (`10:50`, `~:5`, `@10:20`, `8` for at most 8).
 
 use std::fmt;
 
@@ -27,6 +29,10 @@ pub struct Scope<'a> {
     pub points: &'a [Point],
     /// Another key's newest value.
     pub lookup: &'a dyn Fn(&str) -> Option<f64>,
+    /// The key being evaluated.
+    pub key: &'a str,
+    /// Another key's newest value as text (for `breaches`).
+    pub text: &'a dyn Fn(&str) -> Option<String>,
 }
 
 /// A compiled condition.
@@ -94,6 +100,8 @@ enum Node {
     And(Box<Node>, Box<Node>),
     Or(Box<Node>, Box<Node>),
     Not(Box<Node>),
+    /// The newest value is outside the range in the key `<key>.<suffix>`.
+    Breaches(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,7 +227,7 @@ impl Condition {
     pub fn reads_other_keys(&self) -> bool {
         fn walk(node: &Node) -> bool {
             match node {
-                Node::Key(_) => true,
+                Node::Key(_) | Node::Breaches(_) => true,
                 Node::Neg(a) | Node::Not(a) => walk(a),
                 Node::Arith(_, a, b) | Node::Cmp(_, a, b) | Node::And(a, b) | Node::Or(a, b) => {
                     walk(a) || walk(b)
@@ -277,7 +285,9 @@ fn first_comparison(node: &Node) -> Option<&Node> {
 
 fn type_of(node: &Node) -> Type {
     match node {
-        Node::Cmp(..) | Node::And(..) | Node::Or(..) | Node::Not(..) => Type::Condition,
+        Node::Cmp(..) | Node::And(..) | Node::Or(..) | Node::Not(..) | Node::Breaches(_) => {
+            Type::Condition
+        }
         _ => Type::Number,
     }
 }
@@ -307,8 +317,37 @@ fn truth(node: &Node, scope: &Scope<'_>) -> Option<bool> {
             _ => None,
         },
         Node::Not(a) => truth(a, scope).map(|t| !t),
+        Node::Breaches(suffix) => {
+            let range = (scope.text)(&format!("{}.{suffix}", scope.key))?;
+            let value = scope.points.first()?.value?;
+            Some(!within(&range, value)?)
+        }
         _ => None,
     }
+}
+
+/// Whether `value` is within a munin / Nagios range: `start:end` (either side may be empty,
+/// `~` is minus infinity), `@start:end` (alert inside instead), or `end` alone (at most it).
+/// None when the text is no range.
+fn within(range: &str, value: f64) -> Option<bool> {
+    let range = range.trim();
+    let (inverted, range) = match range.strip_prefix('@') {
+        Some(rest) => (true, rest),
+        None => (false, range),
+    };
+    let bound = |t: &str, empty: f64| -> Option<f64> {
+        match t.trim() {
+            "" => Some(empty),
+            "~" => Some(f64::NEG_INFINITY),
+            t => t.parse().ok(),
+        }
+    };
+    let (lo, hi) = match range.split_once(':') {
+        Some((lo, hi)) => (bound(lo, f64::NEG_INFINITY)?, bound(hi, f64::INFINITY)?),
+        None => (f64::NEG_INFINITY, bound(range, f64::INFINITY)?),
+    };
+    let inside = lo <= value && value <= hi;
+    Some(inside != inverted)
 }
 
 fn number(node: &Node, scope: &Scope<'_>) -> Option<f64> {
@@ -722,6 +761,7 @@ impl Parser<'_> {
     fn word(&mut self, word: &str, at: usize) -> Result<Node, ExprError> {
         let func = match word {
             "last" => return Ok(Node::Last),
+            "breaches" => return self.breaches_call(at),
             "key" => return self.key_call(at),
             "avg" => Func::Avg,
             "min" => Func::Min,
@@ -736,7 +776,7 @@ impl Parser<'_> {
                     at,
                     format!(
                         "unknown word `{word}`: expected a number, last, key(\"…\"), \
-                         avg, min, max, sum, count, delta, rate or stddev"
+                         breaches(\"…\"), avg, min, max, sum, count, delta, rate or stddev"
                     ),
                 ))
             }
@@ -764,6 +804,26 @@ impl Parser<'_> {
             return Err(self.error_at(self.here(), "expected `)`".into()));
         }
         Ok(Node::Func(func, window))
+    }
+
+    fn breaches_call(&mut self, at: usize) -> Result<Node, ExprError> {
+        let usage = "breaches takes the suffix of the key holding a range: breaches(\"warning\")";
+        if !self.eat_sym("(") {
+            return Err(self.error_at(at, usage.into()));
+        }
+        let Some(Token {
+            kind: Kind::Text(suffix),
+            ..
+        }) = self.peek()
+        else {
+            return Err(self.error_at(self.here(), usage.into()));
+        };
+        let suffix = suffix.clone();
+        self.pos += 1;
+        if !self.eat_sym(")") {
+            return Err(self.error_at(self.here(), "expected `)`".into()));
+        }
+        Ok(Node::Breaches(suffix))
     }
 
     fn key_call(&mut self, at: usize) -> Result<Node, ExprError> {
@@ -810,10 +870,18 @@ mod tests {
 
     fn eval(text: &str, points: &[Point]) -> Option<bool> {
         let lookup = |key: &str| (key == "web1.up").then_some(1.0);
+        let texts = |key: &str| match key {
+            "k.warning" => Some("2:5".to_string()),
+            "k.crit" => Some("@1:3".to_string()),
+            "k.max" => Some("8".to_string()),
+            _ => None,
+        };
         let scope = Scope {
             now: points.first().map_or(0, |p| p.time),
             points,
             lookup: &lookup,
+            key: "k",
+            text: &texts,
         };
         Condition::parse(text).unwrap().eval(&scope)
     }
@@ -837,6 +905,21 @@ mod tests {
         );
         assert_eq!(eval("(last - 2) * 2 / 4 % 3 == 1", &p), Some(true));
         assert_eq!(eval("-last < 0 or last > 100", &p), Some(true));
+    }
+
+    #[test]
+    fn breaches_reads_munin_and_nagios_ranges_beside_the_key() {
+        let p = |v: f64| points(10, &[v]);
+        assert_eq!(eval("breaches(\"warning\")", &p(6.0)), Some(true));
+        assert_eq!(eval("breaches(\"warning\")", &p(2.0)), Some(false));
+        assert_eq!(eval("breaches(\"warning\")", &p(1.0)), Some(true));
+        assert_eq!(eval("breaches(\"crit\")", &p(2.0)), Some(true));
+        assert_eq!(eval("breaches(\"crit\")", &p(4.0)), Some(false));
+        assert_eq!(eval("breaches(\"max\")", &p(9.0)), Some(true));
+        assert_eq!(eval("breaches(\"max\")", &p(-9.0)), Some(false));
+        assert_eq!(eval("breaches(\"none\")", &p(9.0)), None);
+        assert_eq!(within("~:5", -1e9), Some(true));
+        assert_eq!(within("x", 1.0), None);
     }
 
     #[test]
@@ -892,10 +975,13 @@ mod tests {
         assert_eq!(c.threshold(), Some(4.5));
         let p = points(50, &[3.0, 5.0]);
         let lookup = |_: &str| None;
+        let text = |_: &str| None;
         let scope = Scope {
             now: 50,
             points: &p,
             lookup: &lookup,
+            key: "k",
+            text: &text,
         };
         assert_eq!(c.subject(&scope), Some(4.0));
         assert!(Condition::parse("key(\"a\") > 1")

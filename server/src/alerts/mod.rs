@@ -512,6 +512,11 @@ impl Source for StoreSource<'_> {
         self.0.newest_number(key)
     }
 
+    fn newest_text(&self, key: &str) -> Option<String> {
+        let history = self.0.get(key)?;
+        Some(history.first()?.value.to_string_lossy())
+    }
+
     fn set_quiet(&self, key: &str, band: Option<(f64, f64)>) {
         self.0.keyspace().read_mut(key, |entry| {
             entry.alert.quiet = band.unwrap_or(AlertMark::NOT_QUIET);

@@ -11,6 +11,8 @@ let selected = null;
 let history = [];
 // The thresholds drawn on the plot: set when the key was picked from the alerts panel.
 let thresholds = [];
+// The y axis' unit, from the collector's metadata.
+let unit = "";
 
 // On a server with tokens: asked for once, kept for this tab only.
 let token = sessionStorage.getItem("spud-token");
@@ -88,15 +90,47 @@ async function find(pattern) {
   };
 }
 
+// The newest text of a key, or null (metadata that may not exist).
+async function newestText(key) {
+  const reply = await api(`api/history/${encodeURIComponent(key)}`).catch(() => null);
+  if (!reply || !reply.ok) return null;
+  const body = await reply.json();
+  return body.history.length ? body.history[0].value : null;
+}
+
+// Ranges a collector published beside the key (munin's `warning`/`critical`, Nagios'
+// `warn`/`crit`), as lines at their finite ends.
+function rangeLines(text, name, colour) {
+  if (!text) return [];
+  const [lo, hi] = text.replace(/^@/, "").includes(":") ? text.replace(/^@/, "").split(":") : ["", text];
+  return [lo, hi].filter((v) => v !== "" && v !== "~" && !isNaN(Number(v)))
+    .map((v) => ({ name, value: Number(v), colour }));
+}
+
 async function select(key, lines = []) {
   selected = key;
   thresholds = lines;
+  unit = "";
   document.querySelectorAll("#keys tr.selected").forEach((tr) => tr.classList.remove("selected"));
   row(key).classList.add("selected");
   $("#plot-title").textContent = key;
   const reply = await api(`api/history/${encodeURIComponent(key)}`);
   if (!reply.ok) return;
   history = (await reply.json()).history.reverse();
+  plot();
+  // A collector's graph metadata (munin's graph_title, field label, vlabel) names the plot.
+  const graph = key.includes(".") ? key.slice(0, key.lastIndexOf(".")) : key;
+  const [title, label, vlabel, warning, critical] = await Promise.all([
+    newestText(`${graph}.graph_title`), newestText(`${key}.label`), newestText(`${graph}.graph_vlabel`),
+    newestText(`${key}.warning`).then((w) => w ?? newestText(`${key}.warn`)),
+    newestText(`${key}.critical`).then((c) => c ?? newestText(`${key}.crit`)),
+  ]);
+  if (selected !== key) return;
+  if (title) $("#plot-title").textContent = `${title}${label ? ` — ${label}` : ""} (${key})`;
+  unit = vlabel || "";
+  if (!lines.length) {
+    thresholds = rangeLines(warning, "warning", "#d08c00").concat(rangeLines(critical, "critical", "#c62828"));
+  }
   plot();
 }
 
@@ -122,6 +156,7 @@ function plot() {
   g.strokeStyle = "#ccc";
   g.strokeRect(pad, pad / 2, w - 2 * pad, h - 1.5 * pad);
   g.fillText(String(hi), 2, y(hi) + 4);
+  if (unit) g.fillText(unit, 2, pad / 2 - 4);
   g.fillText(String(lo), 2, y(lo));
   g.fillText(when(t0), pad, h - pad / 3);
   g.fillText(when(t1), w - pad - 60, h - pad / 3);
