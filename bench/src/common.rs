@@ -134,3 +134,20 @@ pub fn subscribers(addr: SocketAddr, n: usize, pattern: &str) -> Result<Vec<TcpS
         })
         .collect()
 }
+
+/// CPU time of `pid` and of its children it has waited for (`utime + stime + cutime +
+/// cstime`); `self` for this process.
+pub fn cpu_time_with_children(pid: &str) -> Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let rest = &stat[stat.rfind(") ").context("stat format")? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: u64 = fields[11..15]
+        .iter()
+        .map(|f| f.parse::<u64>())
+        .sum::<Result<u64, _>>()?;
+    let per_sec: u64 = String::from_utf8(Command::new("getconf").arg("CLK_TCK").output()?.stdout)?
+        .trim()
+        .parse()
+        .unwrap_or(100);
+    Ok(Duration::from_secs_f64(ticks as f64 / per_sec as f64))
+}

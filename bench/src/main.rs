@@ -1,6 +1,6 @@
 //! `spud-bench`: the stat server's figures, each beside its reference, measured in one run.
 //!
-//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|memory|new-keys|host|reload|reload-growth|http|isolation|isolation-reloads|alerts]`. Starts the release `spud-server`,
+//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|memory|new-keys|host|reload|reload-growth|http|isolation|isolation-reloads|alerts|munin]`. Starts the release `spud-server`,
 //! Debian's `redis-server` (spoken to by this program's own client) and the original Perl server from the
 //! seed; a reference that cannot run here is reported as missing, not guessed.
 //! Every throughput figure is the median of several trials; the machine is shared.
@@ -14,6 +14,7 @@ mod ingest;
 mod isolation;
 mod latency;
 mod memory;
+mod munin;
 mod new_keys;
 mod reload;
 
@@ -75,6 +76,9 @@ fn main() -> Result<()> {
     }
     if wanted("http") {
         http::http(&scale, &mut report)?;
+    }
+    if wanted("munin") {
+        munin::munin(&mut report)?;
     }
     if wanted("alerts") {
         alerts::alerts(&scale, &mut report)?;

@@ -448,6 +448,17 @@ fn spud_answers_as_a_munin_node_and_a_munin_master_writes_our_values_to_rrd() {
         last.trim_end().ends_with(": 0.75"),
         "rrdtool lastupdate: {last}"
     );
+    let fetched = Command::new("rrdtool")
+        .arg("fetch")
+        .arg(&rrd)
+        .args(["AVERAGE", "--start", "end-1h"])
+        .output()
+        .unwrap();
+    let fetched = String::from_utf8_lossy(&fetched.stdout);
+    assert!(
+        fetched.contains(": 7.5000000000e-01"),
+        "rrdtool fetch: {fetched}"
+    );
     assert!(db
         .join("spud/node1-memcached___curr_items-a-g.rrd")
         .exists());

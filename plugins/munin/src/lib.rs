@@ -13,6 +13,9 @@
 //! `<graph>.graph_title`, `graph_vlabel`, `graph_category`, `graph_info`, and per field
 //! `<field>.label`, `type`, `min`, `max`, `warning`, `critical`, `cdef`, `info`.
 //!
+//! Beside them: `<job>.plugins` (how many), `<job>.failed` (how many failed this round) and
+//! `<job>.round_ms` (how long the round took).
+//!
 //! The plugins of a `dir` run concurrently (at most `parallel` at once), each within the
 //! job's deadline: a hung one is killed with its process group and never delays the
 //! others. A plugin's stderr goes to the log under the job's name; every other problem (not
@@ -515,6 +518,7 @@ impl Gatherer {
 
 impl Pull for Gatherer {
     fn collect(&mut self) -> Result<(), Error> {
+        let started = Instant::now();
         let conf = match &self.conf {
             Some(dir) => match Conf::load(dir) {
                 Ok(c) => {
@@ -579,6 +583,7 @@ impl Pull for Gatherer {
         });
         self.host.set("plugins", self.plugins.len());
         self.host.set("failed", failed);
+        self.host.set("round_ms", started.elapsed().as_millis());
         Ok(())
     }
 }
