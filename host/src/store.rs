@@ -183,12 +183,18 @@ fn embedded(
     let local = listener.local_addr()?;
     tracing::info!("stat server listening on {local}");
     if config.munin.listen.is_some() {
-        let listener = runtime.block_on(spud_server::munin::bind(&config.munin))?;
+        let munin_tls = tls.clone().map(|config_tls| spud_server::munin::MuninTls {
+            config: config_tls,
+            mutual: config.server.tls_client_ca.is_some(),
+        });
+        let listener =
+            runtime.block_on(spud_server::munin::bind(&config.munin, munin_tls.as_ref()))?;
         tracing::info!("munin node on {}", listener.local_addr()?);
         runtime.spawn(spud_server::munin::serve(
             server.clone(),
             Arc::clone(&exporter),
             config.munin.clone(),
+            munin_tls,
             listener,
             stop.clone(),
         ));

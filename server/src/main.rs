@@ -73,7 +73,9 @@ struct Args {
     rules: Option<PathBuf>,
 
     /// Speak the munin-node protocol here, so a munin master graphs the keys (see
-    /// docs/metrics.md). Read-only and without authentication: loopback unless --munin-open.
+    /// docs/metrics.md). Read-only; with --tls-cert it offers STARTTLS, and with
+    /// --tls-client-ca requires it (then it may listen beyond loopback); else loopback
+    /// unless --munin-open.
     #[arg(long, value_name = "ADDR")]
     munin: Option<SocketAddr>,
 
@@ -187,12 +189,17 @@ async fn run(args: Args) -> Result<()> {
             graphs: args.munin_graphs.clone(),
             open: args.munin_open,
         };
-        let listener = spud_server::munin::bind(&config).await?;
+        let munin_tls = tls.clone().map(|config| spud_server::munin::MuninTls {
+            config,
+            mutual: args.tls_client_ca.is_some(),
+        });
+        let listener = spud_server::munin::bind(&config, munin_tls.as_ref()).await?;
         info!("munin node on {}", listener.local_addr()?);
         tokio::spawn(spud_server::munin::serve(
             server.clone(),
             Arc::clone(&exporter),
             config,
+            munin_tls,
             listener,
             shutdown.clone(),
         ));

@@ -11,13 +11,15 @@
 //! has one (`last > 8` → `:8`). Keys under `alert.` are not served.
 //!
 //! Commands as munin-node answers them: `cap`, `list`, `nodes`, `config`, `fetch`,
-//! `version`, `quit`; multi-line answers end with `.`. Read-only; no authentication, so
-//! it listens on loopback unless told otherwise (see docs/security.md).
+//! `version`, `quit`, and `STARTTLS` when the server has a certificate; multi-line answers
+//! end with `.`. Read-only. Access as for the stat server: loopback by default; beyond it,
+//! mutual TLS (the master presents a certificate the client CA signed, munin's
+//! `tls paranoid`; then nothing is answered before STARTTLS), or `open` knowingly.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -135,17 +137,30 @@ pub fn clean(name: &str) -> String {
     out
 }
 
-/// Binds the munin listener, refusing an address beyond loopback unless `open` says so.
-pub async fn bind(config: &MuninConfig) -> anyhow::Result<TcpListener> {
+/// The munin face's TLS: the server's certificate, and whether clients must present one
+/// (a client CA is configured): then STARTTLS comes before anything else.
+#[derive(Clone)]
+pub struct MuninTls {
+    pub config: Arc<rustls::ServerConfig>,
+    pub mutual: bool,
+}
+
+/// Binds the munin listener, refusing an address beyond loopback unless mutual TLS guards
+/// it or `open` says so.
+pub async fn bind(config: &MuninConfig, tls: Option<&MuninTls>) -> anyhow::Result<TcpListener> {
+    use anyhow::Context;
     let addr = config
         .listen
         .unwrap_or_else(|| "127.0.0.1:4949".parse().expect("an address"));
-    if !addr.ip().is_loopback() && !config.open {
+    let guarded = tls.is_some_and(|t| t.mutual);
+    if !addr.ip().is_loopback() && !config.open && !guarded {
         anyhow::bail!(
-            "refusing the munin node on {addr}: munin's protocol has no authentication, so              anyone reaching it would read every numeric key. Listen on loopback (an SSH              tunnel from the master), or say open = true (--munin-open) knowingly"
+            "refusing the munin node on {addr} without authentication: anyone reaching it \
+             would read every numeric key. Give the server a TLS client CA (munin's `tls \
+             paranoid` with a client certificate), listen on loopback (an SSH tunnel from \
+             the master), or say open = true (--munin-open) knowingly"
         );
     }
-    use anyhow::Context;
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("the munin node cannot listen on {addr}"))
@@ -156,6 +171,7 @@ pub async fn serve(
     server: Server,
     exporter: Arc<Exporter>,
     config: MuninConfig,
+    tls: Option<MuninTls>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) {
@@ -174,7 +190,7 @@ pub async fn serve(
             name: name.clone(),
             graphs: None,
         };
-        tokio::spawn(session.run(stream));
+        tokio::spawn(session.run(stream, tls.clone()));
     }
 }
 
@@ -184,6 +200,12 @@ fn host_name() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "spud".to_string())
+}
+
+/// What ends a run of commands.
+enum Next {
+    Close,
+    StartTls,
 }
 
 struct Session {
@@ -196,26 +218,64 @@ struct Session {
 }
 
 impl Session {
-    async fn run(mut self, stream: TcpStream) {
-        let (read, mut write) = stream.into_split();
-        let mut lines = BufReader::new(read).lines();
-        if write
-            .write_all(format!("# munin node at {}\n", self.name).as_bytes())
-            .await
-            .is_err()
-        {
+    async fn run(mut self, stream: TcpStream, tls: Option<MuninTls>) {
+        let mut plain = BufReader::new(stream);
+        let greeting = format!("# munin node at {}\n", self.name);
+        if plain.write_all(greeting.as_bytes()).await.is_err() {
             return;
         }
-        // A line longer than this is no munin command: the connection ends.
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.len() > 4096 {
-                return;
+        let required = tls.as_ref().is_some_and(|t| t.mutual);
+        match self
+            .commands(&mut plain, false, tls.is_some(), required)
+            .await
+        {
+            Next::Close => {}
+            Next::StartTls => {
+                let Some(tls) = tls else { return };
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
+                match acceptor.accept(plain.into_inner()).await {
+                    Ok(secure) => {
+                        let mut secure = BufReader::new(secure);
+                        self.commands(&mut secure, true, false, false).await;
+                    }
+                    Err(e) => tracing::warn!("munin node: TLS handshake refused: {e}"),
+                }
+            }
+        }
+    }
+
+    /// Answers commands until the client quits, goes away, or asks for TLS (`starttls`
+    /// offered). With `tls_required`, only `cap`, `starttls` and `quit` are answered.
+    async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        stream: &mut BufReader<S>,
+        secure: bool,
+        starttls: bool,
+        tls_required: bool,
+    ) -> Next {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            // A line longer than this is no munin command: the connection ends.
+            match (&mut *stream).take(4096).read_line(&mut line).await {
+                Ok(0) | Err(_) => return Next::Close,
+                Ok(_) if !line.ends_with('\n') && line.len() >= 4096 => return Next::Close,
+                Ok(_) => {}
             }
             let mut words = line.split_whitespace();
-            let command = words.next().unwrap_or("");
+            let command = words.next().unwrap_or("").to_ascii_lowercase();
             let argument = words.next();
-            let reply = match command {
-                "quit" | "." => return,
+            if command == "starttls" && starttls {
+                let _ = stream.write_all(b"TLS OK\n").await;
+                let _ = stream.flush().await;
+                return Next::StartTls;
+            }
+            if tls_required && !matches!(command.as_str(), "cap" | "quit" | ".") {
+                let _ = stream.write_all(b"# I require TLS. Closing.\n").await;
+                return Next::Close;
+            }
+            let reply = match command.as_str() {
+                "quit" | "." => return Next::Close,
                 "cap" => "cap multigraph dirtyconfig\n".to_string(),
                 "nodes" => format!("{}\n.\n", self.name),
                 "version" => format!(
@@ -232,8 +292,19 @@ impl Session {
                 _ => "# Unknown command. Try cap, list, nodes, config, fetch, version or quit\n"
                     .to_string(),
             };
-            if write.write_all(reply.as_bytes()).await.is_err() {
-                return;
+            // Over TLS, munin's master reads a record as a line, as munin-node writes them:
+            // one record per line.
+            let chunks: Vec<&str> = if secure {
+                reply.split_inclusive('\n').collect()
+            } else {
+                vec![&reply]
+            };
+            for chunk in chunks {
+                if stream.write_all(chunk.as_bytes()).await.is_err()
+                    || stream.flush().await.is_err()
+                {
+                    return Next::Close;
+                }
             }
         }
     }
@@ -277,10 +348,11 @@ impl Session {
         let Some(graph) = self.graph(name) else {
             return "# Unknown service\n.\n".to_string();
         };
+        // Each value with its sample's own time, as munin-async gives them.
         let mut out = String::new();
         for (field, key) in &graph.fields {
-            match self.server.newest_number(key) {
-                Some(v) => out.push_str(&format!("{field}.value {v}\n")),
+            match self.server.newest_number_at(key) {
+                Some((time, v)) => out.push_str(&format!("{field}.value {time}:{v}\n")),
                 None => out.push_str(&format!("{field}.value U\n")),
             }
         }

@@ -271,13 +271,20 @@ impl Server {
 
     /// The newest value of `key` if it is a number (a stored key or a counter).
     pub fn newest_number(&self, key: &str) -> Option<f64> {
+        self.newest_number_at(key).map(|(_, v)| v)
+    }
+
+    /// The same, with its time.
+    pub fn newest_number_at(&self, key: &str) -> Option<(u64, f64)> {
         if let Some(history) = self.shared.counters.history(key) {
-            return history.first()?.value.number();
+            let newest = history.first()?;
+            return Some((newest.time, newest.value.number()?));
         }
         self.shared
             .keys
             .read(key, |entry| {
-                entry.history.newest().and_then(|(_, v)| v.number())
+                let (time, value) = entry.history.newest()?;
+                Some((time, value.number()?))
             })
             .flatten()
     }

@@ -620,11 +620,16 @@ impl Client {
 /// Returns the `.so`.
 pub fn plugin_against_api(tag: &str, version: &str, edit: impl Fn(String) -> String) -> PathBuf {
     let root = workspace_root();
-    let api_files = std::fs::read_dir(root.join("plugin-api/src"))
-        .unwrap()
-        .map(|entry| {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+    let api_src = root.join("plugin-api/src");
+    let api_files = source_files(&api_src)
+        .into_iter()
+        .map(|path| {
+            let name = path
+                .strip_prefix(&api_src)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
             let text = std::fs::read_to_string(&path).unwrap();
             let text = if name == "ffi.rs" { edit(text) } else { text };
             (name, text)
@@ -674,6 +679,20 @@ pub fn plugin_from_commit(tag: &str, commit: &str) -> PathBuf {
 
 /// Builds a fixture workspace: `plugin-api` (the given files, `version`, the manifest's
 /// dependencies) and the chaos plugin's source against it. Returns the `.so`.
+/// Every file under `dir`, subfolders included.
+fn source_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(source_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 fn build_fixture(
     tag: &str,
     version: &str,
@@ -689,7 +708,9 @@ fn build_fixture(
     std::fs::create_dir_all(api.join("src")).unwrap();
     std::fs::create_dir_all(plugin.join("src")).unwrap();
     for (name, text) in api_files {
-        write_if_changed(&api.join("src").join(name), &text);
+        let path = api.join("src").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        write_if_changed(&path, &text);
     }
     let deps = &api_manifest[api_manifest.find("[dependencies]").unwrap()..];
     write_if_changed(

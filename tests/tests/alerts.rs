@@ -324,7 +324,7 @@ fn for_nodata_and_text_values_on_a_live_server_with_no_sets_in_between() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("pending") && text.contains("api.latency_ms"),
+        text.contains(" slow ") && text.contains("api.latency_ms") && text.contains(" 900 "),
         "{text}"
     );
     assert_eq!(
