@@ -707,6 +707,17 @@ fn build_fixture(
     let plugin = src.join("plugin");
     std::fs::create_dir_all(api.join("src")).unwrap();
     std::fs::create_dir_all(plugin.join("src")).unwrap();
+    // A file the API no longer has (a module that became a folder) must not linger.
+    let wanted: Vec<PathBuf> = api_files
+        .iter()
+        .map(|(name, _)| api.join("src").join(name))
+        .collect();
+    for stale in source_files(&api.join("src"))
+        .into_iter()
+        .filter(|f| !wanted.contains(f))
+    {
+        std::fs::remove_file(stale).unwrap();
+    }
     for (name, text) in api_files {
         let path = api.join("src").join(name);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -248,6 +248,11 @@ fn environment(state_dir: &Path, name: &str, user: &str) -> (PathBuf, Vec<(Strin
 
 /// Runs `task` (autoconf, config, fetch as needed) within `timeout`.
 fn run_task(task: &Task, state_dir: &Path, timeout: Duration) -> Round {
+    // plugin-conf.d's `timeout` may shorten the job's deadline for this plugin.
+    let timeout = task
+        .settings
+        .timeout
+        .map_or(timeout, |s| timeout.min(Duration::from_secs(s)));
     let deadline = Instant::now() + timeout;
     let mut round = Round {
         name: task.name.clone(),
