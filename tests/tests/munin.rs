@@ -671,3 +671,50 @@ fn the_dashboard_names_a_munin_key_by_its_graph_and_draws_its_ranges() {
     let out = spud_tests::workspace_root().join("target/dashboard-munin.png");
     std::fs::write(&out, browser.screenshot()).unwrap();
 }
+
+#[test]
+fn autoconf_leaves_out_a_plugin_that_says_no_and_plugin_conf_timeout_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&plugins).unwrap();
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(conf.join("spud"), "[slow*]\ntimeout 1\n").unwrap();
+    script(
+        &plugins,
+        "here",
+        "[ \"$1\" = autoconf ] && { echo yes; exit 0; }\necho 'x.value 1'",
+        0o755,
+    );
+    script(
+        &plugins,
+        "absent",
+        "[ \"$1\" = autoconf ] && { echo 'no (nothing to watch)'; exit 0; }\necho 'x.value 1'",
+        0o755,
+    );
+    script(&plugins, "slowpoke", "[ \"$1\" = autoconf ] && { echo yes; exit 0; }\n[ \"$1\" = config ] && exit 0\nsleep 5; echo 'x.value 1'", 0o755);
+    let host = SpudHost::start(
+        &["munin"],
+        &format!(
+            "[[job]]\nname = \"a\"\nplugin = \"munin\"\ninterval = \"2s\"\ntimeout = \"8s\"\noptions = {{ dir = \"{}\", conf = \"{}\", autoconf = true }}\n",
+            plugins.display(),
+            conf.display()
+        ),
+    );
+    assert_eq!(host.wait_for("a.here.x", T, |_| true), "1");
+    let log = host
+        .process
+        .wait_log("plugin slowpoke fetch: still running after 1s", T);
+    assert!(
+        log.contains("plugin absent: autoconf does not say yes: left out"),
+        "{log}"
+    );
+    let mut c = host.connect();
+    assert!(
+        c.get("a.absent.x")
+            .first()
+            .is_none_or(|l| l.starts_with("ERR")),
+        "absent was run"
+    );
+    assert_eq!(newest(&mut c, "a.plugins").as_deref(), Some("3"));
+}
