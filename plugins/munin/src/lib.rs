@@ -79,9 +79,14 @@ struct Gatherer {
     timeout: Duration,
     host: Host,
     plugins: HashMap<String, Known>,
-    /// The last problem said per plugin (or per the whole job: ""), said once.
+    /// The last problem said per plugin (or about the directory or plugin-conf.d, under
+    /// names no plugin file can have), said once.
     said: HashMap<String, String>,
 }
+
+/// Where problems of the directory and of plugin-conf.d are kept in `said`.
+const DIR: &str = "/dir";
+const CONF: &str = "/conf";
 
 enum Source {
     One(PathBuf),
@@ -168,7 +173,7 @@ impl Gatherer {
                     paths
                 }
                 Err(e) => {
-                    self.say("", Some(format!("cannot read {}: {e}", d.display())));
+                    self.say(DIR, Some(format!("cannot read {}: {e}", d.display())));
                     return Vec::new();
                 }
             },
@@ -220,7 +225,7 @@ impl Gatherer {
                 }
             }
             None => {
-                if self.said.remove(name).is_some() && !name.is_empty() {
+                if self.said.remove(name).is_some() && !name.contains('/') {
                     self.host.info(format_args!("plugin {name} works again"));
                 }
             }
@@ -527,12 +532,12 @@ impl Pull for Gatherer {
         let conf = match &self.conf {
             Some(dir) => match Conf::load(dir) {
                 Ok(c) => {
-                    self.say("conf", None);
+                    self.say(CONF, None);
                     c
                 }
                 Err(e) => {
                     self.say(
-                        "conf",
+                        CONF,
                         Some(format!("plugin-conf.d: {e}; running without it")),
                     );
                     Conf::default()
