@@ -242,7 +242,7 @@ impl Config {
     /// Parses and checks `text`, naming `path` in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError {
-            problems: vec![describe_toml_error(&e, text, path)],
+            problems: vec![spud_server::toml_error::describe(&e, text, path)],
         })?;
         let problems = config.problems(text, path);
         if problems.is_empty() {
@@ -423,24 +423,6 @@ impl Config {
 pub fn relative_to(config_path: &Path, p: &Path) -> PathBuf {
     let base = config_path.parent().unwrap_or(Path::new("."));
     base.join(p)
-}
-
-/// toml's message names the line and column and shows the line; make it one line.
-fn describe_toml_error(e: &toml::de::Error, text: &str, path: &Path) -> String {
-    let message = e
-        .message()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ");
-    match e.span() {
-        Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-            format!("{}:{line}: {message}", path.display())
-        }
-        None => format!("{}: {message}", path.display()),
-    }
 }
 
 /// `file:line` of the first occurrence of `needle`, or just the file.

@@ -38,6 +38,7 @@ mod server;
 pub mod snapshot;
 mod subscriptions;
 pub mod tls;
+pub mod toml_error;
 mod value;
 
 pub use counters::Stat;

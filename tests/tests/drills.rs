@@ -432,7 +432,8 @@ fn a_log_cut_mid_record_is_cut_back_and_the_rest_loads() {
     let wal = dir.path().join("state.wal");
     let whole = std::fs::read(&wal).unwrap();
     std::fs::write(&wal, &whole[..whole.len() - 3]).unwrap();
-    let again = SpudServer::start(&["--state", state_s]);
+    // `always`, so that the set after the cut is on disk once acknowledged.
+    let again = SpudServer::start(&["--state", state_s, "--fsync", "always"]);
     let log = again.process.log();
     assert!(
         log.contains("a frame is cut short") && log.contains("cut off there"),

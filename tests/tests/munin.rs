@@ -75,7 +75,8 @@ fn core_plugins_agree_with_munin_run_field_by_field() {
     let host = SpudHost::start(
         &["munin"],
         &format!(
-            "[[job]]\nname = \"m\"\nplugin = \"munin\"\ninterval = \"1s\"\ntimeout = \"8s\"\noptions = {{ dir = \"{}\", conf = \"{CONF}\" }}\n",
+            // 2 s: diskstats divides by the seconds since its last run, 0 within one second.
+            "[[job]]\nname = \"m\"\nplugin = \"munin\"\ninterval = \"2s\"\ntimeout = \"8s\"\noptions = {{ dir = \"{}\", conf = \"{CONF}\" }}\n",
             plugins.display()
         ),
     );

@@ -28,6 +28,7 @@ use super::engine::Engine;
 use super::instance::State;
 use super::rules::RuleSet;
 use super::StoreSource;
+use crate::toml_error::line_of;
 use crate::{Config, Server};
 
 /// Where replays start: a fixed, plausible Unix time, so that `now - 1h` never goes below 0.
@@ -78,24 +79,14 @@ pub fn run(rules: &Path, tests: &Path) -> Result<Outcome, Vec<String>> {
     let set = RuleSet::load(rules).map_err(|e| e.problems)?;
     let text =
         std::fs::read_to_string(tests).map_err(|e| vec![format!("{}: {e}", tests.display())])?;
-    let file: File = toml::from_str(&text).map_err(|e| {
-        let line = e.span().map_or(0, |s| line_of(&text, s.start));
-        vec![format!(
-            "{}:{line}: {}",
-            tests.display(),
-            e.message().trim()
-        )]
-    })?;
+    let file: File =
+        toml::from_str(&text).map_err(|e| vec![crate::toml_error::describe(&e, &text, tests)])?;
     let mut outcome = Outcome::default();
     for test in &file.tests {
         let plan = plan(test, &text, tests)?;
         replay(&set, test.get_ref(), &plan, &mut outcome);
     }
     Ok(outcome)
-}
-
-fn line_of(text: &str, at: usize) -> usize {
-    text[..at.min(text.len())].matches('\n').count() + 1
 }
 
 /// A test made concrete: samples and checks by second.

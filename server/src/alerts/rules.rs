@@ -2,7 +2,6 @@
 //! reported as `FILE:LINE: [[alert]] NAME: FIELD: what is wrong`, all of them at once.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -166,7 +165,7 @@ struct Problems<'a> {
 
 impl Problems<'_> {
     fn line(&self, at: usize) -> usize {
-        self.text[..at.min(self.text.len())].matches('\n').count() + 1
+        crate::toml_error::line_of(self.text, at)
     }
 
     fn add(&mut self, at: usize, what: &str, message: impl std::fmt::Display) {
@@ -222,7 +221,7 @@ impl RuleSet {
     /// Checks `text`, naming `path` in its problems.
     pub fn parse(text: &str, path: &Path) -> Result<RuleSet, RulesError> {
         let file: File = toml::from_str(text).map_err(|e| RulesError {
-            problems: vec![describe_toml_error(&e, text, path)],
+            problems: vec![crate::toml_error::describe(&e, text, path)],
         })?;
         let mut problems = Problems {
             text,
@@ -455,24 +454,6 @@ fn receiver(n: usize, raw: &Spanned<RawReceiver>, p: &mut Problems<'_>) -> Optio
         queue: r.queue.unwrap_or(1000).max(1),
         retry_for: retry_for.unwrap_or(3600),
     })
-}
-
-/// toml's message names the line and column and shows the line; make it one line.
-fn describe_toml_error(e: &toml::de::Error, text: &str, path: &Path) -> String {
-    let message = e
-        .message()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ");
-    match e.span() {
-        Some(Range { start, .. }) => {
-            let line = text[..start.min(text.len())].matches('\n').count() + 1;
-            format!("{}:{line}: {message}", path.display())
-        }
-        None => format!("{}: {message}", path.display()),
-    }
 }
 
 #[cfg(test)]
