@@ -405,23 +405,12 @@ fn spud_answers_as_a_munin_node_and_a_munin_master_writes_our_values_to_rrd() {
     master.update();
     let rrd = master.db.join("spud/node1-web1_load-_5-g.rrd");
     assert!(rrd.exists(), "no {}", rrd.display());
-    let last = Command::new("rrdtool")
-        .arg("lastupdate")
-        .arg(&rrd)
-        .output()
-        .unwrap();
-    let last = String::from_utf8_lossy(&last.stdout);
+    let last = rrdtool(&["lastupdate"], &rrd);
     assert!(
         last.trim_end().ends_with(": 0.75"),
         "rrdtool lastupdate: {last}"
     );
-    let fetched = Command::new("rrdtool")
-        .arg("fetch")
-        .arg(&rrd)
-        .args(["AVERAGE", "--start", "end-1h"])
-        .output()
-        .unwrap();
-    let fetched = String::from_utf8_lossy(&fetched.stdout);
+    let fetched = rrdtool(&["fetch", "AVERAGE", "--start", "end-1h"], &rrd);
     assert!(
         fetched.contains(": 7.5000000000e-01"),
         "rrdtool fetch: {fetched}"
@@ -503,6 +492,18 @@ impl MuninMaster {
     }
 }
 
+/// `rrdtool COMMAND FILE ARGS…`'s output.
+fn rrdtool(command: &[&str], file: &Path) -> String {
+    let (command, rest) = command.split_first().unwrap();
+    let out = Command::new("rrdtool")
+        .arg(command)
+        .arg(file)
+        .args(rest)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn is_root() -> bool {
     Command::new("id").arg("-u").output().unwrap().stdout == b"0\n"
 }
@@ -576,12 +577,7 @@ fn beyond_loopback_the_munin_node_wants_a_masters_certificate_through_starttls()
     );
     master.update();
     let rrd = master.db.join("spud/node1-db1_conns-active-g.rrd");
-    let last = Command::new("rrdtool")
-        .arg("lastupdate")
-        .arg(&rrd)
-        .output()
-        .unwrap();
-    let last = String::from_utf8_lossy(&last.stdout);
+    let last = rrdtool(&["lastupdate"], &rrd);
     assert!(
         last.trim_end().ends_with(": 17"),
         "rrdtool lastupdate {}: {last}\nmunin-update.log:\n{}\nserver:\n{}",

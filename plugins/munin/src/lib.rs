@@ -488,10 +488,12 @@ impl Gatherer {
         let Some(known) = self.plugins.get_mut(name) else {
             return;
         };
-        let config = known.config.clone().unwrap_or_default();
         for graph in &values.graphs {
             let g = key_safe(&graph.name);
-            let configured = config.graphs.iter().find(|c| c.name == graph.name);
+            let configured = known
+                .config
+                .as_ref()
+                .and_then(|c| c.graphs.iter().find(|c| c.name == graph.name));
             for field in &graph.fields {
                 let Some(value) = field.value else { continue };
                 let key = format!("{g}.{}", field.name);

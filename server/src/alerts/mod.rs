@@ -513,8 +513,14 @@ impl Source for StoreSource<'_> {
     }
 
     fn newest_text(&self, key: &str) -> Option<String> {
-        let history = self.0.get(key)?;
-        Some(history.first()?.value.to_string_lossy())
+        // The newest sample only: `get` would copy the whole history at every evaluation.
+        self.0
+            .keyspace()
+            .read(key, |entry| {
+                let (_, value) = entry.history.newest()?;
+                Some(value.to_value().to_string_lossy())
+            })
+            .flatten()
     }
 
     fn set_quiet(&self, key: &str, band: Option<(f64, f64)>) {
