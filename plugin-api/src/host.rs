@@ -45,6 +45,16 @@ impl Host {
             .set(key.into(), value.to_string().as_str().into(), RNone, true);
     }
 
+    /// Stores `value` under `key` exactly as given, at `time` (Unix seconds).
+    pub fn set_absolute_at(&self, key: &str, value: impl Display, time: u64) {
+        self.inner.set(
+            key.into(),
+            value.to_string().as_str().into(),
+            RSome(time),
+            true,
+        );
+    }
+
     /// Adds `delta` to the counter `<job>.<key>` (kept by the host; starts at 0).
     pub fn count(&self, key: &str, delta: f64) {
         self.inner.count(key.into(), delta, false);

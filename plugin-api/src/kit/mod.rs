@@ -1,7 +1,11 @@
 //! Small things several collectors need: talking to line-oriented services over TCP within
-//! a deadline, running another program within one ([`run`]), and reporting a target's
-//! health without flooding the log.
+//! a deadline, running another program within one ([`run`]), reporting a target's
+//! health without flooding the log, and, for collectors that receive, sockets that survive a
+//! reload ([`listen`]) and figures about what arrived ([`intake`]).
 
+pub mod intake;
+pub mod lines;
+pub mod listen;
 pub mod run;
 
 use std::io::{BufRead, BufReader, Write};

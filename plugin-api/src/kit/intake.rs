@@ -1,0 +1,143 @@
+//! What a receiving collector counts about its input, and how it tells of bad input without
+//! flooding the log.
+//!
+//! Figures land under `host.job.<job>.`: `received` (items taken: metrics, lines, values),
+//! `bad` (items refused as malformed) and `dropped` (well-formed items let go to keep memory
+//! bounded). Each kind of bad input is logged at most once a second, with a sample and how
+//! many more of its kind came since the last line.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::Host;
+
+/// At most one log line per kind of bad input per this.
+pub const LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// A receiver's running figures. Shared by its threads (`&self` everywhere).
+pub struct Intake {
+    job: String,
+    host: Host,
+    received: AtomicU64,
+    bad: AtomicU64,
+    dropped: AtomicU64,
+    said: Mutex<HashMap<&'static str, Said>>,
+}
+
+struct Said {
+    at: Instant,
+    unsaid: u64,
+}
+
+impl Intake {
+    /// Figures for `job`, logged through `host`.
+    pub fn new(job: &str, host: Host) -> Intake {
+        Intake {
+            job: job.to_string(),
+            host,
+            received: AtomicU64::new(0),
+            bad: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            said: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `n` items taken.
+    pub fn received(&self, n: u64) {
+        self.received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` well-formed items let go (a bound was reached); `why` is logged like bad input.
+    pub fn dropped(&self, n: u64, kind: &'static str, why: impl Display) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+        self.tell(kind, why);
+    }
+
+    /// One malformed item: counted, and logged as `kind: detail` unless a line of this kind
+    /// went out less than [`LOG_EVERY`] ago.
+    pub fn bad(&self, kind: &'static str, detail: impl Display) {
+        self.bad.fetch_add(1, Ordering::Relaxed);
+        self.tell(kind, detail);
+    }
+
+    fn tell(&self, kind: &'static str, detail: impl Display) {
+        let now = Instant::now();
+        let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+        match said.get_mut(kind) {
+            Some(s) if now.duration_since(s.at) < LOG_EVERY => s.unsaid += 1,
+            Some(s) => {
+                let more = std::mem::take(&mut s.unsaid);
+                s.at = now;
+                drop(said);
+                self.host.warn(format_args!(
+                    "{kind}: {detail} ({more} more since the last line like it)"
+                ));
+            }
+            None => {
+                said.insert(kind, Said { at: now, unsaid: 0 });
+                drop(said);
+                self.host.warn(format_args!("{kind}: {detail}"));
+            }
+        }
+    }
+
+    /// The figures as they stand: (received, bad, dropped).
+    pub fn figures(&self) -> (u64, u64, u64) {
+        (
+            self.received.load(Ordering::Relaxed),
+            self.bad.load(Ordering::Relaxed),
+            self.dropped.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Stores the figures under `host.job.<job>.`. Call once per interval, not per item.
+    pub fn publish(&self) {
+        let (received, bad, dropped) = self.figures();
+        let job = &self.job;
+        self.host
+            .set_absolute(&format!("host.job.{job}.received"), received);
+        self.host.set_absolute(&format!("host.job.{job}.bad"), bad);
+        self.host
+            .set_absolute(&format!("host.job.{job}.dropped"), dropped);
+    }
+}
+
+/// The key for a metric that carries tags (DogStatsD, Influx, Prometheus labels), one rule
+/// for every collector: the name, then each tag as `.<tag>:<value>` in the order of the tag
+/// names, every character a key cannot hold made `_`. `cpu{host=web1,cpu=0}` is
+/// `cpu.cpu:0.host:web1`; a tag without a value (DogStatsD's `#canary`) is `.canary`.
+pub fn tagged_key<'a>(name: &str, tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut tags: Vec<(&str, &str)> = tags.into_iter().collect();
+    tags.sort_unstable();
+    let mut key = crate::key_safe(name);
+    for (tag, value) in tags {
+        key.push('.');
+        key.push_str(&crate::key_safe(tag));
+        if !value.is_empty() {
+            key.push(':');
+            key.push_str(&crate::key_safe(value));
+        }
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_sorted_by_name_and_made_safe() {
+        assert_eq!(
+            tagged_key("cpu", [("host", "web1"), ("cpu", "0")]),
+            "cpu.cpu:0.host:web1"
+        );
+        assert_eq!(
+            tagged_key("req time", [("path", "/a b"), ("x", "")]),
+            "req_time.path:_a_b"
+        );
+        assert!(crate::is_valid_key(&tagged_key("é", [("ü", "ß")])));
+    }
+}
