@@ -10,6 +10,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub mod alertmanager;
+pub mod collectd;
+pub mod etsy;
 pub mod http;
 pub mod prometheus;
 pub mod webdriver;

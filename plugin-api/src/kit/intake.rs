@@ -4,12 +4,13 @@
 //! Figures land under `host.job.<job>.`: `received` (items taken: metrics, lines, values),
 //! `bad` (items refused as malformed) and `dropped` (well-formed items let go to keep memory
 //! bounded). Each kind of bad input is logged at most once a second, with a sample and how
-//! many more of its kind came since the last line.
+//! many more of its kind came since the last line. The figures run on across a reload: the
+//! job's next generation, made while the old one still runs, shares its counts.
 
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use crate::Host;
@@ -21,10 +22,33 @@ pub const LOG_EVERY: Duration = Duration::from_secs(1);
 pub struct Intake {
     job: String,
     host: Host,
+    counts: Arc<Counts>,
+    said: Mutex<HashMap<&'static str, Said>>,
+}
+
+#[derive(Default)]
+struct Counts {
     received: AtomicU64,
     bad: AtomicU64,
     dropped: AtomicU64,
-    said: Mutex<HashMap<&'static str, Said>>,
+}
+
+/// Each job's counts, while a generation of it holds them.
+static COUNTS: Mutex<Vec<(String, Weak<Counts>)>> = Mutex::new(Vec::new());
+
+fn counts_of(job: &str) -> Arc<Counts> {
+    let mut all = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
+    all.retain(|(_, c)| c.strong_count() > 0);
+    if let Some(counts) = all
+        .iter()
+        .find(|(j, _)| j == job)
+        .and_then(|(_, c)| c.upgrade())
+    {
+        return counts;
+    }
+    let counts = Arc::new(Counts::default());
+    all.push((job.to_string(), Arc::downgrade(&counts)));
+    counts
 }
 
 struct Said {
@@ -38,28 +62,26 @@ impl Intake {
         Intake {
             job: job.to_string(),
             host,
-            received: AtomicU64::new(0),
-            bad: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            counts: counts_of(job),
             said: Mutex::new(HashMap::new()),
         }
     }
 
     /// `n` items taken.
     pub fn received(&self, n: u64) {
-        self.received.fetch_add(n, Ordering::Relaxed);
+        self.counts.received.fetch_add(n, Ordering::Relaxed);
     }
 
     /// `n` well-formed items let go (a bound was reached); `why` is logged like bad input.
     pub fn dropped(&self, n: u64, kind: &'static str, why: impl Display) {
-        self.dropped.fetch_add(n, Ordering::Relaxed);
+        self.counts.dropped.fetch_add(n, Ordering::Relaxed);
         self.tell(kind, why);
     }
 
     /// One malformed item: counted, and logged as `kind: detail` unless a line of this kind
     /// went out less than [`LOG_EVERY`] ago.
     pub fn bad(&self, kind: &'static str, detail: impl Display) {
-        self.bad.fetch_add(1, Ordering::Relaxed);
+        self.counts.bad.fetch_add(1, Ordering::Relaxed);
         self.tell(kind, detail);
     }
 
@@ -87,9 +109,9 @@ impl Intake {
     /// The figures as they stand: (received, bad, dropped).
     pub fn figures(&self) -> (u64, u64, u64) {
         (
-            self.received.load(Ordering::Relaxed),
-            self.bad.load(Ordering::Relaxed),
-            self.dropped.load(Ordering::Relaxed),
+            self.counts.received.load(Ordering::Relaxed),
+            self.counts.bad.load(Ordering::Relaxed),
+            self.counts.dropped.load(Ordering::Relaxed),
         )
     }
 
