@@ -5,7 +5,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use spud_tests::collectd::Collectd;
-use spud_tests::{free_port, SpudHost};
+use spud_tests::SpudHost;
 
 const T: Duration = Duration::from_secs(20);
 

@@ -140,8 +140,15 @@ impl Service for Server {
     }
 }
 
-async fn ping() -> StatusCode {
-    StatusCode::NO_CONTENT
+/// What `/ping` says it is: clients read this header (python-influxdb fails without it).
+const VERSION: &str = "1.8.10 (spud)";
+
+async fn ping() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [("X-Influxdb-Version", VERSION), ("X-Influxdb-Build", "OSS")],
+    )
+        .into_response()
 }
 
 async fn query() -> Response {
