@@ -1,6 +1,6 @@
 //! `spud-bench`: the stat server's figures, each beside its reference, measured in one run.
 //!
-//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|memory|new-keys|host|reload|reload-growth|http|isolation|isolation-reloads|alerts|munin]`. Starts the release `spud-server`,
+//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|memory|new-keys|host|reload|reload-growth|http|isolation|isolation-reloads|alerts|munin|statsd|graphite|influx|collectd]`. Starts the release `spud-server`,
 //! Debian's `redis-server` (spoken to by this program's own client) and the original Perl server from the
 //! seed; a reference that cannot run here is reported as missing, not guessed.
 //! Every throughput figure is the median of several trials; the machine is shared.
@@ -16,6 +16,7 @@ mod latency;
 mod memory;
 mod munin;
 mod new_keys;
+mod receivers;
 mod reload;
 
 use anyhow::Result;
@@ -82,6 +83,12 @@ fn main() -> Result<()> {
     }
     if wanted("alerts") {
         alerts::alerts(&scale, &mut report)?;
+    }
+    if wanted("graphite") {
+        receivers::graphite(&scale, &mut report)?;
+    }
+    if wanted("influx") {
+        receivers::influx(&scale, &mut report)?;
     }
     if wanted("isolation") {
         isolation::collects(quick, &mut report)?;

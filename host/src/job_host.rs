@@ -86,6 +86,10 @@ impl JobHost {
     }
 }
 
+thread_local! {
+    static FULL_KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
 /// The handle a plugin gets for `host`; the host keeps its own reference.
 pub fn handle(host: &Arc<JobHost>) -> HostBox {
     HostApi_TO::from_value(SharedHost(Arc::clone(host)), TD_Opaque)
@@ -96,8 +100,23 @@ struct SharedHost(Arc<JobHost>);
 
 impl HostApi for SharedHost {
     fn set(&self, key: RStr<'_>, value: RStr<'_>, time: ROption<u64>, absolute: bool) {
-        let key = self.0.full_key(key.as_str(), absolute);
-        self.0.store(&key, value.as_str(), time.into_option());
+        let (value, time) = (value.as_str(), time.into_option());
+        if absolute {
+            return self.0.store(key.as_str(), value, time);
+        }
+        // The job's prefix joined in a per-thread buffer: receivers store millions a second.
+        FULL_KEY.with(|buf| match buf.try_borrow_mut() {
+            Ok(mut full) => {
+                full.clear();
+                full.push_str(&self.0.job);
+                full.push('.');
+                full.push_str(key.as_str());
+                self.0.store(&full, value, time);
+            }
+            Err(_) => self
+                .0
+                .store(&self.0.full_key(key.as_str(), false), value, time),
+        });
     }
 
     fn count(&self, key: RStr<'_>, delta: f64, absolute: bool) {

@@ -8,6 +8,26 @@ use abi_stable::std_types::{RNone, RSome};
 
 use crate::ffi::{HostBox, Level};
 
+thread_local! {
+    /// Where a value is written as text before it crosses to the host: one buffer per
+    /// thread, so a sample costs no allocation.
+    static TEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+/// `value` as text, handed to `f` without allocating.
+fn with_text<R>(value: impl Display, f: impl FnOnce(&str) -> R) -> R {
+    use std::fmt::Write as _;
+    TEXT.with(|buf| match buf.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let _ = write!(buf, "{value}");
+            f(&buf)
+        }
+        // Only if a Display impl itself stores a sample: fall back to a fresh string.
+        Err(_) => f(&value.to_string()),
+    })
+}
+
 /// The host, as a job sees it. Cheap to clone; keys are relative to the job's name unless
 /// set with the `_absolute` methods.
 #[derive(Clone)]
@@ -25,34 +45,28 @@ impl Host {
 
     /// Stores `value` under `<job>.<key>`, timed now.
     pub fn set(&self, key: &str, value: impl Display) {
-        self.inner
-            .set(key.into(), value.to_string().as_str().into(), RNone, false);
+        with_text(value, |v| {
+            self.inner.set(key.into(), v.into(), RNone, false)
+        });
     }
 
     /// Stores `value` under `<job>.<key>` at `time` (Unix seconds).
     pub fn set_at(&self, key: &str, value: impl Display, time: u64) {
-        self.inner.set(
-            key.into(),
-            value.to_string().as_str().into(),
-            RSome(time),
-            false,
-        );
+        with_text(value, |v| {
+            self.inner.set(key.into(), v.into(), RSome(time), false)
+        });
     }
 
     /// Stores `value` under `key` exactly as given.
     pub fn set_absolute(&self, key: &str, value: impl Display) {
-        self.inner
-            .set(key.into(), value.to_string().as_str().into(), RNone, true);
+        with_text(value, |v| self.inner.set(key.into(), v.into(), RNone, true));
     }
 
     /// Stores `value` under `key` exactly as given, at `time` (Unix seconds).
     pub fn set_absolute_at(&self, key: &str, value: impl Display, time: u64) {
-        self.inner.set(
-            key.into(),
-            value.to_string().as_str().into(),
-            RSome(time),
-            true,
-        );
+        with_text(value, |v| {
+            self.inner.set(key.into(), v.into(), RSome(time), true)
+        });
     }
 
     /// Adds `delta` to the counter `<job>.<key>` (kept by the host; starts at 0).

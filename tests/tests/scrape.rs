@@ -120,7 +120,14 @@ fn spud_metrics_scraped_back_over_tls_with_a_token_keep_their_values() {
                 "--tls-ca",
                 &pki.file("ca.pem"),
             ])
-            .args(["--token-file", writer_token.to_str().unwrap(), "set", "--", k, v])
+            .args([
+                "--token-file",
+                writer_token.to_str().unwrap(),
+                "set",
+                "--",
+                k,
+                v,
+            ])
             .output()
             .unwrap();
         assert!(

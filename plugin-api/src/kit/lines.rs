@@ -23,13 +23,15 @@ pub struct Bounds {
 
 /// Accepts connections on `listener` until the job is asked to stop, serving each on a
 /// thread of its own: every complete line goes to `take` (without its line ending, a `\r`
-/// before the `\n` removed). Returns when the job stops and every connection has ended.
+/// before the `\n` removed), which says how many items it took from it (added to the
+/// intake's `received` once per read, not per line). Returns when the job stops and every
+/// connection has ended.
 pub fn serve(
     listener: &TcpListener,
     host: &Host,
     intake: &Intake,
     bounds: Bounds,
-    take: &(impl Fn(&[u8]) + Sync),
+    take: &(impl Fn(&[u8]) -> u64 + Sync),
 ) {
     let open = Arc::new(AtomicUsize::new(0));
     std::thread::scope(|scope| {
@@ -71,7 +73,7 @@ fn read_lines(
     host: &Host,
     intake: &Intake,
     max: usize,
-    take: &dyn Fn(&[u8]),
+    take: &dyn Fn(&[u8]) -> u64,
 ) {
     if stream.set_read_timeout(Some(POLL)).is_err() {
         return;
@@ -81,13 +83,19 @@ fn read_lines(
     loop {
         match stream.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => splitter.push(&buf[..n], |line| match line {
-                Ok(line) => take(line),
-                Err(TooLong(len)) => intake.bad(
-                    "line too long",
-                    format_args!("a line of {len} bytes or more (the bound is {max}) was skipped"),
-                ),
-            }),
+            Ok(n) => {
+                let mut taken = 0;
+                splitter.push(&buf[..n], |line| match line {
+                    Ok(line) => taken += take(line),
+                    Err(TooLong(len)) => intake.bad(
+                        "line too long",
+                        format_args!(
+                            "a line of {len} bytes or more (the bound is {max}) was skipped"
+                        ),
+                    ),
+                });
+                intake.received(taken);
+            }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 if host.stop_requested(Duration::ZERO) {
                     break;
@@ -100,7 +108,7 @@ fn read_lines(
     // A last line without its newline still counts: the sender has finished it.
     splitter.finish(|line| {
         if let Ok(line) = line {
-            take(line)
+            intake.received(take(line));
         }
     });
 }

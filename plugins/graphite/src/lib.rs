@@ -79,19 +79,23 @@ struct Store {
 }
 
 impl Store {
-    fn take(&self, bytes: &[u8]) {
+    /// Stores one line; says whether it was taken (the caller counts them).
+    fn take(&self, bytes: &[u8]) -> u64 {
         match parse::line(bytes) {
             Ok(Some(line)) => {
-                self.intake.received(1);
                 match (self.absolute, line.time) {
                     (false, Some(t)) => self.host.set_at(&line.key, line.value, t),
                     (false, None) => self.host.set(&line.key, line.value),
                     (true, Some(t)) => self.host.set_absolute_at(&line.key, line.value, t),
                     (true, None) => self.host.set_absolute(&line.key, line.value),
                 }
+                1
             }
-            Ok(None) => {}
-            Err(parse::Bad(kind, detail)) => self.intake.bad(kind, detail),
+            Ok(None) => 0,
+            Err(parse::Bad(kind, detail)) => {
+                self.intake.bad(kind, detail);
+                0
+            }
         }
     }
 }
@@ -154,8 +158,9 @@ fn datagrams(socket: &UdpSocket, host: &Host, store: &Store, max_line: usize) {
             Err(_) => continue,
         };
         let mut splitter = Splitter::new(max_line);
+        let mut taken = 0;
         let mut take = |line: Result<&[u8], lines::TooLong>| match line {
-            Ok(line) => store.take(line),
+            Ok(line) => taken += store.take(line),
             Err(lines::TooLong(len)) => store.intake.bad(
                 "line too long",
                 format_args!("a line of {len} bytes (the bound is {max_line}) was skipped"),
@@ -163,6 +168,7 @@ fn datagrams(socket: &UdpSocket, host: &Host, store: &Store, max_line: usize) {
         };
         splitter.push(&buf[..n], &mut take);
         splitter.finish(&mut take);
+        store.intake.received(taken);
     }
 }
 

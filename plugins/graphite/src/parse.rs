@@ -1,5 +1,7 @@
 //! One plaintext line: `path value [timestamp]`, fields separated by spaces or tabs.
 
+use std::borrow::Cow;
+
 use spud_plugin_api::kit::intake::tagged_key;
 
 /// A line taken apart.
@@ -7,7 +9,7 @@ use spud_plugin_api::kit::intake::tagged_key;
 pub struct Line<'a> {
     /// The key it maps to: the path with characters a key cannot hold made `_`; a tagged
     /// path (`disk.used;dc=a;rack=1`, Graphite 1.1) by the tag rule (`disk.used.dc:a.rack:1`).
-    pub key: String,
+    pub key: Cow<'a, str>,
     /// The value exactly as sent.
     pub value: &'a str,
     /// Unix seconds; None for "now" (no timestamp, or `-1` as carbon takes it).
@@ -49,10 +51,15 @@ pub fn line(bytes: &[u8]) -> Result<Option<Line<'_>>, Bad> {
     }))
 }
 
-fn key(path: &str) -> String {
+fn key(path: &str) -> Cow<'_, str> {
     match path.split_once(';') {
-        None => spud_plugin_api::key_safe(path),
-        Some((name, tags)) => tagged_key(name, tags.split(';').filter_map(|t| t.split_once('='))),
+        // Most paths are keys already: no copy.
+        None if spud_plugin_api::is_valid_key(path) => Cow::Borrowed(path),
+        None => Cow::Owned(spud_plugin_api::key_safe(path)),
+        Some((name, tags)) => Cow::Owned(tagged_key(
+            name,
+            tags.split(';').filter_map(|t| t.split_once('=')),
+        )),
     }
 }
 

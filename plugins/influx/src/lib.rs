@@ -20,6 +20,7 @@
 //! `max_requests` (bodies held at once, default 8: memory stays under their product).
 //! The listening socket is handed over to the job's next generation on reload.
 
+pub mod line;
 pub mod points;
 
 use std::collections::HashMap;
@@ -243,11 +244,11 @@ fn store(shared: &Shared, bytes: Bytes, gzip: bool, precision: Precision) -> Res
         return error(StatusCode::BAD_REQUEST, "the body is not UTF-8");
     };
     let mut taken = 0;
-    let refused = points::samples(text, precision, |s| {
+    let refused = points::samples(text, precision, |key, value, time| {
         taken += 1;
-        match s.time {
-            Some(t) => shared.host.set_at(&s.key, &s.value, t),
-            None => shared.host.set(&s.key, &s.value),
+        match time {
+            Some(t) => shared.host.set_at(key, value, t),
+            None => shared.host.set(key, value),
         }
     });
     shared.intake.received(taken);

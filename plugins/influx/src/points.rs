@@ -3,11 +3,13 @@
 //! The key of a field is `<measurement>[.<tag>:<value>…].<field>`, tags in name order (the
 //! tag rule of `spud_plugin_api::kit::intake::tagged_key`), every character a key cannot
 //! hold made `_`: `cpu,host=web1,cpu=cpu0 usage_idle=97.5` is
-//! `cpu.cpu:cpu0.host:web1.usage_idle`. Floats and integers (`1i`, `1u`) are stored as
-//! numbers, booleans as 1 or 0, strings as their text.
+//! `cpu.cpu:cpu0.host:web1.usage_idle`. Floats are stored as written (`97.50` stays
+//! `97.50`), integers (`1i`, `1u`) without their suffix, booleans as 1 or 0, strings as
+//! their text (line breaks made spaces).
 
-use influxdb_line_protocol::{parse_lines, FieldValue};
-use spud_plugin_api::kit::intake::tagged_key;
+use std::borrow::Cow;
+
+use crate::line::{Field, Line};
 
 /// The unit of the timestamps, from `precision=`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -58,83 +60,108 @@ impl Precision {
     }
 }
 
-/// One field's sample.
-#[derive(Debug, PartialEq)]
-pub struct Sample {
-    /// Its key.
-    pub key: String,
-    /// Its value's text.
-    pub value: String,
-    /// Unix seconds; None for the time of arrival.
-    pub time: Option<u64>,
-}
-
 /// A refused line: its number (from 1) and why.
 #[derive(Debug, PartialEq)]
 pub struct Refused {
     /// The line's number in the body.
     pub line: usize,
-    /// The parser's reason.
+    /// Why.
     pub why: String,
 }
 
-/// Every sample of `body`, in order, and the lines refused.
-pub fn samples(body: &str, precision: Precision, mut sample: impl FnMut(Sample)) -> Vec<Refused> {
+/// Calls `sample(key, value, time)` for every field of `body`, in order (time in Unix
+/// seconds, None for the time of arrival); returns the lines refused.
+pub fn samples(
+    body: &str,
+    precision: Precision,
+    mut sample: impl FnMut(&str, &str, Option<u64>),
+) -> Vec<Refused> {
     let mut refused = Vec::new();
-    for (i, parsed) in parse_lines(body).enumerate() {
-        let line = match parsed {
-            Ok(line) => line,
-            Err(e) => {
-                refused.push(Refused {
-                    line: i + 1,
-                    why: e.to_string(),
-                });
-                continue;
-            }
-        };
+    let mut line = Line::default();
+    let mut key = String::new();
+    let mut order: Vec<usize> = Vec::new();
+    for (i, text) in body.split('\n').enumerate() {
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        let mut refuse = |why: String| refused.push(Refused { line: i + 1, why });
+        if let Err(why) = crate::line::parse(text, &mut line) {
+            refuse(why);
+            continue;
+        }
         let time = match line.timestamp {
             None => None,
             Some(t) => match precision.seconds(t) {
                 Some(s) => Some(s),
                 None => {
-                    refused.push(Refused {
-                        line: i + 1,
-                        why: format!("timestamp {t} is before 1970 or out of range"),
-                    });
+                    refuse(format!("timestamp {t} is before 1970 or out of range"));
                     continue;
                 }
             },
         };
-        let tags = line.series.tag_set.as_deref().unwrap_or(&[]);
-        let base = tagged_key(
-            &line.series.measurement,
-            tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        );
-        for (field, value) in &line.field_set {
-            let value = match value {
-                FieldValue::F64(v) => v.to_string(),
-                FieldValue::I64(v) => v.to_string(),
-                FieldValue::U64(v) => v.to_string(),
-                FieldValue::Boolean(v) => u8::from(*v).to_string(),
-                FieldValue::String(v) => v.replace(['\r', '\n'], " "),
+        // The key up to the field: the tag rule, written into one buffer for the line.
+        key.clear();
+        push_safe(&mut key, &line.measurement);
+        order.clear();
+        order.extend(0..line.tags.len());
+        order.sort_by(|&a, &b| line.tags[a].cmp(&line.tags[b]));
+        for &t in &order {
+            let (tag, value) = &line.tags[t];
+            key.push('.');
+            push_safe(&mut key, tag);
+            key.push(':');
+            push_safe(&mut key, value);
+        }
+        let base = key.len();
+        for (field, value) in &line.fields {
+            key.truncate(base);
+            key.push('.');
+            push_safe(&mut key, field);
+            let text: Cow<'_, str> = match value {
+                Field::Float(v) | Field::Int(v) | Field::UInt(v) => Cow::Borrowed(v),
+                Field::Bool(true) => Cow::Borrowed("1"),
+                Field::Bool(false) => Cow::Borrowed("0"),
+                Field::Str(v) if v.contains(['\r', '\n']) => {
+                    Cow::Owned(v.replace(['\r', '\n'], " "))
+                }
+                Field::Str(v) => Cow::Borrowed(v),
             };
-            sample(Sample {
-                key: format!("{base}.{}", spud_plugin_api::key_safe(field)),
-                value,
-                time,
-            });
+            sample(&key, &text, time);
         }
     }
     refused
+}
+
+/// Appends `text` made fit for a key (see `spud_plugin_api::key_safe`), copying nothing
+/// extra when it is fit already.
+fn push_safe(key: &mut String, text: &str) {
+    if spud_plugin_api::is_valid_key(text) {
+        key.push_str(text);
+    } else {
+        key.push_str(&spud_plugin_api::key_safe(text));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    struct Sample {
+        key: String,
+        value: String,
+        time: Option<u64>,
+    }
+
     fn all(body: &str, p: Precision) -> (Vec<Sample>, Vec<Refused>) {
         let mut out = Vec::new();
-        let refused = samples(body, p, |s| out.push(s));
+        let refused = samples(body, p, |key, value, time| {
+            out.push(Sample {
+                key: key.to_string(),
+                value: value.to_string(),
+                time,
+            })
+        });
         (out, refused)
     }
 
@@ -188,5 +215,15 @@ mod tests {
         );
         assert_eq!(s.len(), 2);
         assert_eq!(r.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 4]);
+    }
+
+    #[test]
+    fn tags_in_name_order_and_unsafe_characters() {
+        let (s, r) = all("m\\ x,z=1,a=b/c f\\ g=2.50", Precision::Nanos);
+        assert!(r.is_empty(), "{r:?}");
+        assert_eq!(
+            (s[0].key.as_str(), s[0].value.as_str()),
+            ("m_x.a:b_c.z:1.f_g", "2.50")
+        );
     }
 }

@@ -129,23 +129,28 @@ impl State {
                 self.intake.bad(kind, format_args!("{text:?}"));
             }
         }
-        self.add(metrics);
+        let taken = self.add(metrics);
+        self.intake.received(taken);
     }
 
-    /// Takes one line read over TCP.
-    fn take_line(&self, line: &[u8]) {
+    /// Takes one line read over TCP; says how many metrics it held (the caller counts).
+    fn take_line(&self, line: &[u8]) -> u64 {
         let mut metrics = Vec::new();
         match parse::line(line, &mut metrics) {
             Ok(()) => self.add(metrics),
-            Err(parse::Bad(kind, text)) => self.intake.bad(kind, format_args!("{text:?}")),
+            Err(parse::Bad(kind, text)) => {
+                self.intake.bad(kind, format_args!("{text:?}"));
+                0
+            }
         }
     }
 
-    fn add(&self, metrics: Vec<parse::Metric<'_>>) {
+    /// Aggregates `metrics`; returns how many there were.
+    fn add(&self, metrics: Vec<parse::Metric<'_>>) -> u64 {
+        let taken = metrics.len() as u64;
         if metrics.is_empty() {
-            return;
+            return 0;
         }
-        self.intake.received(metrics.len() as u64);
         let mut dropped = Dropped::default();
         {
             let mut aggregate = self.aggregate.lock().unwrap_or_else(|e| e.into_inner());
@@ -180,6 +185,7 @@ impl State {
                 ),
             );
         }
+        taken
     }
 
     fn flush(&self, seconds: f64, percentiles: &[f64]) {
