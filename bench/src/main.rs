@@ -84,6 +84,12 @@ fn main() -> Result<()> {
     if wanted("alerts") {
         alerts::alerts(&scale, &mut report)?;
     }
+    if wanted("statsd") {
+        receivers::statsd(&mut report)?;
+    }
+    if wanted("collectd") {
+        receivers::collectd(&mut report)?;
+    }
     if wanted("graphite") {
         receivers::graphite(&scale, &mut report)?;
     }

@@ -192,3 +192,237 @@ pub fn influx(scale: &crate::Scale, report: &mut Vec<String>) -> Result<()> {
 fn figure_wait(host: &SpudHost, job: &str, want: u64) -> u64 {
     settle(host, job, want, Duration::from_secs(10)).0
 }
+
+// ---------------------------------------------------------------------------------------
+// StatsD
+
+/// One step of the ladder: metrics a second offered for this long.
+const STEP: Duration = Duration::from_secs(2);
+/// Offered rates, each √2 times the one before: 50k … 4.5M metrics a second.
+const LADDER: &[f64] = &[
+    50e3, 71e3, 100e3, 141e3, 200e3, 283e3, 400e3, 566e3, 800e3, 1.13e6, 1.6e6, 2.26e6, 3.2e6,
+    4.53e6,
+];
+
+/// Datagrams of up to 1,400 bytes (a client's pipeline, as StatsD clients batch) holding a
+/// mix: 70% counters over 1,000 names, 20% timers over 100, 8% gauges over 100, 2% sets.
+fn statsd_packets(metrics: usize) -> Vec<(Vec<u8>, usize)> {
+    let mut out = Vec::new();
+    let (mut packet, mut n) = (Vec::with_capacity(1400), 0);
+    for i in 0..metrics {
+        let line = match i % 50 {
+            0..=34 => format!("bench.c{}:1|c", i % 1000),
+            35..=44 => format!("bench.t{}:{}.{}|ms", i % 100, i % 500, i % 10),
+            45..=48 => format!("bench.g{}:{}|g", i % 100, i % 1000),
+            _ => format!("bench.s{}:u{}|s", i % 10, i % 5000),
+        };
+        if packet.len() + line.len() + 1 > 1400 {
+            out.push((std::mem::take(&mut packet), n));
+            n = 0;
+        }
+        if !packet.is_empty() {
+            packet.push(b'\n');
+        }
+        packet.extend_from_slice(line.as_bytes());
+        n += 1;
+    }
+    out.push((packet, n));
+    out
+}
+
+/// The kernel's count of datagrams dropped for UDP sockets bound to `port`.
+fn udp_drops(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let suffix = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|a| a.ends_with(&suffix))
+        })
+        .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Sends `rate` metrics a second for STEP; returns how many were sent.
+fn offer(
+    sender: &UdpSocket,
+    to: SocketAddr,
+    packets: &[(Vec<u8>, usize)],
+    rate: f64,
+) -> Result<u64> {
+    let start = Instant::now();
+    let (mut sent, mut i) = (0u64, 0usize);
+    while start.elapsed() < STEP {
+        let due = (start.elapsed().as_secs_f64() * rate) as u64;
+        while sent < due {
+            let (packet, n) = &packets[i % packets.len()];
+            sender.send_to(packet, to).context("send")?;
+            sent += *n as u64;
+            i += 1;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(sent)
+}
+
+struct Step {
+    rate: f64,
+    sent: u64,
+    taken: u64,
+    kernel_drops: u64,
+}
+
+impl Step {
+    fn loss(&self) -> f64 {
+        1.0 - self.taken as f64 / self.sent as f64
+    }
+}
+
+/// Runs the ladder of `packets` (each with how many items it holds) against one daemon;
+/// `taken` says how many items it has counted so far. Stops after two steps in a row lose
+/// more than 10%.
+fn ladder(
+    name: &str,
+    to: SocketAddr,
+    packets: &[(Vec<u8>, usize)],
+    mut taken: impl FnMut() -> u64,
+) -> Result<Vec<Step>> {
+    let sender = UdpSocket::bind("127.0.0.1:0")?;
+    let mut steps = Vec::new();
+    let mut bad_in_a_row = 0;
+    for &rate in LADDER {
+        let (before, drops) = (taken(), udp_drops(to.port()));
+        let sent = offer(&sender, to, packets, rate)?;
+        // Let the daemon finish what is queued and report it.
+        std::thread::sleep(Duration::from_millis(2500));
+        let step = Step {
+            rate,
+            sent,
+            taken: taken() - before,
+            kernel_drops: udp_drops(to.port()) - drops,
+        };
+        println!(
+            "  {name}: offered {}/s: sent {}, counted {}, loss {:.2}%, kernel drops {} datagrams",
+            fmt_rate(rate).trim_end_matches("/s"),
+            step.sent,
+            step.taken,
+            100.0 * step.loss(),
+            step.kernel_drops
+        );
+        bad_in_a_row = if step.loss() > 0.10 {
+            bad_in_a_row + 1
+        } else {
+            0
+        };
+        steps.push(step);
+        if bad_in_a_row == 2 {
+            break;
+        }
+    }
+    Ok(steps)
+}
+
+/// The highest offered rate taken with under 1% loss.
+fn sustained(steps: &[Step]) -> f64 {
+    steps
+        .iter()
+        .filter(|s| s.loss() < 0.01)
+        .map(|s| s.rate)
+        .fold(0.0, f64::max)
+}
+
+pub fn statsd(report: &mut Vec<String>) -> Result<()> {
+    println!("== statsd: an offered-rate ladder, the same datagrams to SPUD's statsd and to Etsy's statsd");
+    let listen = free_port();
+    let host = SpudHost::start(
+        &["statsd"],
+        &format!("[[job]]\nname = \"statsd\"\nplugin = \"statsd\"\ninterval = \"1s\"\noptions = {{ listen = \"{listen}\", tcp = false }}\n"),
+    );
+    let packets = statsd_packets(200_000);
+    let ours = ladder("spud", listen, &packets, || {
+        figure(&host, "statsd", "received")
+    })?;
+    drop(host);
+    let etsy = EtsyStatsd::start(1000, &[90.0], "");
+    let theirs = ladder("etsy", etsy.addr, &packets, || {
+        etsy.flushes()
+            .iter()
+            .filter_map(|f| f.get("stats.counters.statsd.metrics_received.count"))
+            .sum::<f64>() as u64
+    })?;
+    let (ours_rate, their_rate) = (sustained(&ours), sustained(&theirs));
+    let at_theirs = ours
+        .iter()
+        .find(|s| s.rate == their_rate)
+        .map_or(f64::NAN, |s| 100.0 * s.loss());
+    let their_loss = theirs
+        .iter()
+        .find(|s| s.rate == their_rate)
+        .map_or(f64::NAN, |s| 100.0 * s.loss());
+    report.push(format!(
+        "| statsd metrics/s taken with < 1% loss (offered-rate ladder, 1,400-byte datagrams) | {} | Etsy's statsd: {} | {:.1}× (target ≥ 10×) |",
+        fmt_rate(ours_rate),
+        fmt_rate(their_rate),
+        ours_rate / their_rate
+    ));
+    report.push(format!(
+        "| statsd loss at Etsy's sustained rate | {at_theirs:.2}% | Etsy's statsd: {their_loss:.2}% | |"
+    ));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// collectd
+
+pub fn collectd(report: &mut Vec<String>) -> Result<()> {
+    println!("== collectd network protocol: packets a real collectd sent, captured, replayed on a ladder");
+    let capture = UdpSocket::bind("127.0.0.1:0")?;
+    capture.set_read_timeout(Some(Duration::from_millis(200)))?;
+    let plugins = Collectd::network(capture.local_addr()?, "")
+        + "LoadPlugin cpu\nLoadPlugin interface\nLoadPlugin df\nLoadPlugin processes\nLoadPlugin vmem\n";
+    let daemon = Collectd::start("bench.example", &plugins);
+    let mut packets = Vec::new();
+    let until = Instant::now() + Duration::from_secs(6);
+    let mut buf = [0u8; 65536];
+    while Instant::now() < until {
+        if let Ok(n) = capture.recv(&mut buf) {
+            let mut lists = Vec::new();
+            spud_plugin_collectd::packet::parse(
+                &buf[..n],
+                spud_plugin_collectd::packet::Security::None,
+                &Default::default(),
+                &mut lists,
+            )
+            .map_err(|e| anyhow::anyhow!("a captured packet does not parse: {e:?}"))?;
+            let values = lists.iter().map(|l| l.values.len()).sum();
+            packets.push((buf[..n].to_vec(), values));
+        }
+    }
+    drop(daemon);
+    if packets.is_empty() {
+        bail!("collectd sent nothing in 6 s");
+    }
+    let values: usize = packets.iter().map(|p| p.1).sum();
+    println!(
+        "  captured {} packets, {values} values ({:.0} bytes a value)",
+        packets.len(),
+        packets.iter().map(|p| p.0.len()).sum::<usize>() as f64 / values as f64
+    );
+    let listen = std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
+    let host = SpudHost::start(
+        &["collectd"],
+        &format!("[[job]]\nname = \"collectd\"\nplugin = \"collectd\"\ninterval = \"1s\"\noptions = {{ listen = \"{listen}\" }}\n"),
+    );
+    let steps = ladder("spud", listen, &packets, || {
+        figure(&host, "collectd", "received")
+    })?;
+    let rate = sustained(&steps);
+    report.push(format!(
+        "| collectd network values/s taken with < 1% loss (replayed captured packets, offered-rate ladder) | {} | none named | |",
+        fmt_rate(rate)
+    ));
+    Ok(())
+}

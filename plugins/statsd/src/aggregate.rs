@@ -14,7 +14,11 @@
 //! A counter or timer with nothing in an interval stores a count of 0 (as Etsy's statsd
 //! does); a name idle for `forget_after` flushes is forgotten, gauges included.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use hashbrown::hash_map::EntryRef;
+use hashbrown::HashMap;
 
 use crate::parse::{Kind, Metric};
 
@@ -151,18 +155,22 @@ impl Aggregate {
 /// The slot for `key`, made if the limit allows.
 fn slot<'m, T: Default>(
     map: &'m mut HashMap<String, Slot<T>>,
-    key: String,
+    key: Cow<'_, str>,
     full: bool,
     dropped: &mut Dropped,
 ) -> Option<&'m mut Slot<T>> {
-    if full && !map.contains_key(&key) {
-        dropped.keys += 1;
-        return None;
-    }
-    let slot = map.entry(key).or_insert_with(|| Slot {
-        value: T::default(),
-        idle: 0,
-    });
+    // A name seen before is found without copying it (the common case, by far).
+    let slot = match map.entry_ref(&*key) {
+        EntryRef::Occupied(o) => o.into_mut(),
+        EntryRef::Vacant(_) if full => {
+            dropped.keys += 1;
+            return None;
+        }
+        EntryRef::Vacant(v) => v.insert(Slot {
+            value: T::default(),
+            idle: 0,
+        }),
+    };
     slot.idle = 0;
     Some(slot)
 }
@@ -233,8 +241,8 @@ mod tests {
         dropped
     }
 
-    fn flush(agg: &mut Aggregate) -> HashMap<String, f64> {
-        let mut out = HashMap::new();
+    fn flush(agg: &mut Aggregate) -> std::collections::HashMap<String, f64> {
+        let mut out = std::collections::HashMap::new();
         agg.flush(10.0, &[90.0, 99.9], LIMITS.forget_after, |k, v| {
             out.insert(k, v);
         });

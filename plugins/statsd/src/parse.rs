@@ -1,6 +1,8 @@
 //! StatsD lines: `name:value|type[|@rate][|#tag:v,tag2]`, several `value|type` after one
 //! name (`a:1|c:2|c`), several lines per datagram.
 
+use std::borrow::Cow;
+
 use spud_plugin_api::kit::intake::tagged_key;
 
 /// The kinds of metric.
@@ -20,7 +22,7 @@ pub enum Kind {
 #[derive(Debug, PartialEq)]
 pub struct Metric<'a> {
     /// The key: the name made safe, DogStatsD tags added by the tag rule.
-    pub key: String,
+    pub key: Cow<'a, str>,
     /// Its kind.
     pub kind: Kind,
     /// The value's text (a set's member; a number otherwise).
@@ -106,13 +108,15 @@ pub fn line<'a>(bytes: &'a [u8], out: &mut Vec<Metric<'a>>) -> Result<(), Bad> {
             return Err(bad("empty value"));
         }
         let key = match tags {
-            None => spud_plugin_api::key_safe(name),
-            Some(tags) => tagged_key(
+            // Most names are keys already: borrowed, not copied.
+            None if spud_plugin_api::is_valid_key(name) => Cow::Borrowed(name),
+            None => Cow::Owned(spud_plugin_api::key_safe(name)),
+            Some(tags) => Cow::Owned(tagged_key(
                 name,
                 tags.split(',')
                     .filter(|t| !t.is_empty())
                     .map(|t| t.split_once(':').unwrap_or((t, ""))),
-            ),
+            )),
         };
         out.push(Metric {
             key,
@@ -176,7 +180,7 @@ mod tests {
         let m = parse("req:5|ms|#route:/a,env:prod,canary").unwrap();
         assert_eq!(m[0].key, "req.canary.env:prod.route:_a");
         let m = parse("req:5|c|@0.5|#b:2,a:1").unwrap();
-        assert_eq!((m[0].key.as_str(), m[0].rate), ("req.a:1.b:2", 0.5));
+        assert_eq!((&*m[0].key, m[0].rate), ("req.a:1.b:2", 0.5));
     }
 
     #[test]
