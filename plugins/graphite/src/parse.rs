@@ -73,7 +73,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(
-            (l.key.as_str(), l.value, l.time),
+            (&*l.key, l.value, l.time),
             ("web1.load.shortterm", "0.27", Some(1700000000))
         );
         let l = line(b"a.b\t12.30\t-1").unwrap().unwrap();
