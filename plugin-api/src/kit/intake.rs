@@ -157,8 +157,8 @@ mod tests {
             "cpu.cpu:0.host:web1"
         );
         assert_eq!(
-            tagged_key("req time", [("path", "/a b"), ("x", "")]),
-            "req_time.path:_a_b"
+            tagged_key("req time", [("path", "/a b"), ("canary", "")]),
+            "req_time.canary.path:_a_b"
         );
         assert!(crate::is_valid_key(&tagged_key("é", [("ü", "ß")])));
     }
