@@ -18,7 +18,8 @@
 //! Options: `listen`; `udp`, `tcp` (both default true); `percentiles` (default `[90]`);
 //! bounds `max_keys` (100,000 names), `max_samples` (1,000,000 timer values per interval),
 //! `max_members` (100,000 per set), `forget_after` (360 idle flushes), `max_line` (8,192
-//! bytes), `max_connections` (256); `recv_buffer` (bytes asked of the kernel, 8 MiB).
+//! bytes), `max_connections` (256); `recv_buffer` (bytes asked of the kernel, 8 MiB);
+//! `udp_threads` (threads reading the UDP socket, 2).
 //! Figures: `host.job.<job>.received` (metrics), `.bad` (lines), `.dropped` (metrics).
 //! The sockets are handed over to the job's next generation on reload; the old generation
 //! flushes what it holds as it stops, so a reload loses no count.
@@ -65,6 +66,8 @@ struct Options {
     max_connections: usize,
     #[serde(default = "recv_buffer")]
     recv_buffer: usize,
+    #[serde(default = "udp_threads")]
+    udp_threads: usize,
 }
 
 fn yes() -> bool {
@@ -94,9 +97,13 @@ fn max_connections() -> usize {
 fn recv_buffer() -> usize {
     8 << 20
 }
+fn udp_threads() -> usize {
+    2
+}
 
 struct Server {
     udp: Option<Held<UdpSocket>>,
+    udp_threads: usize,
     tcp: Option<Held<TcpListener>>,
     bounds: Bounds,
     percentiles: Vec<f64>,
@@ -225,6 +232,7 @@ impl Plugin for Statsd {
         };
         Ok(Collector::service(Server {
             udp,
+            udp_threads: o.udp_threads.max(1),
             tcp,
             bounds: Bounds {
                 connections: o.max_connections,
@@ -256,14 +264,18 @@ impl Service for Server {
         let mut next = last + self.interval;
         std::thread::scope(|scope| {
             if let Some(udp) = &self.udp {
-                scope.spawn(move || {
-                    let mut buf = vec![0u8; 65536];
-                    while !host.stop_requested(Duration::ZERO) {
-                        if let Ok(n) = udp.recv(&mut buf) {
-                            state.take_datagram(&buf[..n], max_line);
+                // Readers of the one socket parse side by side; they meet only at the
+                // aggregate's lock, once per datagram.
+                for _ in 0..self.udp_threads {
+                    scope.spawn(move || {
+                        let mut buf = vec![0u8; 65536];
+                        while !host.stop_requested(Duration::ZERO) {
+                            if let Ok(n) = udp.recv(&mut buf) {
+                                state.take_datagram(&buf[..n], max_line);
+                            }
                         }
-                    }
-                });
+                    });
+                }
             }
             if let Some(tcp) = &self.tcp {
                 let take = move |line: &[u8]| state.take_line(line);
