@@ -121,8 +121,16 @@ fn perlbal_states_and_uptime() {
     let mut cmd = Command::new("perlbal");
     cmd.arg(format!("--config={}", conf.display()));
     let _perlbal = Process::start_listening(cmd, manage, T).expect("perlbal starts");
-    // A client that sent half a request: perlbal counts it as reading its headers.
-    let mut idle = TcpStream::connect(web).unwrap();
+    // A client that sent half a request: perlbal counts it as reading its headers. The web
+    // service may start listening a moment after the management one.
+    let deadline = Instant::now() + T;
+    let mut idle = loop {
+        match TcpStream::connect(web) {
+            Ok(stream) => break stream,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("perlbal's web service never listened on {web}: {e}"),
+        }
+    };
     idle.write_all(b"GET / HTTP/1.0\r\n").unwrap();
 
     let host = SpudHost::start(
