@@ -34,10 +34,51 @@ impl Mix {
             Mix::Counters => "counters growing by a constant",
             Mix::Gauges => "random 2-decimal gauges",
             Mix::Floats => "random 6-significant-digit floats",
+            Mix::Realistic => "a realistic mix",
         }
     }
 
-    fn value(self, rng: &mut fastrand::Rng, key: usize, round: u64) -> String {
+    /// The target for this mix, in bytes per key.
+    fn target(self) -> f64 {
+        match self {
+            Mix::Realistic => 400.0,
+            _ => 512.0,
+        }
+    }
+
+    /// The key's next value; `state` is the key's own (a walk's position, a counter).
+    fn value(self, rng: &mut fastrand::Rng, key: usize, round: u64, state: &mut i64) -> String {
+        if let Mix::Realistic = self {
+            return match key % 20 {
+                0 => {
+                    if round == 0 || rng.u32(0..100) == 0 {
+                        *state = i64::from(*state == 0);
+                    }
+                    if *state == 1 { "up" } else { "down" }.to_string()
+                }
+                1..=7 => {
+                    if round == 0 {
+                        *state = 50_000;
+                    }
+                    *state = (*state + rng.i64(-500..=500)).max(0);
+                    format!("{}.{:02}", *state / 100, *state % 100)
+                }
+                8..=13 => {
+                    if round == 0 {
+                        *state = 1_000_000 + key as i64;
+                    }
+                    *state += rng.i64(0..1000);
+                    state.to_string()
+                }
+                _ => {
+                    if round == 0 {
+                        *state = 500;
+                    }
+                    *state = (*state + rng.i64(-20..=20)).clamp(0, 1000);
+                    format!("{}.{}", *state / 10, *state % 10)
+                }
+            };
+        }
         match self {
             Mix::Counters => (1_000_000 + round * 37 + key as u64).to_string(),
             Mix::Gauges => format!("{}.{:02}", rng.u32(0..1000), rng.u32(0..100)),
