@@ -40,6 +40,7 @@ impl History {
             time.wrapping_sub(self.newest_time) as i64
         };
         self.newest_time = time;
+        self.make_room(record_len(value));
         self.newest_at = self.buf.len() as u32;
         put_varint(&mut self.buf, zigzag(delta));
         match value {
@@ -77,13 +78,29 @@ impl History {
             let (delta, _) = get_varint(&self.buf, next);
             self.oldest_time = self.oldest_time.wrapping_add(unzigzag(delta) as u64);
         }
-        // Reclaim dead bytes once they are half the buffer: amortised O(1), and the
-        // buffer never grows past twice the live bytes.
-        if self.head as usize * 2 >= self.buf.len() {
+    }
+
+    /// Makes room for `need` more bytes without `Vec`'s doubling: first by dropping the
+    /// dead bytes before the oldest record, then by growing to what is live plus an eighth
+    /// (at least 16 bytes). A key's buffer so stays within an eighth of what it holds, and
+    /// the copy that reclaims dead bytes happens once per eighth of the buffer written.
+    fn make_room(&mut self, need: usize) {
+        if self.buf.capacity() - self.buf.len() >= need {
+            return;
+        }
+        if self.head > 0 {
             let head = self.head as usize;
             self.buf.drain(..head);
-            self.newest_at -= head as u32;
+            self.newest_at = self.newest_at.saturating_sub(head as u32);
             self.head = 0;
+        }
+        let live = self.buf.len();
+        let want = live + need + (live / 8).max(16);
+        if self.buf.capacity() < live + need {
+            self.buf.reserve_exact(want - live);
+        } else if self.buf.capacity() > 2 * want {
+            // A key whose records got smaller gives memory back.
+            self.buf.shrink_to(want);
         }
     }
 
@@ -123,6 +140,16 @@ impl History {
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.buf.capacity()
+    }
+}
+
+/// Bytes `value`'s record takes at most: a time delta (10), a tag (1), then the payload.
+fn record_len(value: Encoded<'_>) -> usize {
+    11 + match value {
+        Encoded::Int(_) => 10,
+        Encoded::Float(_) => 8,
+        Encoded::NumText(_, t) => 8 + 10 + t.len(),
+        Encoded::Text(t) => 10 + t.len(),
     }
 }
 
@@ -252,6 +279,8 @@ mod tests {
             h.push(1_700_000_000 + i * 5, Encoded::Int(100_000 + i as i64), 100);
         }
         assert_eq!(h.len(), 100);
-        assert!(h.capacity() <= 1024, "capacity {}", h.capacity());
+        // 100 records of 5 bytes: an eighth of slack and one record's room at most, not
+        // the doubling of a `Vec`.
+        assert!(h.capacity() <= 600, "capacity {}", h.capacity());
     }
 }
