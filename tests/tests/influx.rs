@@ -141,3 +141,45 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     writer.join().unwrap().unwrap();
     out.stdout
 }
+
+#[test]
+fn a_flood_of_large_bodies_is_taken_in_bounded_memory_and_counted() {
+    let listen = free_port();
+    let host = SpudHost::start(&["influx"], &job(listen, ", max_requests = 4"));
+    // 24 senders at once, each a half-MiB body of lines over the same 100 keys: the store
+    // does not grow, so what the host holds beyond it is the bodies being read.
+    let body: String = (0..10_000)
+        .map(|i| format!("flood,host=h{} value={}.5 1700000000\n", i % 100, i))
+        .collect();
+    let lines = 10_000u64;
+    let url = format!("http://{listen}/write?db=x&precision=s");
+    host.wait_for("host.job.influx.received", T, |_| true);
+    let rss = host.process.rss_kib();
+    std::thread::scope(|s| {
+        for _ in 0..24 {
+            s.spawn(|| {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                let status = agent
+                    .post(&url)
+                    .send(body.as_str())
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                assert_eq!(status, 204);
+            });
+        }
+    });
+    let want = (24 * lines).to_string();
+    assert_eq!(
+        host.wait_for("host.job.influx.received", T, |v| v == want),
+        want
+    );
+    let growth = host.process.rss_kib().saturating_sub(rss);
+    assert!(
+        growth < 96 * 1024,
+        "32 MiB of bodies grew the host by {growth} KiB"
+    );
+}
