@@ -443,6 +443,17 @@ pub fn skip(test: &str, reason: &str) {
     writeln!(file, "{test}: {reason}").expect("a line in target/test-skips.txt");
 }
 
+/// The machine's 1-minute load average, from `/proc/loadavg`: what collectors reading the
+/// load are compared with.
+pub fn loadavg1() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .expect("/proc/loadavg")
+        .split(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a load average")
+}
+
 /// A loopback address with a port that was free a moment ago, for programs whose port is
 /// a flag and cannot be 0.
 pub fn free_port() -> SocketAddr {

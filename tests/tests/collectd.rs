@@ -22,16 +22,6 @@ fn udp_port() -> SocketAddr {
         .unwrap()
 }
 
-fn loadavg() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn a_real_collectd_network_plugin_plain_signed_and_encrypted() {
     let (plain, signed, encrypted) = (udp_port(), udp_port(), udp_port());
@@ -68,9 +58,9 @@ fn a_real_collectd_network_plugin_plain_signed_and_encrypted() {
             .parse()
             .unwrap();
         assert!(
-            (load - loadavg()).abs() < 1.0,
+            (load - spud_tests::loadavg1()).abs() < 1.0,
             "{prefix}: {load} against {}",
-            loadavg()
+            spud_tests::loadavg1()
         );
         let used: f64 = host
             .wait_for(&format!("{prefix}.memory.memory-used"), T, |_| true)

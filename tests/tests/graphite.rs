@@ -17,16 +17,6 @@ fn job(listen: SocketAddr, options: &str) -> String {
     )
 }
 
-fn loadavg() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 #[test]
 fn collectd_write_graphite_load_and_memory_arrive() {
     let listen = free_port();
@@ -46,9 +36,9 @@ fn collectd_write_graphite_load_and_memory_arrive() {
         .parse()
         .unwrap();
     assert!(
-        (load - loadavg()).abs() < 1.0,
+        (load - spud_tests::loadavg1()).abs() < 1.0,
         "collectd said {load}, /proc/loadavg {}",
-        loadavg()
+        spud_tests::loadavg1()
     );
     let used: f64 = host
         .wait_for(

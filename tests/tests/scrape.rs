@@ -42,13 +42,7 @@ fn node_exporter_is_scraped() {
         .wait_for("node.node_load1", T, |_| true)
         .parse()
         .unwrap();
-    let proc_load: f64 = std::fs::read_to_string("/proc/loadavg")
-        .unwrap()
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let proc_load = spud_tests::loadavg1();
     assert!(
         (load - proc_load).abs() < 1.0,
         "node_load1 {load}, /proc/loadavg {proc_load}"
