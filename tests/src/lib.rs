@@ -454,12 +454,23 @@ pub fn loadavg1() -> f64 {
         .expect("a load average")
 }
 
-/// A loopback address with a port that was free a moment ago, for programs whose port is
-/// a flag and cannot be 0.
+/// A loopback address with a port that was free a moment ago (for TCP and UDP), for programs
+/// whose port is a flag and cannot be 0. It is picked below Linux's ephemeral range
+/// (32768 and up): a port the kernel hands out for `:0` or to an outgoing connection of a
+/// test running beside this one would otherwise take it between here and the bind.
 pub fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
+    use std::hash::{BuildHasher, RandomState};
+    let seed = RandomState::new();
+    for attempt in 0u32..1000 {
+        let port = 20_000 + (seed.hash_one(attempt) % 12_000) as u16;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let tcp = std::net::TcpListener::bind(addr);
+        let udp = std::net::UdpSocket::bind(addr);
+        if tcp.is_ok() && udp.is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free port between 20000 and 32000");
 }
 
 /// One file of the original system, extracted from seed `000_*` beside the checkout
