@@ -106,8 +106,13 @@ fn bad_precision_gzip_and_oversized_bodies_get_clear_answers() {
     );
     let (status, body) = send("", b"not gzip at all".to_vec(), true);
     assert_eq!((status, body.contains("gzip")), (400, true), "{body}");
-    let (status, body) = send("", vec![b'x'; 100_000], false);
-    assert_eq!(status, 413, "{body}");
+    // The 413 goes out as soon as max_body is passed and the connection closes; a client
+    // still writing the rest may see the close first. It is the answer that is tested.
+    let oversized = (0..5).find_map(|_| {
+        let r = agent.post(&url("")).send(&vec![b'x'; 100_000][..]).ok()?;
+        Some(r.status().as_u16())
+    });
+    assert_eq!(oversized, Some(413));
     // A gzip bomb: small on the wire, past max_body inflated.
     let bomb = gzip(&vec![b'a'; 1 << 20]);
     assert!(bomb.len() < 65536);
@@ -119,7 +124,9 @@ fn bad_precision_gzip_and_oversized_bodies_get_clear_answers() {
     let (status, _) = send("&precision=s", gzip(b"after,t=1 v=7 1700000009"), true);
     assert_eq!(status, 204);
     assert_eq!(host.wait_for("influx.after.t:1.v", T, |_| true), "7");
-    host.wait_for("host.job.influx.dropped", T, |v| v == "2");
+    host.wait_for("host.job.influx.dropped", T, |v| {
+        v.parse::<u64>().unwrap() >= 2
+    });
     let log = host.process.wait_log("body too large", T);
     for kind in ["bad precision", "bad gzip body", "body is not UTF-8"] {
         assert_eq!(log.matches(&format!("{kind}:")).count(), 1, "{kind}\n{log}");
