@@ -14,7 +14,7 @@ use crate::subscriptions::SinkList;
 const SHARDS: usize = 64;
 
 pub(crate) struct Entry {
-    pub(crate) key: Box<str>,
+    /// The samples, with the key itself in the same allocation.
     pub(crate) history: History,
     /// Subscribers of this key, valid while `subs_generation` is the registry's.
     pub(crate) subs: SinkList,
@@ -36,12 +36,41 @@ pub(crate) struct AlertMark {
     /// Waiting for the alerts thread to evaluate it.
     pub(crate) queued: bool,
     /// A set of a number within `[quiet.0, quiet.1]` provably changes no alert state: no
-    /// evaluation needed. Empty (`lo > hi`) unless the alerts thread proved one.
-    pub(crate) quiet: (f64, f64),
+    /// evaluation needed. Empty (`lo > hi`) unless the alerts thread proved one. Kept in
+    /// `f32`, rounded inwards (see `set_quiet`): a narrower band is still proven.
+    quiet: (f32, f32),
+}
+
+impl Entry {
+    pub(crate) fn key(&self) -> &str {
+        std::str::from_utf8(self.history.label()).expect("an entry is made from a &str")
+    }
 }
 
 impl AlertMark {
-    pub(crate) const NOT_QUIET: (f64, f64) = (f64::INFINITY, f64::NEG_INFINITY);
+    pub(crate) const NOT_QUIET: (f32, f32) = (f32::INFINITY, f32::NEG_INFINITY);
+
+    /// Whether a set of `n` provably changes no alert state.
+    pub(crate) fn is_quiet(&self, n: f64) -> bool {
+        n >= f64::from(self.quiet.0) && n <= f64::from(self.quiet.1)
+    }
+
+    /// Keeps `band` (None: no band), rounded inwards to `f32`.
+    pub(crate) fn set_quiet(&mut self, band: Option<(f64, f64)>) {
+        self.quiet = match band {
+            Some((lo, hi)) => {
+                let (mut lo32, mut hi32) = (lo as f32, hi as f32);
+                if f64::from(lo32) < lo {
+                    lo32 = lo32.next_up();
+                }
+                if f64::from(hi32) > hi {
+                    hi32 = hi32.next_down();
+                }
+                (lo32, hi32)
+            }
+            None => AlertMark::NOT_QUIET,
+        };
+    }
 }
 
 impl Default for AlertMark {
@@ -118,13 +147,13 @@ impl Keyspace {
         let changed = shard.writes;
         let hasher = &self.hasher;
         let Shard { table, log, .. } = &mut *shard;
-        let entry = match table.entry(hash, |e| &*e.key == key, |e| hasher.hash_one(&*e.key)) {
+        let found = |e: &Entry| e.history.label() == key.as_bytes();
+        let entry = match table.entry(hash, found, |e| hasher.hash_one(e.key())) {
             TableEntry::Occupied(o) => o.into_mut(),
             TableEntry::Vacant(v) => {
                 self.len.fetch_add(1, Ordering::Relaxed);
                 v.insert(Entry {
-                    key: key.into(),
-                    history: History::default(),
+                    history: History::new(key.as_bytes()),
                     subs: SinkList::default(),
                     subs_generation: u64::MAX,
                     changed,
@@ -165,7 +194,10 @@ impl Keyspace {
     pub(crate) fn read<R>(&self, key: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
         let (hash, index) = self.locate(key);
         let shard = self.shards[index].lock();
-        shard.table.find(hash, |e| &*e.key == key).map(f)
+        shard
+            .table
+            .find(hash, |e| e.history.label() == key.as_bytes())
+            .map(f)
     }
 
     /// Runs `f` on the key's entry if it exists, which it may change without counting as
@@ -173,7 +205,10 @@ impl Keyspace {
     pub(crate) fn read_mut<R>(&self, key: &str, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
         let (hash, index) = self.locate(key);
         let mut shard = self.shards[index].lock();
-        shard.table.find_mut(hash, |e| &*e.key == key).map(f)
+        shard
+            .table
+            .find_mut(hash, |e| e.history.label() == key.as_bytes())
+            .map(f)
     }
 
     /// Visits every entry, one shard at a time; each shard is locked only while visited.

@@ -298,7 +298,7 @@ impl Server {
     pub fn get_matching(&self, pattern: &Pattern) -> Vec<(String, Sample)> {
         let mut out = Vec::new();
         self.shared.keys.for_each(|entry| {
-            if pattern.is_match(&entry.key) {
+            if pattern.is_match(entry.key()) {
                 out.extend(newest_sample(entry));
             }
         });
@@ -319,7 +319,7 @@ impl Server {
         self.shared.keys.for_each(|entry| {
             if let Some((time, value)) = entry.history.newest() {
                 if let Some(n) = value.number() {
-                    f(&entry.key, time, n);
+                    f(entry.key(), time, n);
                 }
             }
         });
@@ -348,7 +348,7 @@ impl Server {
     ) -> Vec<(String, Sample)> {
         let mut out = Vec::new();
         self.shared.keys.changed_since(&mut cursor.marks, |entry| {
-            if pattern.is_match(&entry.key) {
+            if pattern.is_match(entry.key()) {
                 out.extend(newest_sample(entry));
             }
         });
@@ -453,7 +453,7 @@ impl WeakServer {
 fn newest_sample(entry: &crate::keyspace::Entry) -> Option<(String, Sample)> {
     let (time, value) = entry.history.newest()?;
     Some((
-        entry.key.to_string(),
+        entry.key().to_string(),
         Sample {
             time,
             value: value.to_value(),

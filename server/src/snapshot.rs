@@ -81,13 +81,13 @@ fn write(server: &Server, path: &Path) -> Result<u64, SnapshotError> {
                     chunk.extend_from_slice(SEQ);
                     chunk.extend_from_slice(itoa::Buffer::new().format(entry.seq).as_bytes());
                     chunk.push(b' ');
-                    chunk.extend_from_slice(entry.key.as_bytes());
+                    chunk.extend_from_slice(entry.key().as_bytes());
                     chunk.push(b'\n');
                 }
                 for (time, value) in entry.history.oldest_first() {
                     chunk.extend_from_slice(itoa::Buffer::new().format(time).as_bytes());
                     chunk.push(b' ');
-                    chunk.extend_from_slice(entry.key.as_bytes());
+                    chunk.extend_from_slice(entry.key().as_bytes());
                     chunk.push(b' ');
                     value.write_text(&mut chunk);
                     chunk.push(b'\n');

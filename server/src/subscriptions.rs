@@ -14,8 +14,18 @@ use tokio::sync::mpsc;
 use crate::outbox::{Outbox, Pushed};
 use crate::{Pattern, Update, Value};
 
-/// The subscribers of one key, each once.
-pub(crate) type SinkList = Arc<[Arc<Sink>]>;
+/// The subscribers of one key, each once: a thin pointer, and none at all for the many
+/// keys nobody subscribes to.
+#[derive(Clone, Default)]
+pub(crate) struct SinkList(Option<Arc<Vec<Arc<Sink>>>>);
+
+impl std::ops::Deref for SinkList {
+    type Target = [Arc<Sink>];
+
+    fn deref(&self) -> &[Arc<Sink>] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
 
 /// Where the pushes for one subscriber go.
 pub(crate) struct Sink {
@@ -189,7 +199,8 @@ impl Subscriptions {
                 sinks.push(Arc::clone(&s.sink));
             }
         }
-        (sinks.into(), generation)
+        let list = (!sinks.is_empty()).then(|| Arc::new(sinks));
+        (SinkList(list), generation)
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -53,48 +53,82 @@ impl From<&str> for Value {
     }
 }
 
-/// How a value is kept in history: a canonical number needs no text.
+/// The most decimals a [`Encoded::Decimal`] carries: `10^22` is the largest power of ten an
+/// `f64` holds exactly, which keeps its number exact (see `Encoded::number`).
+pub(crate) const MAX_SCALE: u8 = 22;
+
+/// How a value is kept in history: most monitoring values are short decimals, kept as
+/// integers; the text of anything else is kept as it came.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Encoded<'a> {
-    /// Text that is exactly `i.to_string()`.
-    Int(i64),
-    /// Text that is exactly `f.to_string()`.
+    /// `mantissa / 10^scale`, spelled the plain way: `-` only when negative, no leading
+    /// zeros, exactly `scale` decimals (`42`, `512.37`, `0.50`). With decimals, the mantissa
+    /// is within ±2^53.
+    Decimal { mantissa: i64, scale: u8 },
+    /// Text that is exactly `f.to_string()` but too long for a decimal (`0.30000000000000004`).
     Float(f64),
-    /// Any other decimal number: its text and its value.
-    NumText(f64, &'a [u8]),
-    /// Not a number.
+    /// Anything else, verbatim (`1e6`, `007`, `-0`, `up`, bytes that are not UTF-8).
     Text(&'a [u8]),
 }
 
+const POW10: [f64; MAX_SCALE as usize + 1] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
 impl<'a> Encoded<'a> {
     pub(crate) fn classify(text: &'a [u8]) -> Encoded<'a> {
-        if let Some(i) = canonical_int(text) {
-            return Encoded::Int(i);
+        if let Some((mantissa, scale)) = plain_decimal(text) {
+            return Encoded::Decimal { mantissa, scale };
         }
         match parse_number(text) {
             Some(f) if is_canonical_float(f, text) => Encoded::Float(f),
-            Some(f) => Encoded::NumText(f, text),
-            None => Encoded::Text(text),
+            _ => Encoded::Text(text),
         }
     }
 
     pub(crate) fn number(&self) -> Option<f64> {
         match *self {
-            Encoded::Int(i) => Some(i as f64),
-            Encoded::Float(f) | Encoded::NumText(f, _) => Some(f),
-            Encoded::Text(_) => None,
+            Encoded::Decimal { mantissa, scale: 0 } => Some(mantissa as f64),
+            // Both operands are exact (|mantissa| ≤ 2^53, 10^scale ≤ 10^22), so the one
+            // rounding of the division gives the f64 nearest the decimal: what parsing the
+            // text gives.
+            Encoded::Decimal { mantissa, scale } => {
+                Some(mantissa as f64 / POW10[usize::from(scale)])
+            }
+            Encoded::Float(f) => Some(f),
+            Encoded::Text(t) => parse_number(t),
         }
     }
 
     /// Appends the exact text this value was set with.
     pub(crate) fn write_text(&self, out: &mut Vec<u8>) {
         match *self {
-            Encoded::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
+            Encoded::Decimal { mantissa, scale } => {
+                if mantissa < 0 {
+                    out.push(b'-');
+                }
+                let mut digits = itoa::Buffer::new();
+                let digits = digits.format(mantissa.unsigned_abs()).as_bytes();
+                let scale = usize::from(scale);
+                if scale == 0 {
+                    out.extend_from_slice(digits);
+                } else if digits.len() > scale {
+                    let (int, frac) = digits.split_at(digits.len() - scale);
+                    out.extend_from_slice(int);
+                    out.push(b'.');
+                    out.extend_from_slice(frac);
+                } else {
+                    out.extend_from_slice(b"0.");
+                    out.resize(out.len() + scale - digits.len(), b'0');
+                    out.extend_from_slice(digits);
+                }
+            }
             Encoded::Float(f) => {
                 use std::io::Write;
                 let _ = write!(out, "{f}");
             }
-            Encoded::NumText(_, t) | Encoded::Text(t) => out.extend_from_slice(t),
+            Encoded::Text(t) => out.extend_from_slice(t),
         }
     }
 
@@ -105,20 +139,49 @@ impl<'a> Encoded<'a> {
     }
 }
 
-/// `0`, or an optional `-` and digits without a leading zero, within i64.
-fn canonical_int(text: &[u8]) -> Option<i64> {
-    let digits = text.strip_prefix(b"-").unwrap_or(text);
-    let ok = match digits {
-        [] => false,
-        [b'0'] => text.len() == 1, // "-0" is not how 0 prints
-        [b'1'..=b'9', rest @ ..] => rest.len() < 19 && rest.iter().all(u8::is_ascii_digit),
-        _ => false,
+/// `-?(0|[1-9][0-9]*)(\.[0-9]+)?` as (mantissa, scale), when `Encoded::Decimal` spells it
+/// back byte for byte: not `-0`, at most `MAX_SCALE` decimals, the mantissa within i64
+/// (within ±2^53 with decimals).
+fn plain_decimal(text: &[u8]) -> Option<(i64, u8)> {
+    let (negative, body) = match text {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, text),
     };
-    if !ok {
+    let (int, frac) = match body.iter().position(|&b| b == b'.') {
+        Some(dot) if dot + 1 == body.len() => return None, // `5.`
+        Some(dot) => (&body[..dot], &body[dot + 1..]),
+        None => (body, &b""[..]),
+    };
+    match int {
+        [b'0'] | [b'1'..=b'9', ..] => {}
+        _ => return None,
+    }
+    if frac.len() > usize::from(MAX_SCALE) {
         return None;
     }
-    // At most 19 digits: parse cannot fail except on i64 overflow.
-    std::str::from_utf8(text).ok()?.parse().ok()
+    let mut magnitude: u64 = 0;
+    for &b in int.iter().chain(frac) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        magnitude = magnitude
+            .checked_mul(10)?
+            .checked_add(u64::from(b - b'0'))?;
+    }
+    let limit = if frac.is_empty() {
+        (i64::MAX as u64) + u64::from(negative)
+    } else {
+        1 << 53
+    };
+    if magnitude > limit || (negative && magnitude == 0) {
+        return None;
+    }
+    let mantissa = if negative {
+        (magnitude as i64).wrapping_neg()
+    } else {
+        magnitude as i64
+    };
+    Some((mantissa, frac.len() as u8))
 }
 
 /// A decimal number: `[+-]digits[.digits][e[+-]digits]`, or starting with the dot.
@@ -191,28 +254,68 @@ mod tests {
         e
     }
 
+    fn decimal(mantissa: i64, scale: u8) -> Encoded<'static> {
+        Encoded::Decimal { mantissa, scale }
+    }
+
     #[test]
-    fn canonical_integers_are_stored_as_numbers() {
-        assert_eq!(roundtrip("0"), Encoded::Int(0));
-        assert_eq!(roundtrip("42"), Encoded::Int(42));
-        assert_eq!(roundtrip("-17"), Encoded::Int(-17));
-        assert_eq!(roundtrip("9223372036854775807"), Encoded::Int(i64::MAX));
-        assert_eq!(roundtrip("-9223372036854775808"), Encoded::Int(i64::MIN));
+    fn plain_decimals_are_stored_as_integers() {
+        assert_eq!(roundtrip("0"), decimal(0, 0));
+        assert_eq!(roundtrip("42"), decimal(42, 0));
+        assert_eq!(roundtrip("-17"), decimal(-17, 0));
+        assert_eq!(roundtrip("9223372036854775807"), decimal(i64::MAX, 0));
+        assert_eq!(roundtrip("-9223372036854775808"), decimal(i64::MIN, 0));
+        assert_eq!(roundtrip("512.37"), decimal(51237, 2));
+        assert_eq!(roundtrip("12.30"), decimal(1230, 2));
+        assert_eq!(roundtrip("0.00"), decimal(0, 2));
+        assert_eq!(roundtrip("-0.005"), decimal(-5, 3));
+        assert_eq!(roundtrip("0.0000000000000000000001"), decimal(1, 22));
+    }
+
+    #[test]
+    fn decimal_numbers_equal_the_parsed_text() {
+        for t in [
+            "0.1",
+            "0.3",
+            "-3.25",
+            "512.37",
+            "9007199254740.992",
+            "0.0000000000000000000001",
+            "123456.789",
+            "99.9",
+            "-0.007",
+        ] {
+            let e = roundtrip(t);
+            assert!(matches!(e, Encoded::Decimal { .. }), "{t}");
+            assert_eq!(e.number(), Some(t.parse::<f64>().unwrap()), "{t}");
+        }
     }
 
     #[test]
     fn other_spellings_keep_their_text() {
-        assert!(matches!(roundtrip("007"), Encoded::NumText(f, _) if f == 7.0));
-        assert!(matches!(roundtrip("-00"), Encoded::NumText(..)));
-        assert!(matches!(roundtrip("+5"), Encoded::NumText(f, _) if f == 5.0));
-        assert!(matches!(roundtrip("1.50"), Encoded::NumText(f, _) if f == 1.5));
-        assert!(matches!(roundtrip("1e3"), Encoded::NumText(f, _) if f == 1000.0));
-        assert!(matches!(
-            roundtrip("9223372036854775808"),
-            Encoded::NumText(..)
-        ));
-        assert_eq!(roundtrip("0.25"), Encoded::Float(0.25));
-        assert_eq!(roundtrip("-3.5"), Encoded::Float(-3.5));
+        for t in [
+            "007",
+            "-00",
+            "-0.00",
+            "+5",
+            "1e3",
+            "5.",
+            ".5",
+            "1.5E-3",
+            "9223372036854775808",
+            "99999999999999999999",
+            "0.00000000000000000000001",
+        ] {
+            let e = roundtrip(t);
+            assert!(matches!(e, Encoded::Text(_)), "{t}: {e:?}");
+            assert_eq!(e.number(), Some(t.parse::<f64>().unwrap()), "{t}");
+        }
+        assert_eq!(
+            roundtrip("0.30000000000000004"),
+            Encoded::Float(0.30000000000000004)
+        );
+        assert!(matches!(roundtrip("1.5"), Encoded::Decimal { .. }));
+        assert!(matches!(roundtrip("-0"), Encoded::Float(f) if f == 0.0 && f.is_sign_negative()));
     }
 
     #[test]
@@ -220,7 +323,9 @@ mod tests {
         for t in [
             "", "abc", "1.2.3", "nan", "inf", "12 ", " 12", "1e", ".", "-", "0x10",
         ] {
-            assert!(matches!(roundtrip(t), Encoded::Text(_)), "{t:?}");
+            let e = roundtrip(t);
+            assert!(matches!(e, Encoded::Text(_)), "{t:?}");
+            assert_eq!(e.number(), None, "{t:?}");
         }
         assert!(matches!(
             Encoded::classify(b"\xff\xfe"),

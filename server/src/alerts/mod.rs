@@ -28,7 +28,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver as Inbox, RecvTimeoutError, Sender};
 use parking_lot::{Mutex, RwLock};
 
-use crate::keyspace::{AlertMark, Entry};
+use crate::keyspace::Entry;
 use crate::server::WeakServer;
 use crate::Server;
 use engine::{Change, Engine, Matcher, Row, Source};
@@ -119,21 +119,23 @@ impl Alerts {
     /// if a rule watches it, it is not queued already, and the value is not within the
     /// band the alerts thread proved quiet for it.
     pub(crate) fn note_set(&self, entry: &mut Entry, number: Option<f64>) {
-        let mark = &mut entry.alert;
         let generation = self.generation.load(Ordering::Acquire);
-        if mark.generation != generation {
-            mark.watched = self.matcher.read().is_match(&entry.key);
-            mark.quiet = AlertMark::NOT_QUIET;
+        let watched = (entry.alert.generation != generation)
+            .then(|| self.matcher.read().is_match(entry.key()));
+        let mark = &mut entry.alert;
+        if let Some(watched) = watched {
+            mark.watched = watched;
+            mark.set_quiet(None);
             mark.generation = generation;
         }
         if !mark.watched || mark.queued {
             return;
         }
-        if number.is_some_and(|n| n >= mark.quiet.0 && n <= mark.quiet.1) {
+        if number.is_some_and(|n| mark.is_quiet(n)) {
             return;
         }
         mark.queued = true;
-        let _ = self.dirty.send(entry.key.clone());
+        let _ = self.dirty.send(entry.key().into());
     }
 
     /// Every instance not `ok`, whose key matches `pattern` if given.
@@ -252,8 +254,8 @@ impl Alerts {
         let matcher = self.matcher.read().clone();
         let mut keys = Vec::new();
         server.keyspace().for_each(|e| {
-            if matcher.is_match(&e.key) {
-                keys.push(e.key.clone());
+            if matcher.is_match(e.key()) {
+                keys.push(e.key().into());
             }
         });
         for key in keys {
@@ -525,7 +527,7 @@ impl Source for StoreSource<'_> {
 
     fn set_quiet(&self, key: &str, band: Option<(f64, f64)>) {
         self.0.keyspace().read_mut(key, |entry| {
-            entry.alert.quiet = band.unwrap_or(AlertMark::NOT_QUIET);
+            entry.alert.set_quiet(band);
         });
     }
 }
