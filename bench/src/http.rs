@@ -15,7 +15,7 @@ use crate::ingest::ingest_once;
 use crate::Scale;
 
 /// One HTTP/1.1 GET on a new connection: (milliseconds to the whole body, body bytes).
-fn http_get(addr: SocketAddr, path: &str) -> Result<(f64, usize)> {
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<(f64, usize)> {
     let t = Instant::now();
     let mut s = TcpStream::connect(addr)?;
     write!(

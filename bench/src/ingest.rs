@@ -22,7 +22,7 @@ use crate::Scale;
 
 /// Runs `work(connection, start)` on `CONNS` threads; each calls `start.wait()` once it is
 /// ready, and the clock runs from their common start until the last one is done. Seconds.
-fn race<F>(work: F) -> Result<f64>
+pub fn race<F>(work: F) -> Result<f64>
 where
     F: Fn(usize, &Barrier) -> Result<()> + Send + Sync + 'static,
 {

@@ -262,7 +262,12 @@ fn http_addr(log: &str) -> Option<SocketAddr> {
 impl SpudServer {
     /// Starts `spud-server` on a free loopback port with extra arguments.
     pub fn start(args: &[&str]) -> SpudServer {
-        let mut cmd = Command::new(binary("spud-server"));
+        SpudServer::start_binary(&binary("spud-server"), args)
+    }
+
+    /// `start`, of another build of `spud-server` (a benchmark's earlier release).
+    pub fn start_binary(binary: &Path, args: &[&str]) -> SpudServer {
+        let mut cmd = Command::new(binary);
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
