@@ -20,7 +20,7 @@ pub(crate) struct History {
 }
 
 /// Where the fixed header ends and the label starts.
-const HEADER: usize = 43;
+const HEADER: usize = 45;
 
 /// The decoding state a record leaves behind.
 #[derive(Clone, Copy, Default, Debug, PartialEq)]
@@ -59,39 +59,52 @@ struct Header {
 }
 
 impl Header {
+    // Bit positions take five bytes, the label's length four.
     fn read(block: &[u8]) -> Header {
-        let u32_at = |i: usize| u32::from_le_bytes(block[i..i + 4].try_into().expect("4")) as usize;
-        let u64_at = |i: usize| u64::from_le_bytes(block[i..i + 8].try_into().expect("8"));
+        let int_at = |i: usize, n: usize| {
+            let mut bytes = [0u8; 8];
+            bytes[..n].copy_from_slice(&block[i..i + n]);
+            u64::from_le_bytes(bytes)
+        };
         Header {
-            used_bits: u32_at(0),
-            head_bit: u32_at(4),
-            label_len: u32_at(8),
-            len: u16::from_le_bytes([block[12], block[13]]),
-            base_len: usize::from(block[14]),
+            used_bits: int_at(0, 5) as usize,
+            head_bit: int_at(5, 5) as usize,
+            label_len: int_at(10, 4) as usize,
+            len: int_at(14, 2) as u16,
+            base_len: usize::from(block[16]),
             tail: Cursor {
-                kind: block[15],
-                scale: block[16],
-                time_k: block[17],
-                value_k: block[18],
-                time: u64_at(19),
-                step: u64_at(27) as i64,
-                last: u64_at(35) as i64,
+                kind: block[17],
+                scale: block[18],
+                time_k: block[19],
+                value_k: block[20],
+                time: int_at(21, 8),
+                step: int_at(29, 8) as i64,
+                last: int_at(37, 8) as i64,
             },
         }
     }
 
     fn write(&self, block: &mut [u8]) {
-        let as_u32 = |v: usize| u32::try_from(v).expect("a history under 512 MiB");
-        block[0..4].copy_from_slice(&as_u32(self.used_bits).to_le_bytes());
-        block[4..8].copy_from_slice(&as_u32(self.head_bit).to_le_bytes());
-        block[8..12].copy_from_slice(&as_u32(self.label_len).to_le_bytes());
-        block[12..14].copy_from_slice(&self.len.to_le_bytes());
-        block[14] = self.base_len as u8;
+        // A text's place is kept in 32 bits (see `Cursor::last`).
+        assert!(self.used_bits >> 35 == 0, "a key's history under 4 GiB");
+        let mut put = |i: usize, n: usize, v: u64| {
+            debug_assert!(n == 8 || v >> (8 * n) == 0);
+            block[i..i + n].copy_from_slice(&v.to_le_bytes()[..n]);
+        };
+        put(0, 5, self.used_bits as u64);
+        put(5, 5, self.head_bit as u64);
+        put(10, 4, self.label_len as u64);
+        put(14, 2, u64::from(self.len));
+        put(16, 1, self.base_len as u64);
         let t = &self.tail;
-        block[15..19].copy_from_slice(&[t.kind, t.scale, t.time_k, t.value_k]);
-        block[19..27].copy_from_slice(&t.time.to_le_bytes());
-        block[27..35].copy_from_slice(&t.step.to_le_bytes());
-        block[35..43].copy_from_slice(&t.last.to_le_bytes());
+        put(
+            17,
+            4,
+            u64::from_le_bytes([t.kind, t.scale, t.time_k, t.value_k, 0, 0, 0, 0]),
+        );
+        put(21, 8, t.time);
+        put(29, 8, t.step as u64);
+        put(37, 8, t.last as u64);
     }
 
     fn area(&self) -> usize {
@@ -120,11 +133,11 @@ impl Header {
 }
 
 fn text_last(at: usize, len: usize) -> i64 {
-    ((at as i64) << 32) | len as i64
+    ((at as u64) << 32 | len as u64) as i64
 }
 
 fn text_at(last: i64) -> (usize, usize) {
-    ((last >> 32) as usize, (last & 0xffff_ffff) as usize)
+    ((last as u64 >> 32) as usize, (last & 0xffff_ffff) as usize)
 }
 
 impl History {
@@ -151,7 +164,7 @@ impl History {
 
     /// The label given to `new`.
     pub(crate) fn label(&self) -> &[u8] {
-        let len = u32::from_le_bytes(self.block[8..12].try_into().expect("4")) as usize;
+        let len = u32::from_le_bytes(self.block[10..14].try_into().expect("4")) as usize;
         &self.block[HEADER..HEADER + len]
     }
 
@@ -665,6 +678,24 @@ mod tests {
         assert_eq!(got, vals.iter().map(|v| v.to_vec()).collect::<Vec<_>>());
     }
 
+    #[test]
+    fn long_texts_round_trip() {
+        let mut h = History::new(b"k");
+        let long: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        for i in 0..5u64 {
+            h.push(i, Encoded::Text(&long[i as usize..]), 3);
+            h.push(i, Encoded::classify(b"1.5"), 3);
+        }
+        let got: Vec<Vec<u8>> = h.oldest_first().map(|(_, v)| text(v)).collect();
+        assert_eq!(
+            got,
+            vec![b"1.5".to_vec(), long[4..].to_vec(), b"1.5".to_vec()]
+        );
+        // Two such texts were live a moment before; what is freed is given back once the
+        // block is over twice what it holds.
+        assert!(h.capacity() < 220_000, "capacity {}", h.capacity());
+    }
+
     /// A fixed interval and a counter growing by a constant: a byte or so a sample.
     #[test]
     fn steady_samples_cost_bits() {
@@ -746,7 +777,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(400))]
+        #![proptest_config(ProptestConfig::with_cases(200))]
 
         #[test]
         fn any_samples_round_trip_exactly(
