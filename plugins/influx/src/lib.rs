@@ -179,24 +179,26 @@ async fn write(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let precision = match Precision::parse(params.get("precision").map(String::as_str)) {
-        Ok(p) => p,
-        Err(e) => {
-            shared.intake.bad("bad precision", &e);
-            return error(StatusCode::BAD_REQUEST, e);
-        }
-    };
     // Bodies held at once are bounded: a flood waits here (and in the kernel) instead of
     // growing memory.
     let Ok(_permit) = shared.bodies.acquire().await else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "stopping");
     };
+    // The body is read before any answer: a client still sending it would otherwise see
+    // the connection close instead of the answer.
     let bytes = match axum::body::to_bytes(body, shared.max_body).await {
         Ok(b) => b,
         Err(_) => {
             let e = format!("the body is over max_body ({} bytes)", shared.max_body);
             shared.intake.dropped(1, "body too large", &e);
             return error(StatusCode::PAYLOAD_TOO_LARGE, e);
+        }
+    };
+    let precision = match Precision::parse(params.get("precision").map(String::as_str)) {
+        Ok(p) => p,
+        Err(e) => {
+            shared.intake.bad("bad precision", &e);
+            return error(StatusCode::BAD_REQUEST, e);
         }
     };
     let gzip = headers
