@@ -34,7 +34,8 @@ struct Cursor {
     kind: u8,
     /// The scale of the last decimal.
     scale: u8,
-    /// The Rice parameters of the next time step's change and the next mantissa's change.
+    /// The Rice parameters (in quarter bits) of the next time step's change and the next
+    /// mantissa's change.
     time_k: u8,
     value_k: u8,
 }
@@ -433,47 +434,47 @@ fn decode<'a>(r: &mut BitReader<'a>, c: &mut Cursor) -> Encoded<'a> {
 const ESCAPE_RUN: u32 = 20;
 
 /// An integer as a Rice code whose parameter follows the integers' size: the zigzag
-/// form's `k` low bits after the rest in unary (`0` is one bit when `k` is 0). After each
-/// integer `k` moves halfway to its width, so a run of zeros (a fixed interval) soon costs a
-/// bit each, and a jump costs a few bits more once.
-fn put_int(w: &mut BitWriter<'_>, v: i64, k: &mut u8) {
+/// form's low `k` bits after the rest in unary (`0` is one bit when `k` is 0). `k` is kept
+/// in quarter bits (`quarters`) and moves halfway to each integer's width, so a run of zeros
+/// (a fixed interval) soon costs a bit each, and a jump costs a few bits more once.
+fn put_int(w: &mut BitWriter<'_>, v: i64, quarters: &mut u8) {
     let z = zigzag(v);
-    let kk = u32::from(*k / 4);
-    let q = z >> kk;
+    let k = u32::from(*quarters / 4);
+    let q = z >> k;
     if q < u64::from(ESCAPE_RUN) {
         let q = q as u32;
         w.put((1 << q) - 1, q + 1);
-        w.put(z, kk);
+        w.put(z, k);
     } else {
         let bits = 64 - z.leading_zeros();
         w.put((1 << ESCAPE_RUN) - 1, ESCAPE_RUN);
         w.put(u64::from(bits - 1), 6);
         w.put(z, bits);
     }
-    *k = next_k(*k, z);
+    *quarters = next_quarters(*quarters, z);
 }
 
-fn get_int(r: &mut BitReader<'_>, k: &mut u8) -> i64 {
+fn get_int(r: &mut BitReader<'_>, quarters: &mut u8) -> i64 {
+    let k = u32::from(*quarters / 4);
     let mut q = 0;
     while q < ESCAPE_RUN && r.get(1) == 1 {
         q += 1;
     }
     let z = if q < ESCAPE_RUN {
-        u64::from(q) << (*k / 4) | r.get(u32::from(*k / 4))
+        u64::from(q) << k | r.get(k)
     } else {
         let bits = r.get(6) as u32 + 1;
         r.get(bits)
     };
-    *k = next_k(*k, z);
+    *quarters = next_quarters(*quarters, z);
     unzigzag(z)
 }
 
-fn next_k(k: u8, z: u64) -> u8 {
-    let width = u16::from((64 - z.leading_zeros()) as u8);
-    let k = u16::from(k);
-    ((k * (ALPHA - 1) + width * 4) / ALPHA).min(58 * 4) as u8
+/// Halfway from `quarters` to `z`'s width (in quarter bits), at most 58 bits.
+fn next_quarters(quarters: u8, z: u64) -> u8 {
+    let width = 64 - z.leading_zeros() as u16;
+    ((u16::from(quarters) + width * 4) / 2).min(58 * 4) as u8
 }
-const ALPHA: u16 = 2;
 
 /// Bits appended to a buffer whose bytes from `at` on are zero, least significant first.
 struct BitWriter<'a> {
