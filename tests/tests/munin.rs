@@ -76,8 +76,11 @@ fn core_plugins_agree_with_munin_run_field_by_field() {
         &["munin"],
         &format!(
             // 2 s: diskstats divides by the seconds since its last run, 0 within one second.
-            "[[job]]\nname = \"m\"\nplugin = \"munin\"\ninterval = \"2s\"\ntimeout = \"8s\"\noptions = {{ dir = \"{}\", conf = \"{CONF}\" }}\n",
-            plugins.display()
+            // Its state is this test's own: the other tests' diskstats runs, in parallel,
+            // must not be its "last run".
+            "[[job]]\nname = \"m\"\nplugin = \"munin\"\ninterval = \"2s\"\ntimeout = \"8s\"\noptions = {{ dir = \"{}\", conf = \"{CONF}\", state_dir = \"{}\" }}\n",
+            plugins.display(),
+            dir.path().join("state").display()
         ),
     );
     // Config as metadata; a second round gives rates.
