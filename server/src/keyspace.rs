@@ -48,7 +48,7 @@ impl Entry {
 }
 
 impl AlertMark {
-    pub(crate) const NOT_QUIET: (f32, f32) = (f32::INFINITY, f32::NEG_INFINITY);
+    const NOT_QUIET: (f32, f32) = (f32::INFINITY, f32::NEG_INFINITY);
 
     /// Whether a set of `n` provably changes no alert state.
     pub(crate) fn is_quiet(&self, n: f64) -> bool {
@@ -243,5 +243,22 @@ impl Keyspace {
             let shard: MutexGuard<'_, Shard> = shard.lock();
             f(&mut shard.table.iter());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AlertMark;
+
+    #[test]
+    fn a_quiet_band_kept_in_f32_only_narrows() {
+        let mut mark = AlertMark::default();
+        assert!(!mark.is_quiet(0.0));
+        mark.set_quiet(Some((0.1, 0.3)));
+        assert!(mark.is_quiet(0.2));
+        assert!(!mark.is_quiet(0.1 - 1e-12) && !mark.is_quiet(0.3 + 1e-12));
+        assert!(f64::from(mark.quiet.0) >= 0.1 && f64::from(mark.quiet.1) <= 0.3);
+        mark.set_quiet(None);
+        assert!(!mark.is_quiet(0.2));
     }
 }
