@@ -1,4 +1,4 @@
-//! The last N samples of one key, bit-packed into one allocation that also holds the key.
+//! The last N samples of one key, bit-packed into one block that also holds the key.
 //!
 //! A block is a fixed header (the stream's bounds, the count, the state after the newest
 //! sample), a label (the key), then records oldest first. Each record is coded against the
@@ -8,15 +8,16 @@
 //! just before it: dropping the oldest record decodes it and writes the cursor after it in
 //! front of the next one, so nothing else moves.
 //!
-//! Typical samples cost one to three bytes; the block grows by a 32nd of what it holds,
-//! and bytes freed at the front are reused before it grows.
+//! Typical samples cost one to three bytes; bytes freed at the front are reused before the
+//! block grows (see `relayout` for by how much).
 
+use crate::blocks::{Block, Blocks};
 use crate::value::{Encoded, MAX_SCALE};
 
-/// Samples of one key, with its label (the key) in front of them.
-#[derive(Clone)]
+/// Samples of one key, with its label (the key) in front of them, in a block of its
+/// shard's `Blocks`.
 pub(crate) struct History {
-    block: Box<[u8]>,
+    block: Block,
 }
 
 /// Where the fixed header ends and the label starts.
@@ -142,15 +143,16 @@ fn text_at(last: i64) -> (usize, usize) {
 }
 
 impl History {
-    /// An empty history carrying `label` in the same allocation.
-    pub(crate) fn new(label: &[u8]) -> History {
+    /// An empty history carrying `label` in the same block.
+    pub(crate) fn new(blocks: &mut Blocks, label: &[u8]) -> History {
         let mut base = [0u8; MAX_CURSOR];
         let base_len = Cursor::default().save(&mut base);
         let area = HEADER + label.len();
-        let mut block = vec![0u8; area + base_len].into_boxed_slice();
-        block[HEADER..area].copy_from_slice(label);
-        block[area..].copy_from_slice(&base[..base_len]);
-        let end = block.len() * 8;
+        let block = blocks.alloc(area + base_len);
+        let bytes = blocks.bytes_mut(&block);
+        bytes[HEADER..area].copy_from_slice(label);
+        bytes[area..area + base_len].copy_from_slice(&base[..base_len]);
+        let end = (area + base_len) * 8;
         Header {
             used_bits: end,
             head_bit: end,
@@ -159,24 +161,26 @@ impl History {
             base_len,
             tail: Cursor::default(),
         }
-        .write(&mut block);
+        .write(bytes);
         History { block }
     }
 
-    /// The label given to `new`.
-    pub(crate) fn label(&self) -> &[u8] {
-        let len = u32::from_le_bytes(self.block[10..14].try_into().expect("4")) as usize;
-        &self.block[HEADER..HEADER + len]
+    /// Its samples, to read.
+    pub(crate) fn samples<'a>(&self, blocks: &'a Blocks) -> Samples<'a> {
+        Samples {
+            block: blocks.bytes(&self.block),
+        }
     }
 
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        usize::from(Header::read(&self.block).len)
+    /// Its block's place, for its shard to move when it packs.
+    pub(crate) fn block_mut(&mut self) -> &mut Block {
+        &mut self.block
     }
 
     /// Appends a sample, dropping the oldest ones beyond `cap`.
-    pub(crate) fn push(&mut self, time: u64, value: Encoded<'_>, cap: usize) {
-        let mut h = Header::read(&self.block);
+    pub(crate) fn push(&mut self, blocks: &mut Blocks, time: u64, value: Encoded<'_>, cap: usize) {
+        let cap = cap.max(1);
+        let mut h = Header::read(blocks.bytes(&self.block));
         if h.len == 0 {
             // The first sample sets the cursor, so that it and the next ones are coded
             // against themselves, not against zero.
@@ -184,7 +188,7 @@ impl History {
             let mut base = [0u8; MAX_CURSOR];
             let n = first.save(&mut base);
             let head = h.head_bit;
-            self.relayout(&mut h, &base[..n], head, 0);
+            self.relayout(blocks, &mut h, &base[..n], head, 0, cap);
             h.tail = first;
         }
         // The record is coded aside first, at the same bit offset, so that the block
@@ -206,9 +210,9 @@ impl History {
         let mut tail = h.tail;
         encode(&mut w, &mut tail, time, value);
         let (end, len) = (w.at, w.at.div_ceil(8));
-        self.make_room(&mut h, len - usize::from(offset > 0));
+        self.make_room(blocks, &mut h, len - usize::from(offset > 0), cap);
         let first = h.used_bits / 8;
-        for (to, from) in self.block[first..first + len]
+        for (to, from) in blocks.bytes_mut(&self.block)[first..first + len]
             .iter_mut()
             .zip(&scratch[..len])
         {
@@ -221,16 +225,17 @@ impl History {
         h.tail = tail;
         h.used_bits += end - offset;
         h.len += 1;
-        while usize::from(h.len) > cap.max(1) {
-            self.drop_oldest(&mut h);
+        while usize::from(h.len) > cap {
+            self.drop_oldest(blocks, &mut h, cap);
         }
-        h.write(&mut self.block);
+        h.write(blocks.bytes_mut(&self.block));
     }
 
-    fn drop_oldest(&mut self, h: &mut Header) {
-        let mut cursor = Cursor::load(&self.block[h.base_range()]);
+    fn drop_oldest(&mut self, blocks: &mut Blocks, h: &mut Header, cap: usize) {
+        let block = blocks.bytes_mut(&self.block);
+        let mut cursor = Cursor::load(&block[h.base_range()]);
         let mut r = BitReader {
-            buf: &self.block,
+            buf: block,
             at: h.head_bit,
         };
         decode(&mut r, &mut cursor);
@@ -241,55 +246,100 @@ impl History {
         let head = head_bit / 8;
         if head >= h.area() + n {
             // The usual case: the cursor goes where the dropped record was.
-            self.block[head - n..head].copy_from_slice(&base[..n]);
+            block[head - n..head].copy_from_slice(&base[..n]);
             h.head_bit = head_bit;
             h.base_len = n;
         } else {
-            self.relayout(h, &base[..n], head_bit, 0);
+            self.relayout(blocks, h, &base[..n], head_bit, 0, cap);
         }
     }
 
     /// Makes room for `need` more bytes at the end: first by moving the live bytes over the
-    /// dead ones in front, then by growing to what is live plus a 32nd.
-    fn make_room(&mut self, h: &mut Header, need: usize) {
-        if self.block.len() - h.used_bytes() >= need {
+    /// dead ones in front, then by growing.
+    fn make_room(&mut self, blocks: &mut Blocks, h: &mut Header, need: usize, cap: usize) {
+        if self.block.size() - h.used_bytes() >= need {
             return;
         }
         let mut base = [0u8; MAX_CURSOR];
-        base[..h.base_len].copy_from_slice(&self.block[h.base_range()]);
+        base[..h.base_len].copy_from_slice(&blocks.bytes(&self.block)[h.base_range()]);
         let head = h.head_bit;
-        self.relayout(h, &base[..h.base_len], head, need);
+        self.relayout(blocks, h, &base[..h.base_len], head, need, cap);
     }
 
     /// Lays the block out again as header, label, `base`, the stream from `from_bit` on and
-    /// at least `need` free bytes; a new allocation only when the block is too small, or more
+    /// at least `need` free bytes; in a new place only when the block is too small, or more
     /// than twice the size it needs.
-    fn relayout(&mut self, h: &mut Header, base: &[u8], from_bit: usize, need: usize) {
+    ///
+    /// A full history grows by a 32nd of what it holds. One still filling grows to the
+    /// size its samples so far say it will have when full, at most doubling: a block that
+    /// moves leaves garbage behind, so it should move only a few times.
+    fn relayout(
+        &mut self,
+        blocks: &mut Blocks,
+        h: &mut Header,
+        base: &[u8],
+        from_bit: usize,
+        need: usize,
+        cap: usize,
+    ) {
         let area = h.area();
         let from = from_bit / 8;
         let used = h.used_bytes();
         let start = area + base.len();
         let end = start + (used - from);
-        let want = end + need + (end - area) / 32;
-        if self.block.len() >= end + need && self.block.len() <= 2 * want {
-            self.block.copy_within(from..used, start);
-            self.block[area..start].copy_from_slice(base);
-            self.block[end..].fill(0);
-        } else {
-            let mut block = vec![0u8; want].into_boxed_slice();
-            block[..area].copy_from_slice(&self.block[..area]);
+        let mut want = end + need + (end - area) / 32;
+        let len = usize::from(h.len);
+        if (1..cap).contains(&len) {
+            // `need` is the record being added: `len + 1` records then.
+            let full = start + (end + need - start) * cap / (len + 1);
+            want = want.max(full.min(2 * want));
+        }
+        let size = self.block.size();
+        if size >= end + need && size <= 2 * want {
+            let block = blocks.bytes_mut(&self.block);
+            block.copy_within(from..used, start);
             block[area..start].copy_from_slice(base);
-            block[start..end].copy_from_slice(&self.block[from..used]);
-            self.block = block;
+            block[end..].fill(0);
+        } else {
+            blocks.reallocate(&mut self.block, want, |old, new| {
+                new[..area].copy_from_slice(&old[..area]);
+                new[area..start].copy_from_slice(base);
+                new[start..end].copy_from_slice(&old[from..used]);
+            });
         }
         h.head_bit = from_bit;
         h.base_len = base.len();
         h.shift(start as isize - from as isize);
     }
 
+    /// Bytes held, for memory accounting.
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.block.size()
+    }
+}
+
+/// One history's samples, to read.
+#[derive(Clone, Copy)]
+pub(crate) struct Samples<'a> {
+    block: &'a [u8],
+}
+
+impl<'a> Samples<'a> {
+    /// The label given to `History::new`.
+    pub(crate) fn label(self) -> &'a [u8] {
+        let len = u32::from_le_bytes(self.block[10..14].try_into().expect("4")) as usize;
+        &self.block[HEADER..HEADER + len]
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(self) -> usize {
+        usize::from(Header::read(self.block).len)
+    }
+
     /// The newest sample, without walking the others.
-    pub(crate) fn newest(&self) -> Option<(u64, Encoded<'_>)> {
-        let h = Header::read(&self.block);
+    pub(crate) fn newest(self) -> Option<(u64, Encoded<'a>)> {
+        let h = Header::read(self.block);
         if h.len == 0 {
             return None;
         }
@@ -309,11 +359,11 @@ impl History {
     }
 
     /// Every sample, oldest first.
-    pub(crate) fn oldest_first(&self) -> impl Iterator<Item = (u64, Encoded<'_>)> + '_ {
-        let h = Header::read(&self.block);
+    pub(crate) fn oldest_first(self) -> impl Iterator<Item = (u64, Encoded<'a>)> {
+        let h = Header::read(self.block);
         let mut cursor = Cursor::load(&self.block[h.base_range()]);
         let mut r = BitReader {
-            buf: &self.block,
+            buf: self.block,
             at: h.head_bit,
         };
         (0..h.len).map(move |_| {
@@ -323,16 +373,10 @@ impl History {
     }
 
     /// Every sample, newest first (the protocol's order).
-    pub(crate) fn newest_first(&self) -> Vec<(u64, Encoded<'_>)> {
+    pub(crate) fn newest_first(self) -> Vec<(u64, Encoded<'a>)> {
         let mut all: Vec<_> = self.oldest_first().collect();
         all.reverse();
         all
-    }
-
-    /// Bytes held, for memory accounting.
-    #[cfg(test)]
-    pub(crate) fn capacity(&self) -> usize {
-        self.block.len()
     }
 }
 
@@ -619,14 +663,41 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A history with blocks of its own.
+    struct Solo {
+        blocks: Blocks,
+        history: History,
+    }
+
+    impl Solo {
+        fn new(label: &[u8]) -> Solo {
+            let mut blocks = Blocks::default();
+            let history = History::new(&mut blocks, label);
+            Solo { blocks, history }
+        }
+
+        fn push(&mut self, time: u64, value: Encoded<'_>, cap: usize) {
+            self.history.push(&mut self.blocks, time, value, cap);
+        }
+
+        fn samples(&self) -> Samples<'_> {
+            self.history.samples(&self.blocks)
+        }
+
+        fn capacity(&self) -> usize {
+            self.history.capacity()
+        }
+    }
+
     fn text(v: Encoded<'_>) -> Vec<u8> {
         let mut out = Vec::new();
         v.write_text(&mut out);
         out
     }
 
-    fn texts(h: &History) -> Vec<(u64, String)> {
-        h.newest_first()
+    fn texts(h: &Solo) -> Vec<(u64, String)> {
+        h.samples()
+            .newest_first()
             .into_iter()
             .map(|(t, v)| (t, String::from_utf8(text(v)).unwrap()))
             .collect()
@@ -634,7 +705,7 @@ mod tests {
 
     #[test]
     fn keeps_newest_first_and_caps() {
-        let mut h = History::new(b"some.key");
+        let mut h = Solo::new(b"some.key");
         for i in 0..250u64 {
             let text = format!("v{i}");
             h.push(1000 + i, Encoded::classify(text.as_bytes()), 100);
@@ -643,24 +714,24 @@ mod tests {
         assert_eq!(all.len(), 100);
         assert_eq!(all[0], (1249, "v249".to_string()));
         assert_eq!(all[99], (1150, "v150".to_string()));
-        assert_eq!(h.newest().map(|(t, _)| t), Some(1249));
-        assert_eq!(h.label(), b"some.key");
+        assert_eq!(h.samples().newest().map(|(t, _)| t), Some(1249));
+        assert_eq!(h.samples().label(), b"some.key");
     }
 
     #[test]
     fn times_may_go_backwards_and_jump() {
-        let mut h = History::new(b"k");
+        let mut h = Solo::new(b"k");
         let times = [5u64, 3, u64::MAX, 0, 1_700_000_000, 7];
         for (i, t) in times.iter().enumerate() {
             h.push(*t, Encoded::classify(i.to_string().as_bytes()), 4);
         }
-        let got: Vec<u64> = h.newest_first().iter().map(|(t, _)| *t).collect();
+        let got: Vec<u64> = h.samples().newest_first().iter().map(|(t, _)| *t).collect();
         assert_eq!(got, vec![7, 1_700_000_000, 0, u64::MAX]);
     }
 
     #[test]
     fn mixed_values_round_trip() {
-        let mut h = History::new(b"");
+        let mut h = Solo::new(b"");
         let vals: [&[u8]; 9] = [
             b"12",
             b"0.5",
@@ -675,19 +746,19 @@ mod tests {
         for (i, v) in vals.iter().enumerate() {
             h.push(i as u64, Encoded::classify(v), 100);
         }
-        let got: Vec<Vec<u8>> = h.oldest_first().map(|(_, v)| text(v)).collect();
+        let got: Vec<Vec<u8>> = h.samples().oldest_first().map(|(_, v)| text(v)).collect();
         assert_eq!(got, vals.iter().map(|v| v.to_vec()).collect::<Vec<_>>());
     }
 
     #[test]
     fn long_texts_round_trip() {
-        let mut h = History::new(b"k");
+        let mut h = Solo::new(b"k");
         let long: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
         for i in 0..5u64 {
             h.push(i, Encoded::Text(&long[i as usize..]), 3);
             h.push(i, Encoded::classify(b"1.5"), 3);
         }
-        let got: Vec<Vec<u8>> = h.oldest_first().map(|(_, v)| text(v)).collect();
+        let got: Vec<Vec<u8>> = h.samples().oldest_first().map(|(_, v)| text(v)).collect();
         assert_eq!(
             got,
             vec![b"1.5".to_vec(), long[4..].to_vec(), b"1.5".to_vec()]
@@ -700,12 +771,12 @@ mod tests {
     /// A fixed interval and a counter growing by a constant: a byte or so a sample.
     #[test]
     fn steady_samples_cost_bits() {
-        let mut h = History::new(b"k");
+        let mut h = Solo::new(b"k");
         for i in 0..10_000u64 {
             let v = (100_000 + 37 * i).to_string();
             h.push(1_700_000_000 + i * 5, Encoded::classify(v.as_bytes()), 100);
         }
-        assert_eq!(h.len(), 100);
+        assert_eq!(h.samples().len(), 100);
         // Ten bits a sample: the step's change (one bit), the same scale (one), the
         // mantissa's change (eight); the cursor in front; room for one more record.
         assert!(
@@ -720,7 +791,7 @@ mod tests {
     fn gauges_cost_bytes() {
         let mut rng = 7u64;
         let mut gauge = 50_000i64;
-        let mut h = History::new(b"k");
+        let mut h = Solo::new(b"k");
         for i in 0..1000u64 {
             rng = rng
                 .wrapping_mul(6364136223846793005)
@@ -786,7 +857,7 @@ mod tests {
             values in prop::collection::vec(value(), 300),
             cap in 1usize..130,
         ) {
-            let mut h = History::new(b"a.key");
+            let mut h = Solo::new(b"a.key");
             let mut want: Vec<(u64, Vec<u8>)> = Vec::new();
             for (t, v) in times.iter().zip(&values) {
                 let e = Encoded::classify(v);
@@ -795,17 +866,17 @@ mod tests {
                 want.push((*t, v.clone()));
                 let keep = want.len().saturating_sub(cap);
                 let got: Vec<(u64, Vec<u8>)> =
-                    h.oldest_first().map(|(t, v)| (t, text(v))).collect();
+                    h.samples().oldest_first().map(|(t, v)| (t, text(v))).collect();
                 prop_assert_eq!(&got[..], &want[keep..]);
-                let (t, v) = h.newest().unwrap();
+                let (t, v) = h.samples().newest().unwrap();
                 prop_assert_eq!((t, text(v)), want.last().cloned().unwrap());
-                let numbers: Vec<Option<f64>> = h.oldest_first().map(|(_, v)| v.number()).collect();
+                let numbers: Vec<Option<f64>> = h.samples().oldest_first().map(|(_, v)| v.number()).collect();
                 for (n, (_, v)) in numbers.iter().zip(&want[keep..]) {
                     let parsed = crate::value::parse_number(v);
                     prop_assert_eq!(n.map(f64::to_bits), parsed.map(f64::to_bits));
                 }
             }
-            prop_assert_eq!(h.label(), b"a.key");
+            prop_assert_eq!(h.samples().label(), b"a.key");
         }
     }
 }

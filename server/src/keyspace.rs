@@ -8,17 +8,20 @@ use hashbrown::hash_table::Entry as TableEntry;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::history::History;
+use std::ops::{Deref, DerefMut};
+
+use crate::blocks::Blocks;
+use crate::history::{History, Samples};
 use crate::subscriptions::SinkList;
+use crate::value::Encoded;
 
 const SHARDS: usize = 64;
 
 pub(crate) struct Entry {
-    /// The samples, with the key itself in the same allocation.
-    pub(crate) history: History,
-    /// Subscribers of this key, valid while `subs_generation` is the registry's.
+    /// The samples, with the key itself in the same block (in its shard's `Blocks`).
+    history: History,
+    /// Subscribers of this key, as matched at some generation of the registry.
     pub(crate) subs: SinkList,
-    pub(crate) subs_generation: u64,
     /// Its shard's write count at its last write: what `changed_since` looks at.
     changed: u64,
     /// The write-ahead log's sequence number of its newest sample (0: none logged).
@@ -41,10 +44,67 @@ pub(crate) struct AlertMark {
     quiet: (f32, f32),
 }
 
-impl Entry {
-    pub(crate) fn key(&self) -> &str {
-        std::str::from_utf8(self.history.label()).expect("an entry is made from a &str")
+/// An entry as its readers see it: its fields, and its key and samples from its shard's
+/// blocks.
+#[derive(Clone, Copy)]
+pub(crate) struct EntryRef<'a> {
+    entry: &'a Entry,
+    blocks: &'a Blocks,
+}
+
+impl<'a> EntryRef<'a> {
+    pub(crate) fn key(&self) -> &'a str {
+        key_of(self.history())
     }
+
+    pub(crate) fn history(&self) -> Samples<'a> {
+        self.entry.history.samples(self.blocks)
+    }
+}
+
+impl Deref for EntryRef<'_> {
+    type Target = Entry;
+    fn deref(&self) -> &Entry {
+        self.entry
+    }
+}
+
+/// An entry as a writer sees it: `EntryRef`, and `push`.
+pub(crate) struct EntryMut<'a> {
+    entry: &'a mut Entry,
+    blocks: &'a mut Blocks,
+}
+
+impl EntryMut<'_> {
+    pub(crate) fn key(&self) -> &str {
+        key_of(self.history())
+    }
+
+    pub(crate) fn history(&self) -> Samples<'_> {
+        self.entry.history.samples(self.blocks)
+    }
+
+    /// Appends a sample, dropping the oldest ones beyond `cap`.
+    pub(crate) fn push(&mut self, time: u64, value: Encoded<'_>, cap: usize) {
+        self.entry.history.push(self.blocks, time, value, cap);
+    }
+}
+
+impl Deref for EntryMut<'_> {
+    type Target = Entry;
+    fn deref(&self) -> &Entry {
+        self.entry
+    }
+}
+
+impl DerefMut for EntryMut<'_> {
+    fn deref_mut(&mut self) -> &mut Entry {
+        self.entry
+    }
+}
+
+fn key_of(samples: Samples<'_>) -> &str {
+    std::str::from_utf8(samples.label()).expect("an entry is made from a &str")
 }
 
 impl AlertMark {
@@ -86,6 +146,8 @@ impl Default for AlertMark {
 
 pub(crate) struct Shard {
     table: HashTable<Entry>,
+    /// The entries' histories.
+    blocks: Blocks,
     /// Writes to this shard so far.
     writes: u64,
     /// Write-ahead log records of this shard's sets, not written out yet.
@@ -108,6 +170,7 @@ impl Keyspace {
                 .map(|_| {
                     CachePadded::new(Mutex::new(Shard {
                         table: HashTable::new(),
+                        blocks: Blocks::default(),
                         writes: 0,
                         log: Vec::new(),
                     }))
@@ -131,7 +194,7 @@ impl Keyspace {
     }
 
     /// Runs `f` on the key's entry, creating it if needed, under its shard's lock.
-    pub(crate) fn with_entry<R>(&self, key: &str, f: impl FnOnce(&mut Entry) -> R) -> R {
+    pub(crate) fn with_entry<R>(&self, key: &str, f: impl FnOnce(&mut EntryMut<'_>) -> R) -> R {
         self.with_entry_and_log(key, |entry, _| f(entry))
     }
 
@@ -139,23 +202,25 @@ impl Keyspace {
     pub(crate) fn with_entry_and_log<R>(
         &self,
         key: &str,
-        f: impl FnOnce(&mut Entry, &mut Vec<u8>) -> R,
+        f: impl FnOnce(&mut EntryMut<'_>, &mut Vec<u8>) -> R,
     ) -> R {
         let (hash, index) = self.locate(key);
         let mut shard = self.shards[index].lock();
         shard.writes += 1;
         let changed = shard.writes;
         let hasher = &self.hasher;
-        let Shard { table, log, .. } = &mut *shard;
-        let found = |e: &Entry| e.history.label() == key.as_bytes();
-        let entry = match table.entry(hash, found, |e| hasher.hash_one(e.key())) {
+        let Shard {
+            table, blocks, log, ..
+        } = &mut *shard;
+        let found = |e: &Entry| e.history.samples(blocks).label() == key.as_bytes();
+        let rehash = |e: &Entry| hasher.hash_one(key_of(e.history.samples(blocks)));
+        let entry = match table.entry(hash, found, rehash) {
             TableEntry::Occupied(o) => o.into_mut(),
             TableEntry::Vacant(v) => {
                 self.len.fetch_add(1, Ordering::Relaxed);
                 v.insert(Entry {
-                    history: History::new(key.as_bytes()),
+                    history: History::new(blocks, key.as_bytes()),
                     subs: SinkList::default(),
-                    subs_generation: u64::MAX,
                     changed,
                     seq: 0,
                     alert: AlertMark::default(),
@@ -165,7 +230,10 @@ impl Keyspace {
         };
         entry.changed = changed;
         let had_records = !log.is_empty();
-        let result = f(entry, log);
+        let result = f(&mut EntryMut { entry, blocks }, log);
+        if blocks.wants_packing() {
+            blocks.pack(table.iter_mut().map(|e| e.history.block_mut()));
+        }
         if !had_records && !log.is_empty() {
             // Before the caller takes its ticket, still under the shard's lock (see
             // `journal`): a write-out that begins after that ticket sees this bit.
@@ -191,28 +259,36 @@ impl Keyspace {
     }
 
     /// Runs `f` on the key's entry if it exists.
-    pub(crate) fn read<R>(&self, key: &str, f: impl FnOnce(&Entry) -> R) -> Option<R> {
+    pub(crate) fn read<R>(&self, key: &str, f: impl FnOnce(EntryRef<'_>) -> R) -> Option<R> {
         let (hash, index) = self.locate(key);
         let shard = self.shards[index].lock();
+        let blocks = &shard.blocks;
         shard
             .table
-            .find(hash, |e| e.history.label() == key.as_bytes())
-            .map(f)
+            .find(hash, |e| {
+                e.history.samples(blocks).label() == key.as_bytes()
+            })
+            .map(|entry| f(EntryRef { entry, blocks }))
     }
 
     /// Runs `f` on the key's entry if it exists, which it may change without counting as
     /// a write.
-    pub(crate) fn read_mut<R>(&self, key: &str, f: impl FnOnce(&mut Entry) -> R) -> Option<R> {
+    pub(crate) fn read_mut<R>(
+        &self,
+        key: &str,
+        f: impl FnOnce(&mut EntryMut<'_>) -> R,
+    ) -> Option<R> {
         let (hash, index) = self.locate(key);
         let mut shard = self.shards[index].lock();
-        shard
-            .table
-            .find_mut(hash, |e| e.history.label() == key.as_bytes())
-            .map(f)
+        let Shard { table, blocks, .. } = &mut *shard;
+        let entry = table.find_mut(hash, |e| {
+            e.history.samples(blocks).label() == key.as_bytes()
+        })?;
+        Some(f(&mut EntryMut { entry, blocks }))
     }
 
     /// Visits every entry, one shard at a time; each shard is locked only while visited.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&Entry)) {
+    pub(crate) fn for_each(&self, mut f: impl FnMut(EntryRef<'_>)) {
         self.for_each_shard(|entries| entries.for_each(&mut f));
     }
 
@@ -223,32 +299,76 @@ impl Keyspace {
 
     /// Visits the entries written since `marks` (and moves the marks to now). A shard
     /// without writes since is passed over without a look at its entries.
-    pub(crate) fn changed_since(&self, marks: &mut [u64], mut f: impl FnMut(&Entry)) {
+    pub(crate) fn changed_since(&self, marks: &mut [u64], mut f: impl FnMut(EntryRef<'_>)) {
         for (shard, mark) in self.shards.iter().zip(marks.iter_mut()) {
             let shard = shard.lock();
             if shard.writes != *mark {
+                let blocks = &shard.blocks;
                 shard
                     .table
                     .iter()
                     .filter(|e| e.changed > *mark)
-                    .for_each(&mut f);
+                    .for_each(|entry| f(EntryRef { entry, blocks }));
                 *mark = shard.writes;
             }
         }
     }
 
     /// Hands `f` the entries of one shard at a time, under that shard's lock.
-    pub(crate) fn for_each_shard(&self, mut f: impl FnMut(&mut dyn Iterator<Item = &Entry>)) {
+    pub(crate) fn for_each_shard(&self, mut f: impl FnMut(&mut dyn Iterator<Item = EntryRef<'_>>)) {
         for shard in self.shards.iter() {
             let shard: MutexGuard<'_, Shard> = shard.lock();
-            f(&mut shard.table.iter());
+            let blocks = &shard.blocks;
+            f(&mut shard.table.iter().map(|entry| EntryRef { entry, blocks }));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::AlertMark;
+    use super::*;
+
+    /// Every key has one: its size decides much of the memory a key takes beside its block.
+    #[test]
+    fn an_entry_is_48_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 48);
+    }
+
+    /// Histories that grow while others do move inside their shard and get packed many
+    /// times over; every key still holds exactly its own samples.
+    #[test]
+    fn histories_survive_moving_and_packing() {
+        let keys = Keyspace::new();
+        let name = |k: usize| format!("k.{k}");
+        for round in 0..150u64 {
+            for k in 0..2000usize {
+                // Values whose size varies by key and round, so blocks grow unevenly.
+                let value = (round * 7919 * (k as u64 % 13 + 1)).to_string();
+                keys.with_entry(&name(k), |e| {
+                    e.push(round, Encoded::classify(value.as_bytes()), 100)
+                });
+            }
+        }
+        for k in 0..2000usize {
+            let got: Vec<(u64, Vec<u8>)> = keys
+                .read(&name(k), |e| {
+                    assert_eq!(e.key(), name(k));
+                    e.history()
+                        .oldest_first()
+                        .map(|(t, v)| {
+                            let mut text = Vec::new();
+                            v.write_text(&mut text);
+                            (t, text)
+                        })
+                        .collect()
+                })
+                .expect("stored");
+            let want: Vec<(u64, Vec<u8>)> = (50..150u64)
+                .map(|r| (r, (r * 7919 * (k as u64 % 13 + 1)).to_string().into_bytes()))
+                .collect();
+            assert_eq!(got, want, "key {k}");
+        }
+    }
 
     #[test]
     fn a_quiet_band_kept_in_f32_only_narrows() {

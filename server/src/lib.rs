@@ -19,6 +19,7 @@
 
 pub mod alerts;
 pub mod auth;
+mod blocks;
 mod cmd;
 pub mod control;
 mod counters;

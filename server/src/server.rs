@@ -193,7 +193,7 @@ impl Server {
             if seq <= entry.seq {
                 return false;
             }
-            entry.history.push(time, Encoded::classify(value), history);
+            entry.push(time, Encoded::classify(value), history);
             entry.seq = seq;
             true
         })
@@ -211,7 +211,7 @@ impl Server {
         let generation = shared.subscriptions.generation();
         let journal = shared.journal.get();
         let (delivered, logged) = shared.keys.with_entry_and_log(key, |entry, log| {
-            entry.history.push(time, encoded, shared.config.history);
+            entry.push(time, encoded, shared.config.history);
             if let Some(alerts) = shared.alerts.get() {
                 alerts.note_set(entry, encoded.number());
             }
@@ -220,10 +220,8 @@ impl Server {
                 entry.seq += 1;
                 Journal::append(log, entry.seq, time, key, value);
             }
-            if entry.subs_generation != generation {
-                let (subs, generation) = shared.subscriptions.matching(key);
-                entry.subs = subs;
-                entry.subs_generation = generation;
+            if !entry.subs.is_current(generation) {
+                entry.subs = shared.subscriptions.matching(key);
             }
             if entry.subs.is_empty() {
                 return (Delivered::default(), journal.is_some());
@@ -258,7 +256,7 @@ impl Server {
         }
         self.shared.keys.read(key, |entry| {
             entry
-                .history
+                .history()
                 .newest_first()
                 .into_iter()
                 .map(|(time, value)| Sample {
@@ -283,7 +281,7 @@ impl Server {
         self.shared
             .keys
             .read(key, |entry| {
-                let (time, value) = entry.history.newest()?;
+                let (time, value) = entry.history().newest()?;
                 Some((time, value.number()?))
             })
             .flatten()
@@ -317,7 +315,7 @@ impl Server {
     /// server's own counters included. Runs under each shard's lock in turn: keep `f` short.
     pub fn for_each_newest_number(&self, mut f: impl FnMut(&str, u64, f64)) {
         self.shared.keys.for_each(|entry| {
-            if let Some((time, value)) = entry.history.newest() {
+            if let Some((time, value)) = entry.history().newest() {
                 if let Some(n) = value.number() {
                     f(entry.key(), time, n);
                 }
@@ -450,8 +448,8 @@ impl WeakServer {
 }
 
 /// A key with its newest sample.
-fn newest_sample(entry: &crate::keyspace::Entry) -> Option<(String, Sample)> {
-    let (time, value) = entry.history.newest()?;
+fn newest_sample(entry: crate::keyspace::EntryRef<'_>) -> Option<(String, Sample)> {
+    let (time, value) = entry.history().newest()?;
     Some((
         entry.key().to_string(),
         Sample {

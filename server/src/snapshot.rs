@@ -84,7 +84,7 @@ fn write(server: &Server, path: &Path) -> Result<u64, SnapshotError> {
                     chunk.extend_from_slice(entry.key().as_bytes());
                     chunk.push(b'\n');
                 }
-                for (time, value) in entry.history.oldest_first() {
+                for (time, value) in entry.history().oldest_first() {
                     chunk.extend_from_slice(itoa::Buffer::new().format(time).as_bytes());
                     chunk.push(b' ');
                     chunk.extend_from_slice(entry.key().as_bytes());

@@ -14,16 +14,29 @@ use tokio::sync::mpsc;
 use crate::outbox::{Outbox, Pushed};
 use crate::{Pattern, Update, Value};
 
-/// The subscribers of one key, each once: a thin pointer, and none at all for the many
-/// keys nobody subscribes to.
+/// The subscribers of one key, each once, as matched at some generation of the registry:
+/// a thin pointer, to a list shared by all the keys nobody subscribes to. `Default`: not
+/// matched yet.
 #[derive(Clone, Default)]
-pub(crate) struct SinkList(Option<Arc<Vec<Arc<Sink>>>>);
+pub(crate) struct SinkList(Option<Arc<Matched>>);
+
+struct Matched {
+    generation: u64,
+    sinks: Vec<Arc<Sink>>,
+}
+
+impl SinkList {
+    /// Whether this list was matched at `generation`.
+    pub(crate) fn is_current(&self, generation: u64) -> bool {
+        self.0.as_ref().is_some_and(|m| m.generation == generation)
+    }
+}
 
 impl std::ops::Deref for SinkList {
     type Target = [Arc<Sink>];
 
     fn deref(&self) -> &[Arc<Sink>] {
-        self.0.as_deref().map_or(&[], Vec::as_slice)
+        self.0.as_deref().map_or(&[], |m| m.sinks.as_slice())
     }
 }
 
@@ -150,11 +163,41 @@ struct Subscription {
     pattern: Pattern,
 }
 
-#[derive(Default)]
 pub(crate) struct Subscriptions {
-    list: RwLock<Vec<Subscription>>,
+    list: RwLock<Registry>,
     /// Bumped (under the write lock) on every change to `list`.
     generation: AtomicU64,
+}
+
+struct Registry {
+    subs: Vec<Subscription>,
+    /// The empty list of this generation, which most keys share.
+    nobody: SinkList,
+}
+
+impl Registry {
+    fn changed(&mut self, generation: &AtomicU64) {
+        let generation = generation.fetch_add(1, Ordering::AcqRel) + 1;
+        self.nobody = SinkList(Some(Arc::new(Matched {
+            generation,
+            sinks: Vec::new(),
+        })));
+    }
+}
+
+impl Default for Subscriptions {
+    fn default() -> Subscriptions {
+        let generation = AtomicU64::new(0);
+        let mut registry = Registry {
+            subs: Vec::new(),
+            nobody: SinkList::default(),
+        };
+        registry.changed(&generation);
+        Subscriptions {
+            list: RwLock::new(registry),
+            generation,
+        }
+    }
 }
 
 impl Subscriptions {
@@ -166,51 +209,56 @@ impl Subscriptions {
     pub(crate) fn add(&self, sink: &Arc<Sink>, pattern: Pattern) -> bool {
         let mut list = self.list.write();
         if list
+            .subs
             .iter()
             .any(|s| s.sink.id == sink.id && s.pattern.converted() == pattern.converted())
         {
             return false;
         }
-        list.push(Subscription {
+        list.subs.push(Subscription {
             sink: Arc::clone(sink),
             pattern,
         });
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        list.changed(&self.generation);
         true
     }
 
     pub(crate) fn remove_sink(&self, id: u64) {
         let mut list = self.list.write();
-        let before = list.len();
-        list.retain(|s| s.sink.id != id);
-        if list.len() != before {
-            self.generation.fetch_add(1, Ordering::AcqRel);
+        let before = list.subs.len();
+        list.subs.retain(|s| s.sink.id != id);
+        if list.subs.len() != before {
+            list.changed(&self.generation);
         }
     }
 
-    /// The subscribers of `key`, each once however many of its patterns match, and the
-    /// generation the answer is valid for.
-    pub(crate) fn matching(&self, key: &str) -> (SinkList, u64) {
+    /// The subscribers of `key`, each once however many of its patterns match.
+    pub(crate) fn matching(&self, key: &str) -> SinkList {
         let list = self.list.read();
-        let generation = self.generation.load(Ordering::Acquire);
         let mut sinks: Vec<Arc<Sink>> = Vec::new();
-        for s in list.iter() {
+        for s in list.subs.iter() {
             if !sinks.iter().any(|k| k.id == s.sink.id) && s.pattern.is_match(key) {
                 sinks.push(Arc::clone(&s.sink));
             }
         }
-        let list = (!sinks.is_empty()).then(|| Arc::new(sinks));
-        (SinkList(list), generation)
+        if sinks.is_empty() {
+            return list.nobody.clone();
+        }
+        SinkList(Some(Arc::new(Matched {
+            generation: self.generation.load(Ordering::Acquire),
+            sinks,
+        })))
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.list.read().len()
+        self.list.read().subs.len()
     }
 
     /// `(label, converted pattern)` in the order made; only `sink`'s when given.
     pub(crate) fn describe(&self, sink: Option<u64>) -> Vec<(String, Vec<u8>)> {
         self.list
             .read()
+            .subs
             .iter()
             .filter(|s| sink.is_none_or(|id| s.sink.id == id))
             .map(|s| (s.sink.label.clone(), s.pattern.converted().to_vec()))

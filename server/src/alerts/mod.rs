@@ -28,7 +28,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver as Inbox, RecvTimeoutError, Sender};
 use parking_lot::{Mutex, RwLock};
 
-use crate::keyspace::Entry;
+use crate::keyspace::EntryMut;
 use crate::server::WeakServer;
 use crate::Server;
 use engine::{Change, Engine, Matcher, Row, Source};
@@ -118,7 +118,7 @@ impl Alerts {
     /// Under the key's shard lock, on every set of `number` (None: text): queues the key
     /// if a rule watches it, it is not queued already, and the value is not within the
     /// band the alerts thread proved quiet for it.
-    pub(crate) fn note_set(&self, entry: &mut Entry, number: Option<f64>) {
+    pub(crate) fn note_set(&self, entry: &mut EntryMut<'_>, number: Option<f64>) {
         let generation = self.generation.load(Ordering::Acquire);
         let watched = (entry.alert.generation != generation)
             .then(|| self.matcher.read().is_match(entry.key()));
@@ -502,7 +502,7 @@ impl Source for StoreSource<'_> {
         self.0.keyspace().read_mut(key, |entry| {
             // Cleared under the lock the setter queues under: a set after this queues again.
             entry.alert.queued = false;
-            into.extend(entry.history.oldest_first().map(|(time, value)| Point {
+            into.extend(entry.history().oldest_first().map(|(time, value)| Point {
                 time,
                 value: value.number(),
             }));
@@ -519,7 +519,7 @@ impl Source for StoreSource<'_> {
         self.0
             .keyspace()
             .read(key, |entry| {
-                let (_, value) = entry.history.newest()?;
+                let (_, value) = entry.history().newest()?;
                 Some(value.to_value().to_string_lossy())
             })
             .flatten()
