@@ -10,7 +10,7 @@
 //! back to the system at once, and pages past the end are never touched, where the
 //! allocator would keep large freed buffers as holes in its heap.
 
-use memmap2::{MmapMut, MmapOptions};
+use memmap2::{Advice, MmapMut, MmapOptions};
 
 /// One shard's blocks.
 pub(crate) struct Blocks {
@@ -35,10 +35,14 @@ const PAGE: usize = 4096;
 
 /// A new mapping of at least `bytes`.
 fn map(bytes: usize) -> MmapMut {
-    MmapOptions::new()
+    let buf = MmapOptions::new()
         .len(bytes.max(1).next_multiple_of(PAGE))
         .map_anon()
-        .expect("memory for a shard's histories")
+        .expect("memory for a shard's histories");
+    // Pages are filled one at a time as blocks are added; a huge page would be resident
+    // whole. A kernel without huge pages refuses the advice, which changes nothing.
+    let _ = buf.advise(Advice::NoHugePage);
+    buf
 }
 
 /// One block's place in its shard's `Blocks`. Owned by one history; not `Clone`, so a
