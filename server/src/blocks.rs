@@ -1,7 +1,7 @@
 //! Where a shard's histories live: their blocks end to end in one buffer per shard.
 //!
-//! A heap allocation per key lost a fifth of the memory to holes: a history grows a few
-//! times while it fills, and every growth left its old allocation behind, too small for
+//! A heap allocation per key lost a fifth of the memory to holes: a history grows again
+//! and again while it fills, and every growth left its old allocation behind, too small for
 //! any later one. Here a block that grows moves to the end of its shard's buffer and its
 //! old place counts as garbage; once garbage passes a 32nd of the buffer, the shard
 //! packs its live blocks into a new buffer. No per-block allocator header either.

@@ -1,14 +1,13 @@
 //! Every key and its history, in shards so that setters on different keys rarely meet.
 
 use std::hash::BuildHasher;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 use hashbrown::hash_table::Entry as TableEntry;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use parking_lot::{Mutex, MutexGuard};
-
-use std::ops::{Deref, DerefMut};
 
 use crate::blocks::Blocks;
 use crate::history::{History, Samples};
@@ -76,12 +75,19 @@ pub(crate) struct EntryMut<'a> {
 }
 
 impl EntryMut<'_> {
+    fn view(&self) -> EntryRef<'_> {
+        EntryRef {
+            entry: self.entry,
+            blocks: self.blocks,
+        }
+    }
+
     pub(crate) fn key(&self) -> &str {
-        key_of(self.history())
+        self.view().key()
     }
 
     pub(crate) fn history(&self) -> Samples<'_> {
-        self.entry.history.samples(self.blocks)
+        self.view().history()
     }
 
     /// Appends a sample, dropping the oldest ones beyond `cap`.
@@ -105,6 +111,11 @@ impl DerefMut for EntryMut<'_> {
 
 fn key_of(samples: Samples<'_>) -> &str {
     std::str::from_utf8(samples.label()).expect("an entry is made from a &str")
+}
+
+/// Whether `entry` is `key`'s.
+fn is_for(entry: &Entry, blocks: &Blocks, key: &str) -> bool {
+    entry.history.samples(blocks).label() == key.as_bytes()
 }
 
 impl AlertMark {
@@ -212,7 +223,7 @@ impl Keyspace {
         let Shard {
             table, blocks, log, ..
         } = &mut *shard;
-        let found = |e: &Entry| e.history.samples(blocks).label() == key.as_bytes();
+        let found = |e: &Entry| is_for(e, blocks, key);
         let rehash = |e: &Entry| hasher.hash_one(key_of(e.history.samples(blocks)));
         let entry = match table.entry(hash, found, rehash) {
             TableEntry::Occupied(o) => o.into_mut(),
@@ -265,9 +276,7 @@ impl Keyspace {
         let blocks = &shard.blocks;
         shard
             .table
-            .find(hash, |e| {
-                e.history.samples(blocks).label() == key.as_bytes()
-            })
+            .find(hash, |e| is_for(e, blocks, key))
             .map(|entry| f(EntryRef { entry, blocks }))
     }
 
@@ -281,9 +290,7 @@ impl Keyspace {
         let (hash, index) = self.locate(key);
         let mut shard = self.shards[index].lock();
         let Shard { table, blocks, .. } = &mut *shard;
-        let entry = table.find_mut(hash, |e| {
-            e.history.samples(blocks).label() == key.as_bytes()
-        })?;
+        let entry = table.find_mut(hash, |e| is_for(e, blocks, key))?;
         Some(f(&mut EntryMut { entry, blocks }))
     }
 
