@@ -38,7 +38,7 @@ pub fn check(config_path: &Path) -> Vec<String> {
             }
         }
     }
-    if let Some(rules) = &config.server.rules {
+    if let Some(rules) = &config.server.embedded.rules {
         let path = crate::config::relative_to(config_path, rules);
         if let Err(e) = spud_server::alerts::rules::RuleSet::load(&path) {
             problems.extend(e.problems);

@@ -48,62 +48,26 @@ pub struct PluginSettings {
     pub isolation: Option<Isolation>,
 }
 
-/// Where samples go: the embedded server (the default) or a remote one.
+/// `[server]`: where samples go. The embedded server (the default) takes every field of
+/// `spud_server::Settings`; a remote one is named by `remote`, with what the host needs to
+/// reach it.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
-    /// The embedded stat server's address (default `127.0.0.1:9107`).
-    pub listen: Option<SocketAddr>,
     /// Push to a remote `spud-server` instead.
     pub remote: Option<String>,
     /// Samples kept while the remote server is away (default 100,000).
     pub buffer: Option<usize>,
-    /// The embedded server's snapshot file, relative to this file.
-    pub state: Option<PathBuf>,
-    /// With `state`: when the write-ahead log beside it reaches the disk (`always`,
-    /// `everysec`, `no`; default `everysec`).
-    #[serde(default)]
-    pub fsync: spud_server::journal::Fsync,
-    /// The embedded server's alert rules and receivers, relative to this file (see
-    /// docs/alerts.md). Reloaded when that file changes.
-    pub rules: Option<PathBuf>,
-    /// The embedded server's HTTP listener (default `127.0.0.1:9108`), or `"off"`.
-    pub http: Option<String>,
-    /// The embedded server's tokens file (roles per token; see docs/security.md),
-    /// relative to this file.
-    pub tokens: Option<PathBuf>,
-    /// Let the embedded server listen beyond loopback without tokens.
-    #[serde(default)]
-    pub no_auth: bool,
     /// The token the host presents to the `remote` server: a file whose first line is the
     /// secret, relative to this file.
     pub token_file: Option<PathBuf>,
-    /// TLS: the embedded server's certificate chain (PEM); with `remote`, the host's own
-    /// client certificate, for a server that asks for one.
-    pub tls_cert: Option<PathBuf>,
-    /// The private key of `tls_cert` (PEM, readable by this user only).
-    pub tls_key: Option<PathBuf>,
-    /// Mutual TLS on the embedded server: only clients with a certificate this CA signed.
-    pub tls_client_ca: Option<PathBuf>,
     /// With `remote`: speak TLS to it, trusting server certificates this CA signed.
     pub tls_ca: Option<PathBuf>,
-}
-
-impl ServerSection {
-    /// Where the embedded server serves HTTP; None for `"off"`.
-    pub fn http_addr(&self) -> Result<Option<SocketAddr>, String> {
-        match self.http.as_deref() {
-            Some("off") => Ok(None),
-            None => Ok(Some(
-                spud_server::http::DEFAULT_ADDR.parse().expect("valid"),
-            )),
-            Some(addr) => addr.parse().map(Some).map_err(|_| {
-                format!(
-                    "[server] http = {addr:?}: an address such as \"127.0.0.1:9108\", or \"off\""
-                )
-            }),
-        }
-    }
+    /// The embedded server's settings (paths relative to this file). With `remote`,
+    /// `tls_cert` and `tls_key` are the host's own client certificate, for a server that
+    /// asks for one.
+    #[serde(flatten)]
+    pub embedded: spud_server::Settings,
 }
 
 /// The host's own settings.
@@ -255,25 +219,27 @@ impl Config {
     fn problems(&self, text: &str, path: &Path) -> Vec<String> {
         let at = |needle: &str| locate(text, needle, path);
         let mut problems = Vec::new();
-        if self.server.listen.is_some() && self.server.remote.is_some() {
+        if self.server.embedded.listen.is_some() && self.server.remote.is_some() {
             problems.push(format!(
                 "{}: [server] has both `listen` and `remote`; choose one",
                 at("remote")
             ));
         }
-        if self.server.remote.is_some() && (self.server.tokens.is_some() || self.server.no_auth) {
+        if self.server.remote.is_some()
+            && (self.server.embedded.tokens.is_some() || self.server.embedded.no_auth)
+        {
             problems.push(format!(
                 "{}: [server] `tokens` and `no_auth` are for the embedded server, not a remote one",
                 at("remote")
             ));
         }
-        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+        if self.server.embedded.tls_cert.is_some() != self.server.embedded.tls_key.is_some() {
             problems.push(format!(
                 "{}: [server] `tls_cert` and `tls_key` go together",
                 at("tls_")
             ));
         }
-        if self.server.remote.is_some() && self.server.tls_client_ca.is_some() {
+        if self.server.remote.is_some() && self.server.embedded.tls_client_ca.is_some() {
             problems.push(format!(
                 "{}: [server] `tls_client_ca` is for the embedded server, not a remote one",
                 at("tls_client_ca")
@@ -285,7 +251,7 @@ impl Config {
                 at("[munin]")
             ));
         }
-        if self.server.remote.is_some() && self.server.rules.is_some() {
+        if self.server.remote.is_some() && self.server.embedded.rules.is_some() {
             problems.push(format!(
                 "{}: [server] `rules` are evaluated by the embedded server; give them to the remote spud-server (--rules FILE)",
                 at("rules")
@@ -303,9 +269,6 @@ impl Config {
                  without `remote` it is unused",
                 at("token_file")
             ));
-        }
-        if let Err(e) = self.server.http_addr() {
-            problems.push(format!("{}: {e}", at("http")));
         }
         if let Err(e) = spud_server::metrics::Rules::new(&self.metrics) {
             problems.push(format!("{}: {e}", at("[metrics")));
@@ -607,7 +570,7 @@ options = { file = "targets.toml" }
                     // What the host does next with a loaded config must hold up too.
                     let specs = config.job_specs();
                     let _ = crate::diff::diff(&specs, &specs);
-                    let _ = config.server.http_addr();
+                    let _ = config.server.embedded.clone().relative_to(Path::new("."));
                 }
                 Err(e) => {
                     prop_assert!(!e.problems.is_empty());

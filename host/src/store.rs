@@ -5,13 +5,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use spud_server::auth::Tokens;
 use spud_server::control::Control;
 use spud_server::endpoint::Endpoint;
-use spud_server::journal;
 use spud_server::metrics::Exporter;
 use spud_server::pusher::Pusher;
 use tokio::runtime::Runtime;
@@ -20,17 +19,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{relative_to, Config};
 use crate::sink::Target;
 
-const DEFAULT_LISTEN: &str = "127.0.0.1:9107";
-
 /// The store in use.
 pub enum Store {
-    Embedded {
-        server: spud_server::Server,
-        /// The line-protocol listener; ends once the host's stop token is cancelled.
-        serving: tokio::task::JoinHandle<std::io::Result<()>>,
-        /// Where its snapshot goes.
-        snapshot: Option<PathBuf>,
-    },
+    /// Stops with the host's stop token.
+    Embedded(spud_server::Running),
     Remote(Arc<Pusher>),
 }
 
@@ -52,7 +44,7 @@ impl Store {
     /// Where samples go.
     pub fn target(&self) -> Target {
         match self {
-            Store::Embedded { server, .. } => Target::Embedded(server.clone()),
+            Store::Embedded(running) => Target::Embedded(running.server().clone()),
             Store::Remote(pusher) => Target::Remote(Arc::clone(pusher)),
         }
     }
@@ -67,7 +59,7 @@ impl Store {
         stop: &CancellationToken,
     ) -> Result<()> {
         match (self, remote_control) {
-            (Store::Embedded { server, .. }, _) => server.set_control(control),
+            (Store::Embedded(running), _) => running.server().set_control(control),
             (Store::Remote(_), Some(addr)) => {
                 let server = spud_server::Server::new(spud_server::Config::default());
                 server.set_control(control);
@@ -89,22 +81,12 @@ impl Store {
         Ok(())
     }
 
-    /// After the last sample: the embedded server's listener ends and its snapshot is
+    /// After the last sample: the embedded server's listeners end and its last snapshot is
     /// written. (A remote store was flushed with the jobs; see `Gatherer::shut_down`.)
     pub fn close(self, runtime: &Runtime) {
-        let Store::Embedded {
-            server,
-            serving,
-            snapshot,
-        } = self
-        else {
-            return;
-        };
-        let _ = runtime.block_on(serving);
-        if let Some(path) = snapshot {
-            match spud_server::snapshot::save(&server, &path) {
-                Ok(n) => tracing::info!("snapshot written: {n} samples"),
-                Err(e) => tracing::error!("snapshot not written, the previous one is kept: {e}"),
+        if let Store::Embedded(running) = self {
+            if let Err(e) = runtime.block_on(running.stopped()) {
+                tracing::error!("the embedded stat server: {e}");
             }
         }
     }
@@ -115,8 +97,8 @@ fn remote(config: &Config, config_path: &Path, addr: &str) -> Result<Store> {
     let (token, ca, cert, key) = (
         file(&config.server.token_file),
         file(&config.server.tls_ca),
-        file(&config.server.tls_cert),
-        file(&config.server.tls_key),
+        file(&config.server.embedded.tls_cert),
+        file(&config.server.embedded.tls_key),
     );
     let endpoint = Endpoint::new(addr.to_string())
         .token_file(token.as_deref())
@@ -127,6 +109,7 @@ fn remote(config: &Config, config_path: &Path, addr: &str) -> Result<Store> {
     Ok(Store::Remote(pusher))
 }
 
+/// The embedded server, started as `spud-server` starts one, from `[server]` and `[munin]`.
 fn embedded(
     runtime: &Runtime,
     config: &Config,
@@ -134,116 +117,11 @@ fn embedded(
     exporter: Arc<Exporter>,
     stop: &CancellationToken,
 ) -> Result<Store> {
-    let file = |p: &Option<PathBuf>| p.as_ref().map(|p| relative_to(config_path, p));
-    let snapshot = file(&config.server.state);
-    let server = load_snapshot(snapshot.as_deref());
-    if let Some(path) = &snapshot {
-        let replayed = journal::recover(&server, path, config.server.fsync)?;
-        if replayed.records > 0 {
-            tracing::info!(
-                "write-ahead log: {} samples replayed ({} already in the snapshot)",
-                replayed.applied,
-                replayed.records - replayed.applied
-            );
-        }
-    }
-    if let Some(path) = file(&config.server.rules) {
-        spud_server::alerts::Alerts::start_file(&server, &path).map_err(anyhow::Error::msg)?;
-    }
-    let addr = config
-        .server
-        .listen
-        .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("a valid address"));
-    let http_addr = config.server.http_addr().map_err(anyhow::Error::msg)?;
-    let tokens = match file(&config.server.tokens) {
-        Some(path) => Some(Arc::new(Tokens::load(&path).map_err(anyhow::Error::msg)?)),
-        None => None,
+    let base = config_path.parent().unwrap_or(Path::new("."));
+    let settings = spud_server::Settings {
+        munin: config.munin.clone(),
+        ..config.server.embedded.clone().relative_to(base)
     };
-    let tls = match (file(&config.server.tls_cert), file(&config.server.tls_key)) {
-        (Some(cert), Some(key)) => Some(
-            spud_server::tls::server_config(
-                &cert,
-                &key,
-                file(&config.server.tls_client_ca).as_deref(),
-            )
-            .map_err(anyhow::Error::msg)?,
-        ),
-        _ => None,
-    };
-    spud_server::auth::protected_mode(
-        tokens.is_some() || config.server.tls_client_ca.is_some() || config.server.no_auth,
-        std::iter::once(addr).chain(http_addr),
-        "[server] tokens = \"FILE\"",
-        "[server] no_auth = true",
-    )
-    .map_err(anyhow::Error::msg)?;
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(addr))
-        .with_context(|| format!("the embedded stat server cannot listen on {addr}"))?;
-    let local = listener.local_addr()?;
-    tracing::info!("stat server listening on {local}");
-    if config.munin.listen.is_some() {
-        let munin_tls = tls.clone().map(|config_tls| spud_server::munin::MuninTls {
-            config: config_tls,
-            mutual: config.server.tls_client_ca.is_some(),
-        });
-        let listener =
-            runtime.block_on(spud_server::munin::bind(&config.munin, munin_tls.as_ref()))?;
-        tracing::info!("munin node on {}", listener.local_addr()?);
-        runtime.spawn(spud_server::munin::serve(
-            server.clone(),
-            Arc::clone(&exporter),
-            config.munin.clone(),
-            munin_tls,
-            listener,
-            stop.clone(),
-        ));
-    }
-    if let Some(addr) = http_addr {
-        let http = runtime
-            .block_on(tokio::net::TcpListener::bind(addr))
-            .with_context(|| format!("the embedded stat server cannot serve HTTP on {addr}"))?;
-        tracing::info!("HTTP on http://{}/", http.local_addr()?);
-        runtime.spawn(spud_server::http::serve(
-            server.clone(),
-            exporter,
-            tokens.clone(),
-            tls.clone(),
-            http,
-            stop.clone(),
-        ));
-    }
-    let mut options = spud_server::net::ServeOptions::for_addr(local);
-    options.tokens = tokens;
-    options.tls = tls;
-    let serving = runtime.spawn(spud_server::net::serve(
-        server.clone(),
-        listener,
-        options,
-        stop.clone(),
-    ));
-    Ok(Store::Embedded {
-        server,
-        serving,
-        snapshot,
-    })
-}
-
-/// The server as its snapshot left it; empty without one, or (said, and the file moved
-/// aside) when it cannot be read.
-fn load_snapshot(path: Option<&Path>) -> spud_server::Server {
-    let server_config = spud_server::Config::default();
-    let Some(path) = path.filter(|p| p.exists()) else {
-        return spud_server::Server::new(server_config);
-    };
-    match spud_server::snapshot::load(path, server_config.clone()) {
-        Ok(server) => server,
-        Err(e) => {
-            let moved = spud_server::snapshot::move_aside(path)
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|m| format!("nowhere ({m})"));
-            tracing::error!("{e}; moved it to {moved} and starting empty");
-            spud_server::Server::new(server_config)
-        }
-    }
+    let running = runtime.block_on(spud_server::start(settings, exporter, stop.clone()))?;
+    Ok(Store::Embedded(running))
 }

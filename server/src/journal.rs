@@ -95,6 +95,11 @@ pub struct Journal {
     /// The writer thread, and whether it has been asked for a write-out.
     writer: std::sync::OnceLock<std::thread::Thread>,
     wanted: std::sync::atomic::AtomicBool,
+    /// The file's length, readable without its lock.
+    len: AtomicU64,
+    /// Past this length the log asks for a snapshot (see `start::compaction`).
+    bound: AtomicU64,
+    outgrown: tokio::sync::Notify,
 }
 
 struct Written {
@@ -151,7 +156,45 @@ impl Journal {
             lost: AtomicU64::new(0),
             writer: std::sync::OnceLock::new(),
             wanted: std::sync::atomic::AtomicBool::new(false),
+            len: AtomicU64::new(len),
+            bound: AtomicU64::new(u64::MAX),
+            outgrown: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Bytes in the log now (what a snapshot would compact).
+    pub fn len(&self) -> u64 {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Whether the log holds nothing since the last snapshot.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The length past which the log asks for a snapshot.
+    pub fn bound(&self) -> u64 {
+        self.bound.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_bound(&self, bytes: u64) {
+        self.bound.store(bytes, Ordering::Relaxed);
+        if self.len() >= bytes {
+            self.outgrown.notify_one();
+        }
+    }
+
+    /// Resolves once the log has passed its bound (perhaps before the last snapshot).
+    pub(crate) async fn outgrown(&self) {
+        self.outgrown.notified().await
+    }
+
+    fn record_len(&self, file: &mut Written, len: u64) {
+        file.len = len;
+        self.len.store(len, Ordering::Relaxed);
+        if len >= self.bound() {
+            self.outgrown.notify_one();
+        }
     }
 
     /// Asks the writer thread for a write-out soon (cheap when one is asked for already).
@@ -271,7 +314,7 @@ impl Journal {
         match written {
             Ok(()) if len == 0 => {}
             Ok(()) => {
-                file.len += scratch.len() as u64;
+                self.record_len(file, file.len + scratch.len() as u64);
                 if let Some(why) = self.failing.lock().take() {
                     tracing::info!(
                         "the write-ahead log {} takes samples again; {} samples are in memory \
@@ -358,7 +401,7 @@ impl Journal {
                 return Err(e);
             }
             file.file.set_len(0)?;
-            file.len = 0;
+            self.record_len(&mut file, 0);
         } else {
             file.file.sync_data()?;
             fs::rename(&self.path, &old)?;
@@ -366,7 +409,7 @@ impl Journal {
                 .create(true)
                 .append(true)
                 .open(&self.path)?;
-            file.len = 0;
+            self.record_len(&mut file, 0);
         }
         sync_dir(&self.path)
     }

@@ -37,6 +37,7 @@ mod protocol;
 pub mod pusher;
 mod server;
 pub mod snapshot;
+pub mod start;
 mod subscriptions;
 pub mod tls;
 pub mod toml_error;
@@ -45,6 +46,7 @@ mod value;
 pub use counters::Stat;
 pub use pattern::{Pattern, PatternError};
 pub use server::{unix_now, ChangeCursor, Config, Server, SetError, Subscription, Update};
+pub use start::{start, Running, Settings, StartError};
 pub use value::Value;
 
 /// Logs to stderr through `tracing`, at `RUST_LOG`'s levels (default `info`), in colour only

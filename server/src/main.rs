@@ -8,14 +8,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
-use spud_server::auth::Tokens;
-use spud_server::journal::{self, Fsync};
+use spud_server::journal::Fsync;
 use spud_server::metrics::{Exporter, MetricsConfig, Rules};
-use spud_server::net::{serve, ServeOptions};
-use spud_server::snapshot::{self, SnapshotError};
-use spud_server::{Config, Server};
+use spud_server::munin::MuninConfig;
+use spud_server::start::{DEFAULT_HTTP, DEFAULT_LISTEN, DEFAULT_SNAPSHOT_EVERY};
+use spud_server::Settings;
 
 /// The SPUD stat server: keeps the newest values of every key, answers `get`, and pushes
 /// updates to subscribers, over the original SPUD line protocol.
@@ -23,11 +22,11 @@ use spud_server::{Config, Server};
 #[command(version, about)]
 struct Args {
     /// Address to listen on. Anything beyond loopback refuses the `shutdown` command.
-    #[arg(long, default_value = "127.0.0.1:9107", value_name = "ADDR")]
+    #[arg(long, default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     listen: SocketAddr,
 
     /// Samples kept per key, newest first.
-    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, default_value_t = Settings::default().history as u16, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     history: u16,
 
     /// Snapshot file: loaded at start, written atomically every --snapshot-every seconds
@@ -42,19 +41,19 @@ struct Args {
     fsync: Fsync,
 
     /// Seconds between periodic snapshots (with --state).
-    #[arg(long, default_value_t = 60, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = DEFAULT_SNAPSHOT_EVERY.as_secs(), value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     snapshot_every: u64,
 
     /// Longest request line accepted, in bytes; a longer one closes the connection.
-    #[arg(long, default_value_t = 128 * 1024, value_name = "BYTES")]
+    #[arg(long, default_value_t = Settings::default().max_line, value_name = "BYTES")]
     max_line: usize,
 
     /// Bytes of updates that may wait for one slow subscriber before it is disconnected.
-    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
+    #[arg(long, default_value_t = Settings::default().max_pending, value_name = "BYTES")]
     max_pending: usize,
 
     /// Address of the HTTP listener: JSON API, dashboard, /metrics, JSON push.
-    #[arg(long, default_value = spud_server::http::DEFAULT_ADDR, value_name = "ADDR")]
+    #[arg(long, default_value = DEFAULT_HTTP, value_name = "ADDR")]
     http: SocketAddr,
 
     /// No HTTP listener.
@@ -115,127 +114,46 @@ struct Args {
 fn main() -> Result<()> {
     let args = Args::parse();
     spud_server::init_logs();
-    // Many clients each hold a descriptor; the usual soft limit of 1024 is too few.
-    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
-        warn!("could not raise the open-files limit: {e}");
-    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(run(args))
 }
 
-async fn run(args: Args) -> Result<()> {
-    let config = Config {
-        history: args.history.into(),
-        max_pending_pushes: args.max_pending,
-        ..Config::default()
-    };
-    let server = match &args.state {
-        Some(path) => load_state(path, config),
-        None => Server::new(config),
-    };
-    let shutdown = CancellationToken::new();
-    if let Some(path) = &args.state {
-        let replayed = journal::recover(&server, path, args.fsync)?;
-        if replayed.records > 0 {
-            info!(
-                "write-ahead log: {} samples replayed ({} already in the snapshot)",
-                replayed.applied,
-                replayed.records - replayed.applied
-            );
+impl Args {
+    /// The settings these flags stand for.
+    fn settings(&self) -> Settings {
+        Settings {
+            listen: Some(self.listen),
+            history: self.history.into(),
+            state: self.state.clone(),
+            fsync: self.fsync,
+            snapshot_every: Duration::from_secs(self.snapshot_every),
+            max_line: self.max_line,
+            max_pending: self.max_pending,
+            http: (!self.no_http).then_some(self.http),
+            rules: self.rules.clone(),
+            tokens: self.tokens.clone(),
+            no_auth: self.no_auth,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_client_ca: self.tls_client_ca.clone(),
+            munin: MuninConfig {
+                listen: self.munin,
+                name: None,
+                graphs: self.munin_graphs.clone(),
+                open: self.munin_open,
+            },
         }
     }
+}
 
-    if let Some(path) = &args.rules {
-        spud_server::alerts::Alerts::start_file(&server, path).map_err(anyhow::Error::msg)?;
-    }
-
-    let tokens = match &args.tokens {
-        Some(path) => Some(Arc::new(Tokens::load(path).map_err(anyhow::Error::msg)?)),
-        None => None,
-    };
-    let http_addr = (!args.no_http).then_some(args.http);
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(
-            spud_server::tls::server_config(cert, key, args.tls_client_ca.as_deref())
-                .map_err(anyhow::Error::msg)?,
-        ),
-        _ => None,
-    };
-    spud_server::auth::protected_mode(
-        tokens.is_some() || args.tls_client_ca.is_some() || args.no_auth,
-        std::iter::once(args.listen).chain(http_addr),
-        "--tokens FILE",
-        "--no-auth",
-    )
-    .map_err(anyhow::Error::msg)?;
-
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr()?;
-    let mut options = ServeOptions::for_addr(addr);
-    options.max_line = args.max_line;
-    options.tokens = tokens.clone();
-    options.tls = tls.clone();
-
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+async fn run(args: Args) -> Result<()> {
     let exporter = Arc::new(Exporter::new(load_rules(args.metrics_rules.as_deref())?));
-    if let Some(addr) = args.munin {
-        let config = spud_server::munin::MuninConfig {
-            listen: Some(addr),
-            name: None,
-            graphs: args.munin_graphs.clone(),
-            open: args.munin_open,
-        };
-        let munin_tls = tls.clone().map(|config| spud_server::munin::MuninTls {
-            config,
-            mutual: args.tls_client_ca.is_some(),
-        });
-        let listener = spud_server::munin::bind(&config, munin_tls.as_ref()).await?;
-        info!("munin node on {}", listener.local_addr()?);
-        tokio::spawn(spud_server::munin::serve(
-            server.clone(),
-            Arc::clone(&exporter),
-            config,
-            munin_tls,
-            listener,
-            shutdown.clone(),
-        ));
-    }
-    if !args.no_http {
-        let http = tokio::net::TcpListener::bind(args.http)
-            .await
-            .with_context(|| format!("cannot listen for HTTP on {}", args.http))?;
-        info!("HTTP on http://{}/", http.local_addr()?);
-        tokio::spawn(spud_server::http::serve(
-            server.clone(),
-            exporter,
-            tokens,
-            tls,
-            http,
-            shutdown.clone(),
-        ));
-    }
-    // Said last: whoever waits for this line finds every listener ready.
-    info!("listening on {addr}");
-    let snapshots = args.state.clone().map(|path| {
-        tokio::spawn(snapshot_periodically(
-            server.clone(),
-            path,
-            Duration::from_secs(args.snapshot_every),
-            shutdown.clone(),
-        ))
-    });
-
-    serve(server.clone(), listener, options, shutdown.clone()).await?;
-
-    if let (Some(task), Some(path)) = (snapshots, args.state) {
-        let _ = task.await;
-        save(server, path).await;
-    }
-    info!("stopped");
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_on_signal(stop.clone()));
+    let running = spud_server::start(args.settings(), exporter, stop).await?;
+    running.stopped().await?;
     Ok(())
 }
 
@@ -250,56 +168,6 @@ fn load_rules(path: Option<&std::path::Path>) -> Result<Rules> {
         }
     };
     Rules::new(&config).map_err(|e| anyhow::anyhow!("{e}"))
-}
-
-/// Loads the snapshot; a missing one starts empty, a bad one is moved aside (never
-/// overwritten) and the server starts empty.
-fn load_state(path: &std::path::Path, config: Config) -> Server {
-    match snapshot::load(path, config.clone()) {
-        Ok(server) => {
-            info!("loaded {} keys from {}", server.key_count(), path.display());
-            server
-        }
-        Err(SnapshotError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            info!("no snapshot at {} yet; starting empty", path.display());
-            Server::new(config)
-        }
-        Err(e) => {
-            match snapshot::move_aside(path) {
-                Ok(to) => error!("{e}; moved it to {} and starting empty", to.display()),
-                Err(m) => error!("{e}; could not move it aside ({m}); starting empty"),
-            }
-            Server::new(config)
-        }
-    }
-}
-
-async fn save(server: Server, path: PathBuf) {
-    let started = std::time::Instant::now();
-    let result = tokio::task::spawn_blocking(move || snapshot::save(&server, &path)).await;
-    match result {
-        Ok(Ok(samples)) => info!(
-            "snapshot written: {samples} samples in {:?}",
-            started.elapsed()
-        ),
-        Ok(Err(e)) => error!("snapshot not written, the previous one is kept: {e}"),
-        Err(e) => error!("snapshot task failed: {e}"),
-    }
-}
-
-async fn snapshot_periodically(
-    server: Server,
-    path: PathBuf,
-    every: Duration,
-    shutdown: CancellationToken,
-) {
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => save(server.clone(), path.clone()).await,
-        }
-    }
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

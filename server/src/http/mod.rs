@@ -39,9 +39,6 @@ use crate::metrics::Exporter;
 use crate::tls::TlsListener;
 use crate::Server;
 
-/// The default HTTP address, next to the line protocol's 9107.
-pub const DEFAULT_ADDR: &str = "127.0.0.1:9108";
-
 #[derive(Clone)]
 struct App {
     server: Server,
