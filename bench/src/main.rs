@@ -1,12 +1,13 @@
 //! `spud-bench`: the stat server's figures, each beside its reference, measured in one run.
 //!
-//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|memory|new-keys|host|reload|reload-growth|http|isolation|isolation-reloads|alerts|munin|statsd|graphite|influx|collectd]`. Starts the release `spud-server`,
+//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|durability|memory|new-keys|host|reload|reload-growth|http|isolation|isolation-reloads|alerts|munin|statsd|graphite|influx|collectd]`. Starts the release `spud-server`,
 //! Debian's `redis-server` (spoken to by this program's own client) and the original Perl server from the
 //! seed; a reference that cannot run here is reported as missing, not guessed.
 //! Every throughput figure is the median of several trials; the machine is shared.
 
 mod alerts;
 mod common;
+mod durability;
 mod fanout;
 mod host;
 mod http;
@@ -64,6 +65,9 @@ fn main() -> Result<()> {
     }
     if wanted("latency") {
         latency::latency(&mut report)?;
+    }
+    if wanted("durability") {
+        durability::durability(quick, &mut report)?;
     }
     if wanted("memory") {
         memory::memory(&scale, &mut report)?;

@@ -199,6 +199,19 @@ impl Server {
         })
     }
 
+    /// A key's samples from a snapshot, oldest first, under one lock. (None: nothing.)
+    pub(crate) fn load_samples(&self, key: &str, samples: &[(u64, &[u8])]) {
+        if samples.is_empty() {
+            return;
+        }
+        let history = self.shared.config.history;
+        self.shared.keys.with_entry(key, |entry| {
+            for &(time, value) in samples {
+                entry.push(time, Encoded::classify(value), history);
+            }
+        });
+    }
+
     /// Sets `seq` as the key's newest logged sample (loading a snapshot).
     pub(crate) fn set_seq(&self, key: &str, seq: u64) {
         self.shared.keys.with_entry(key, |entry| entry.seq = seq);

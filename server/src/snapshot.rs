@@ -139,22 +139,33 @@ pub fn load(path: &Path, config: Config) -> Result<Server, SnapshotError> {
         return Err(corrupt("its checksum does not match its contents".into()));
     }
     let server = Server::new(config);
-    let mut samples = 0u64;
     let lines = body.strip_suffix(b"\n").unwrap_or(body);
-    for (n, line) in lines.split(|&b| b == b'\n').enumerate() {
-        if body.is_empty() {
-            break;
+    // Each key's lines are together: the file is loaded in parts cut between keys, one
+    // thread each, and each key's samples go in under one lock.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let parts = split_between_keys(lines, threads);
+    let loaded = std::thread::scope(|scope| {
+        let running: Vec<_> = parts
+            .iter()
+            .map(|&part| scope.spawn(|| load_part(&server, part)))
+            .collect();
+        running
+            .into_iter()
+            .map(|r| r.join().expect("a snapshot loader does not panic"))
+            .collect::<Vec<_>>()
+    });
+    let mut samples = 0u64;
+    for result in loaded {
+        match result {
+            Ok(n) => samples += n,
+            Err(Bad { line, seq }) => {
+                // The line's number within the file: the header is line 1.
+                let offset = line.as_ptr() as usize - body.as_ptr() as usize;
+                let n = body[..offset].iter().filter(|&&b| b == b'\n').count() + 2;
+                let form = if seq { "# seq N KEY" } else { "TIME KEY VALUE" };
+                return Err(corrupt(format!("line {n} is not `{form}`")));
+            }
         }
-        if let Some(rest) = line.strip_prefix(SEQ) {
-            let (seq, key) = parse_seq(rest)
-                .ok_or_else(|| corrupt(format!("line {} is not `# seq N KEY`", n + 2)))?;
-            server.set_seq(key, seq);
-            continue;
-        }
-        let (time, key, value) = parse_line(line)
-            .ok_or_else(|| corrupt(format!("line {} is not TIME KEY VALUE", n + 2)))?;
-        server.set_unchecked(key, value, time);
-        samples += 1;
     }
     if samples != count {
         return Err(corrupt(format!(
@@ -162,6 +173,103 @@ pub fn load(path: &Path, config: Config) -> Result<Server, SnapshotError> {
         )));
     }
     Ok(server)
+}
+
+/// A line that does not parse, and whether it was a `# seq` line.
+struct Bad<'a> {
+    line: &'a [u8],
+    seq: bool,
+}
+
+/// Cuts `lines` into about `parts` pieces, each cut at the start of a line whose key differs
+/// from the line before (or a `# seq` line), so that no key's samples are in two pieces.
+fn split_between_keys(lines: &[u8], parts: usize) -> Vec<&[u8]> {
+    let mut pieces = Vec::with_capacity(parts);
+    let mut start = 0;
+    for i in 1..parts {
+        let target = (lines.len() * i / parts).max(start);
+        let Some(cut) = next_key_start(lines, target) else {
+            break;
+        };
+        pieces.push(&lines[start..cut - 1]); // without the line break before the cut
+        start = cut;
+    }
+    pieces.push(&lines[start..]);
+    pieces.retain(|p| !p.is_empty());
+    pieces
+}
+
+/// The first line start at or after `from` where a new key begins (just after a line break).
+fn next_key_start(lines: &[u8], from: usize) -> Option<usize> {
+    let key_of = |line: &[u8]| -> Option<Vec<u8>> {
+        let rest = &line[line.iter().position(|&b| b == b' ')? + 1..];
+        Some(rest[..rest.iter().position(|&b| b == b' ')?].to_vec())
+    };
+    let mut at = from + memchr::memchr(b'\n', &lines[from..])? + 1;
+    let line_at = |at: usize| {
+        let end = memchr::memchr(b'\n', &lines[at..]).map_or(lines.len(), |e| at + e);
+        &lines[at..end]
+    };
+    let mut previous = key_of(line_at(at)).filter(|_| !line_at(at).starts_with(SEQ));
+    loop {
+        if at >= lines.len() {
+            return None;
+        }
+        let line = line_at(at);
+        if line.starts_with(SEQ) || key_of(line) != previous {
+            return Some(at);
+        }
+        previous = key_of(line);
+        at += line.len() + 1;
+    }
+}
+
+/// Loads one piece; returns its number of samples. A key is checked once per run of its
+/// lines, not once per line.
+fn load_part<'a>(server: &Server, part: &'a [u8]) -> Result<u64, Bad<'a>> {
+    let mut samples = 0u64;
+    let mut run: Vec<(u64, &[u8])> = Vec::with_capacity(128);
+    let mut run_key: &[u8] = b"";
+    for line in part.split(|&b| b == b'\n') {
+        if let Some(rest) = line.strip_prefix(SEQ) {
+            let (seq, key) = parse_seq(rest).ok_or(Bad { line, seq: true })?;
+            server.set_seq(key, seq);
+            continue;
+        }
+        let bad = || Bad { line, seq: false };
+        let (time, rest) = split_time(line).ok_or_else(bad)?;
+        let sp = memchr::memchr(b' ', rest).ok_or_else(bad)?;
+        let (key, value) = (&rest[..sp], &rest[sp + 1..]);
+        if key != run_key {
+            let valid = std::str::from_utf8(key).ok().filter(|k| is_valid_key(k));
+            valid.ok_or_else(bad)?;
+            server.load_samples(as_key(run_key), &run);
+            run.clear();
+            run_key = key;
+        }
+        run.push((time, value));
+        samples += 1;
+    }
+    server.load_samples(as_key(run_key), &run);
+    Ok(samples)
+}
+
+/// A key checked by `load_part` (or the empty one it starts with).
+fn as_key(key: &[u8]) -> &str {
+    std::str::from_utf8(key).expect("checked when its run began")
+}
+
+/// `TIME ` at the start of a line: the time, and the rest of the line.
+fn split_time(line: &[u8]) -> Option<(u64, &[u8])> {
+    let sp = memchr::memchr(b' ', line)?;
+    let digits = &line[..sp];
+    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let time = digits
+        .iter()
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    Some((time, &line[sp + 1..]))
 }
 
 /// Moves a bad snapshot out of the way without overwriting anything; returns where it went.
@@ -213,15 +321,6 @@ fn parse_seq(rest: &[u8]) -> Option<(u64, &str)> {
     is_valid_key(key).then_some((seq.parse().ok()?, key))
 }
 
-pub(crate) fn parse_line(line: &[u8]) -> Option<(u64, &str, &[u8])> {
-    let sp = line.iter().position(|&b| b == b' ')?;
-    let time = std::str::from_utf8(&line[..sp]).ok()?.parse().ok()?;
-    let rest = &line[sp + 1..];
-    let sp = rest.iter().position(|&b| b == b' ')?;
-    let key = std::str::from_utf8(&rest[..sp]).ok()?;
-    is_valid_key(key).then_some((time, key, &rest[sp + 1..]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +343,32 @@ mod tests {
             assert_eq!(a.get(key), b.get(key), "{key}");
         }
         assert_eq!(b.get("k.num").unwrap().len(), 100);
+    }
+
+    #[test]
+    fn pieces_are_cut_between_keys_only() {
+        let lines = b"1 a x\n2 a y\n# seq 3 b\n1 b x\n2 b y\n3 b z\n1 c x\n1 d x\n2 d x";
+        for parts in 1..12 {
+            let pieces = split_between_keys(lines, parts);
+            assert_eq!(pieces.join(&b'\n'), lines.to_vec(), "{parts} parts");
+            let keys: Vec<Vec<&[u8]>> = pieces
+                .iter()
+                .map(|p| {
+                    let mut keys: Vec<&[u8]> = p
+                        .split(|&b| b == b'\n')
+                        .map(|l| l.rsplitn(2, |&b| b == b' ').nth(1).unwrap())
+                        .map(|l| l.rsplit(|&b| b == b' ').next().unwrap())
+                        .collect();
+                    keys.dedup();
+                    keys
+                })
+                .collect();
+            let all: Vec<&[u8]> = keys.concat();
+            let mut unique = all.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(all.len(), unique.len(), "a key in two pieces: {keys:?}");
+        }
     }
 
     #[test]

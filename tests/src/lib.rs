@@ -39,6 +39,13 @@ pub fn binary(name: &str) -> PathBuf {
     target_dir().join(profile()).join(name)
 }
 
+/// The path of a workspace binary built with optimizations whatever this harness's profile,
+/// for the tests whose figures (a restart's time) mean something only there.
+pub fn release_binary(name: &str) -> PathBuf {
+    build(&["--release", "--bin", name], &format!("{name} (release)"));
+    target_dir().join("release").join(name)
+}
+
 /// The path of a workspace plugin's `.so` (crate `spud-plugin-NAME`), built once per process.
 pub fn plugin(name: &str) -> PathBuf {
     let krate = format!("spud-plugin-{name}");
@@ -81,7 +88,7 @@ fn build(args: &[&str], what: &str) {
         cmd.current_dir(workspace_root())
             .args(["build", "--quiet"])
             .args(args);
-        if profile() == "release" {
+        if profile() == "release" && !args.contains(&"--release") {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("cargo runs");
@@ -345,7 +352,12 @@ impl SpudHost {
 
     /// Starts the host on a prepared directory.
     pub fn start_in(dir: tempfile::TempDir) -> SpudHost {
-        let mut cmd = Command::new(binary("spud-host"));
+        SpudHost::start_binary_in(&binary("spud-host"), dir)
+    }
+
+    /// `start_in`, of a given build of `spud-host`.
+    pub fn start_binary_in(binary: &Path, dir: tempfile::TempDir) -> SpudHost {
+        let mut cmd = Command::new(binary);
         cmd.arg("--conf").arg(dir.path().join("gatherer.toml"));
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
