@@ -173,7 +173,13 @@ pub struct Module {
 /// Maps a library (a private copy) into this process through abi_stable's checks and the
 /// version policy. Never unmapped.
 pub fn open_module(library: &Path) -> Result<Module, String> {
-    let header = lib_header_from_path(library).map_err(|e| short_abi_report(&e.to_string()))?;
+    let header = lib_header_from_path(library).map_err(|e| match e {
+        // A shared library, but nobody's SPUD plugin (`libz.so` copied in by mistake).
+        abi_stable::library::LibraryError::GetSymbolError { .. } => {
+            "not a SPUD plugin: no spud root module".to_string()
+        }
+        e => short_abi_report(&e.to_string()),
+    })?;
     check_api_version(header)?;
     let root = header
         .init_root_module::<PluginModRef>()

@@ -148,3 +148,19 @@ fn a_plugin_built_against_0_1_1_runs_under_this_host() {
     );
     assert_eq!(host.wait_for("host.job.typo.state", T, |_| true), "failed");
 }
+
+#[test]
+fn a_library_that_is_no_spud_plugin_is_refused_as_exactly_that() {
+    // A real shared library of the system's, copied into plugins/ by mistake.
+    let (ok, out) = check(Path::new("/lib/x86_64-linux-gnu/libz.so.1"));
+    assert!(!ok);
+    let line = out
+        .lines()
+        .find(|l| l.contains("fixture.so"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("not a SPUD plugin: no spud root module"),
+        "{line}"
+    );
+    assert!(!line.contains("incompatible"), "{line}");
+}
