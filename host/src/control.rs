@@ -7,7 +7,7 @@
 //! - `run JOB`: one collect now, outside the schedule.
 //! - `reload`: look at the config and every plugin again, as SIGHUP does.
 
-use std::sync::mpsc::Sender;
+use crossbeam_channel::Sender;
 use std::sync::{Arc, Mutex, Weak};
 
 use spud_server::control::{Control, ControlError};

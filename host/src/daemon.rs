@@ -2,8 +2,8 @@
 //! gatherer, load everything, watch for changes, and wait for a signal. Each step lives in
 //! its own module; `run` is their table of contents.
 
+use crossbeam_channel::Sender;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
@@ -29,7 +29,7 @@ pub fn run(config_path: &Path) -> Result<()> {
         .enable_all()
         .build()?;
     let stop = CancellationToken::new();
-    let (changes, changed) = mpsc::channel();
+    let (changes, changed) = crossbeam_channel::unbounded();
     runtime.spawn(signals(stop.clone(), changes.clone()));
 
     let rules = spud_server::metrics::Rules::new(&config.metrics).map_err(anyhow::Error::msg)?;

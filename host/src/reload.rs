@@ -12,8 +12,8 @@
 //! changed ones are replaced; everything else keeps its schedule. A config that does not
 //! parse changes nothing. Jobs started by helpers survive unless their helper changed.
 
+use crossbeam_channel::Receiver;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -2,8 +2,8 @@
 //! file's folder (notify), SIGHUP, and a slow poll as a safety net against missed events or
 //! an overflowing inotify queue. Each becomes a `Change` for the reloader.
 
+use crossbeam_channel::Sender;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};

@@ -2,11 +2,11 @@
 //! comes back, and when the worker dies, hangs or outgrows its limits, says why, kills what
 //! is left and lets the job's backoff decide when the next worker starts.
 
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixStream;
 use std::process::Child;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,7 +85,7 @@ impl Isolated {
             spawn(Some(self.limits)).map_err(|e| fail(format!("cannot start a worker: {e}")))?;
         let mut child = spawned.child;
         let pid = child.id();
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = crossbeam_channel::unbounded();
         let reader = spawned
             .socket
             .try_clone()
@@ -332,7 +332,7 @@ impl Worker {
 
 /// Stores the worker's samples, logs its plugin's lines, and hands everything else to
 /// whoever waits for an answer. Ends with the socket.
-fn read_worker(socket: UnixStream, host: &JobHost, replies: &mpsc::Sender<Reply>) {
+fn read_worker(socket: UnixStream, host: &JobHost, replies: &crossbeam_channel::Sender<Reply>) {
     let mut input = BufReader::new(socket);
     loop {
         let message = match receive::<FromWorker>(&mut input) {
