@@ -326,6 +326,16 @@ pub(crate) struct Samples<'a> {
 }
 
 impl<'a> Samples<'a> {
+    /// A history's block as `bytes` returned it, wherever it was copied to.
+    pub(crate) fn from_bytes(block: &'a [u8]) -> Samples<'a> {
+        Samples { block }
+    }
+
+    /// The whole block: a copy of it reads as the history does.
+    pub(crate) fn bytes(self) -> &'a [u8] {
+        self.block
+    }
+
     /// The label given to `History::new`.
     pub(crate) fn label(self) -> &'a [u8] {
         let len = u32::from_le_bytes(self.block[10..14].try_into().expect("4")) as usize;

@@ -72,22 +72,23 @@ fn write(server: &Server, path: &Path) -> Result<u64, SnapshotError> {
         let mut crc = crc32fast::Hasher::new();
         let mut samples = 0u64;
         let mut chunk = Vec::new();
-        // Encode one shard at a time under its lock; write with no lock held.
+        // Each shard is copied under its lock, then encoded and written with no lock held.
         let mut result = Ok(());
-        server.keyspace().for_each_shard(|entries| {
+        server.keyspace().for_each_shard_copied(|entries| {
             chunk.clear();
-            for entry in entries {
-                if entry.seq > 0 {
+            for (seq, history) in entries {
+                let key = std::str::from_utf8(history.label()).expect("keys are text");
+                if seq > 0 {
                     chunk.extend_from_slice(SEQ);
-                    chunk.extend_from_slice(itoa::Buffer::new().format(entry.seq).as_bytes());
+                    chunk.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
                     chunk.push(b' ');
-                    chunk.extend_from_slice(entry.key().as_bytes());
+                    chunk.extend_from_slice(key.as_bytes());
                     chunk.push(b'\n');
                 }
-                for (time, value) in entry.history().oldest_first() {
+                for (time, value) in history.oldest_first() {
                     chunk.extend_from_slice(itoa::Buffer::new().format(time).as_bytes());
                     chunk.push(b' ');
-                    chunk.extend_from_slice(entry.key().as_bytes());
+                    chunk.extend_from_slice(key.as_bytes());
                     chunk.push(b' ');
                     value.write_text(&mut chunk);
                     chunk.push(b'\n');
