@@ -218,7 +218,7 @@ fn snapshot_latency(keys: usize, report: &mut Vec<String>) -> Result<()> {
         }
         let snapshots = server.process.log().matches("snapshot written").count();
         lat.sort_by(|a, b| a.total_cmp(b));
-        let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+        let p = |q: f64| percentile(&lat, q);
         println!(
             "  {label}: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({snapshots} snapshots written)",
             p(0.5),

@@ -28,6 +28,13 @@ fn check(so: &Path) -> (bool, String) {
     )
 }
 
+/// The line of `check-config`'s output that names the fixture.
+fn refusal(out: &str) -> &str {
+    out.lines()
+        .find(|l| l.contains("fixture.so"))
+        .unwrap_or_else(|| panic!("{out}"))
+}
+
 #[test]
 fn api_versions_load_or_are_refused_in_one_line() {
     let ours = api_version();
@@ -61,10 +68,7 @@ fn api_versions_load_or_are_refused_in_one_line() {
         let so = plugin_against_api(&format!("v{}", version.replace('.', "-")), &version, |t| t);
         let (ok, out) = check(&so);
         assert!(!ok);
-        let line = out
-            .lines()
-            .find(|l| l.contains("fixture.so"))
-            .unwrap_or_else(|| panic!("{out}"));
+        let line = refusal(&out);
         assert!(
             line.contains(&format!("incompatible plugin: built against spud-plugin-api {version}, this host loads plugins built against 0.{minor}.x")),
             "{out}"
@@ -86,10 +90,7 @@ fn a_plugin_whose_types_differ_is_refused_with_a_short_message() {
     });
     let (ok, out) = check(&so);
     assert!(!ok);
-    let line = out
-        .lines()
-        .find(|l| l.contains("fixture.so"))
-        .unwrap_or_else(|| panic!("{out}"));
+    let line = refusal(&out);
     assert!(line.contains("incompatible plugin: "), "{line}");
     assert!(
         line.contains("RUST_LOG=debug shows abi_stable's full report"),
@@ -154,10 +155,7 @@ fn a_library_that_is_no_spud_plugin_is_refused_as_exactly_that() {
     // A real shared library of the system's, copied into plugins/ by mistake.
     let (ok, out) = check(Path::new("/lib/x86_64-linux-gnu/libz.so.1"));
     assert!(!ok);
-    let line = out
-        .lines()
-        .find(|l| l.contains("fixture.so"))
-        .unwrap_or_else(|| panic!("{out}"));
+    let line = refusal(&out);
     assert!(
         line.contains("not a SPUD plugin: no spud root module"),
         "{line}"
