@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
-use spud_server::endpoint::{Connection, Endpoint};
+use spud_server::client::endpoint::{Connection, Endpoint};
 
 /// Why a conversation with the server failed.
 #[derive(Debug, thiserror::Error)]

@@ -10,7 +10,7 @@ mod out;
 mod rrd;
 
 use clap::{Parser, Subcommand};
-use spud_server::endpoint::Endpoint;
+use spud_server::client::endpoint::Endpoint;
 
 /// Talk to a SPUD stat server, and the tools around it.
 #[derive(Parser, Debug)]

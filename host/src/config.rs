@@ -28,13 +28,13 @@ pub struct Config {
     pub helpers: Vec<HelperConfig>,
     /// How keys map to Prometheus series (`/metrics` and remote-write outputs).
     #[serde(default)]
-    pub metrics: spud_server::metrics::MetricsConfig,
+    pub metrics: spud_server::faces::metrics::MetricsConfig,
     /// Where samples go besides the store.
     #[serde(default, rename = "output")]
     pub outputs: Vec<OutputConfig>,
     /// The embedded server as a munin node: `listen`, `name`, `graphs`, `open`.
     #[serde(default)]
-    pub munin: spud_server::munin::MuninConfig,
+    pub munin: spud_server::faces::munin::MuninConfig,
     /// Settings per plugin, by the name it declares: `[plugin.memcached]`.
     #[serde(default, rename = "plugin")]
     pub plugins: BTreeMap<String, PluginSettings>,
@@ -270,7 +270,7 @@ impl Config {
                 at("token_file")
             ));
         }
-        if let Err(e) = spud_server::metrics::Rules::new(&self.metrics) {
+        if let Err(e) = spud_server::faces::metrics::Rules::new(&self.metrics) {
             problems.push(format!("{}: {e}", at("[metrics")));
         }
         for (i, output) in self.outputs.iter().enumerate() {

@@ -32,8 +32,9 @@ pub fn run(config_path: &Path) -> Result<()> {
     let (changes, changed) = crossbeam_channel::unbounded();
     runtime.spawn(signals(stop.clone(), changes.clone()));
 
-    let rules = spud_server::metrics::Rules::new(&config.metrics).map_err(anyhow::Error::msg)?;
-    let exporter = Arc::new(spud_server::metrics::Exporter::new(rules));
+    let rules =
+        spud_server::faces::metrics::Rules::new(&config.metrics).map_err(anyhow::Error::msg)?;
+    let exporter = Arc::new(spud_server::faces::metrics::Exporter::new(rules));
     let outputs = outputs::start_all(
         &config.outputs,
         &Started {

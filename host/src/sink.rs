@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use spud_server::pusher::Pusher;
+use spud_server::client::pusher::Pusher;
 
 use crate::outputs::Output;
 

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
+use spud_server::client::endpoint::Endpoint;
+use spud_server::client::pusher::Pusher;
 use spud_server::control::Control;
-use spud_server::endpoint::Endpoint;
-use spud_server::metrics::Exporter;
-use spud_server::pusher::Pusher;
+use spud_server::faces::metrics::Exporter;
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
@@ -67,8 +67,8 @@ impl Store {
                     .with_context(|| format!("the control listener cannot listen on {addr}"))?;
                 let local = listener.local_addr()?;
                 tracing::info!("control listening on {local}");
-                let options = spud_server::net::ServeOptions::for_addr(local);
-                runtime.spawn(spud_server::net::serve(
+                let options = spud_server::faces::net::ServeOptions::for_addr(local);
+                runtime.spawn(spud_server::faces::net::serve(
                     server,
                     listener,
                     options,

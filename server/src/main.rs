@@ -10,10 +10,10 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use spud_server::journal::Fsync;
-use spud_server::metrics::{Exporter, MetricsConfig, Rules};
-use spud_server::munin::MuninConfig;
+use spud_server::faces::metrics::{Exporter, MetricsConfig, Rules};
+use spud_server::faces::munin::MuninConfig;
 use spud_server::start::{DEFAULT_HTTP, DEFAULT_LISTEN, DEFAULT_SNAPSHOT_EVERY};
+use spud_server::store::journal::Fsync;
 use spud_server::Settings;
 
 /// The SPUD stat server: keeps the newest values of every key, answers `get`, and pushes

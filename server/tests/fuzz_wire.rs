@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use spud_server::net::{serve, ServeOptions};
+use spud_server::faces::net::{serve, ServeOptions};
 use spud_server::{Config, Server};
 
 /// A key no generated input can name (the generator's keys are at most 8 characters).

@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use spud_server::{snapshot, Config};
+use spud_server::store::snapshot;
+use spud_server::Config;
 
 const FIXTURE: &str = "tests/fixtures/release-2026-12-02.snapshot";
 

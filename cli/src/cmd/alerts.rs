@@ -2,7 +2,7 @@
 //! from the server's `alerts` command.
 
 use crate::client::{Client, ClientError};
-use spud_server::endpoint::Endpoint;
+use spud_server::client::endpoint::Endpoint;
 
 pub fn run(server: &Endpoint, pattern: Option<&str>, json: bool) -> Result<i32, ClientError> {
     let mut client = Client::connect(server)?;

@@ -9,7 +9,7 @@
 //! sample not newer than its file's last update is skipped (a back-fill overlapping what is
 //! already archived costs nothing).
 
-use spud_server::endpoint::{Connection, Endpoint};
+use spud_server::client::endpoint::{Connection, Endpoint};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! `pause`, `resume`, `run` and `reload`.
 
 use crate::client::{Client, ClientError};
-use spud_server::endpoint::Endpoint;
+use spud_server::client::endpoint::Endpoint;
 
 pub fn print(server: &Endpoint, command: &str) -> Result<i32, ClientError> {
     let mut client = Client::connect(server)?;

@@ -3,7 +3,7 @@
 use crate::client::{Client, ClientError};
 use crate::cmd::when;
 use crate::out;
-use spud_server::endpoint::Endpoint;
+use spud_server::client::endpoint::Endpoint;
 
 struct Row {
     /// The key (pattern answers), or the position in history.

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use spud_server::endpoint::Endpoint;
-use spud_server::pusher::Pusher;
+use spud_server::client::endpoint::Endpoint;
+use spud_server::client::pusher::Pusher;
 
 #[derive(clap::Args, Debug)]
 pub struct ReplicateArgs {
@@ -87,7 +87,7 @@ impl Drop for Source {
 
 fn open(args: &ReplicateArgs, identity: Option<(&Path, &Path)>) -> Result<Source, String> {
     let token = match &args.from_token_file {
-        Some(file) => Some(spud_server::auth::read_token_file(file)?),
+        Some(file) => Some(spud_server::access::auth::read_token_file(file)?),
         None => None,
     };
     if let Some(command) = &args.from_cmd {

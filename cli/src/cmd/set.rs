@@ -1,7 +1,7 @@
 //! `spud set [--time T] KEY VALUE`.
 
 use crate::client::{Client, ClientError};
-use spud_server::endpoint::Endpoint;
+use spud_server::client::endpoint::Endpoint;
 
 pub fn run(
     server: &Endpoint,

@@ -1,6 +1,6 @@
 //! `spud sub PATTERN...`: every matching set as it happens.
 
-use spud_server::endpoint::Endpoint;
+use spud_server::client::endpoint::Endpoint;
 use std::io::Write;
 
 use crate::client::{Client, ClientError};

@@ -7,7 +7,7 @@
 //! original always exited 143), and runs the command even when the server is unreachable,
 //! saying on stderr what could not be recorded.
 
-use spud_server::endpoint::Endpoint;
+use spud_server::client::endpoint::Endpoint;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use spud_server::metrics::Exporter;
+use spud_server::faces::metrics::Exporter;
 
 /// A running output.
 pub trait Output: Send + Sync {

@@ -17,7 +17,7 @@ use parking_lot::{Condvar, Mutex};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use spud_server::metrics::{Exporter, Mapping};
+use spud_server::faces::metrics::{Exporter, Mapping};
 use spud_server::Pattern;
 
 use super::{Output, OutputSettings, Started};

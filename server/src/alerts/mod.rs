@@ -28,8 +28,9 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver as Inbox, RecvTimeoutError, Sender};
 use parking_lot::{Mutex, RwLock};
 
-use crate::keyspace::EntryMut;
-use crate::server::WeakServer;
+use crate::store::keyspace::EntryMut;
+use crate::store::server::WeakServer;
+use crate::store::watcher::Watcher;
 use crate::Server;
 use engine::{Change, Engine, Matcher, Row, Source};
 use expr::Point;
@@ -99,7 +100,9 @@ impl Alerts {
                 .as_ref()
                 .map_or(String::new(), |p| format!(" from {}", p.display()))
         );
-        server.attach_alerts(Arc::clone(&alerts));
+        if !server.attach_watcher(Arc::clone(&alerts) as Arc<dyn Watcher>) {
+            tracing::error!("alert rules were started twice on one server; the first stay");
+        }
         let thread = Runner {
             alerts: Arc::clone(&alerts),
             server: server.downgrade(),
@@ -115,10 +118,17 @@ impl Alerts {
         alerts
     }
 
+    /// The alert rules evaluated on `server`, if any were started.
+    pub fn of(server: &Server) -> Option<Arc<Alerts>> {
+        server.watcher()?.clone().as_any().downcast().ok()
+    }
+}
+
+impl Watcher for Alerts {
     /// Under the key's shard lock, on every set of `number` (None: text): queues the key
     /// if a rule watches it, it is not queued already, and the value is not within the
     /// band the alerts thread proved quiet for it.
-    pub(crate) fn note_set(&self, entry: &mut EntryMut<'_>, number: Option<f64>) {
+    fn note_set(&self, entry: &mut EntryMut<'_>, number: Option<f64>) {
         let generation = self.generation.load(Ordering::Acquire);
         let watched = (entry.alert.generation != generation)
             .then(|| self.matcher.read().is_match(entry.key()));
@@ -138,6 +148,12 @@ impl Alerts {
         let _ = self.dirty.send(entry.key().into());
     }
 
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
+impl Alerts {
     /// Every instance not `ok`, whose key matches `pattern` if given.
     pub fn active(&self, pattern: Option<&crate::Pattern>) -> Vec<Row> {
         let mut rows = self.engine.lock().active();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::snapshot;
+use crate::store::snapshot;
 use crate::Server;
 
 /// The log may always grow to this before a snapshot is taken early.
@@ -88,7 +88,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let server = Server::new(crate::Config::default());
-        crate::journal::recover(&server, &state, crate::journal::Fsync::No).unwrap();
+        crate::store::recovery::replay_log(&server, &state, crate::store::journal::Fsync::No)
+            .unwrap();
         let journal = server.journal().cloned().unwrap();
         let stop = CancellationToken::new();
         let task = tokio::spawn(run(

@@ -8,7 +8,7 @@ mod settings;
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -18,11 +18,10 @@ use tokio_util::task::TaskTracker;
 
 pub use settings::{Settings, DEFAULT_HTTP, DEFAULT_LISTEN, DEFAULT_SNAPSHOT_EVERY};
 
-use crate::auth::Tokens;
-use crate::journal::{self, JournalError};
-use crate::metrics::Exporter;
-use crate::net::ServeOptions;
-use crate::snapshot::{self, SnapshotError};
+use crate::access::auth::Tokens;
+use crate::faces::metrics::Exporter;
+use crate::faces::net::ServeOptions;
+use crate::store::journal::JournalError;
 use crate::Server;
 
 /// Why a server did not start. Each names what to fix.
@@ -87,7 +86,7 @@ pub async fn start(
     };
     let tls = match (&settings.tls_cert, &settings.tls_key) {
         (Some(cert), Some(key)) => Some(
-            crate::tls::server_config(cert, key, settings.tls_client_ca.as_deref())
+            crate::access::tls::server_config(cert, key, settings.tls_client_ca.as_deref())
                 .map_err(StartError::Setting)?,
         ),
         _ => None,
@@ -114,15 +113,15 @@ pub async fn start(
         ));
     }
     if settings.munin.listen.is_some() {
-        let munin_tls = tls.clone().map(|config| crate::munin::MuninTls {
+        let munin_tls = tls.clone().map(|config| crate::faces::munin::MuninTls {
             config,
             mutual: settings.tls_client_ca.is_some(),
         });
-        let listener = crate::munin::bind(&settings.munin, munin_tls.as_ref())
+        let listener = crate::faces::munin::bind(&settings.munin, munin_tls.as_ref())
             .await
             .map_err(|e| StartError::Setting(format!("{e:#}")))?;
         tracing::info!("munin node on {}", local_addr(&listener)?);
-        tasks.spawn(crate::munin::serve(
+        tasks.spawn(crate::faces::munin::serve(
             server.clone(),
             Arc::clone(&exporter),
             settings.munin.clone(),
@@ -136,7 +135,7 @@ pub async fn start(
             let http = bind("HTTP", addr).await?;
             let local = local_addr(&http)?;
             tracing::info!("HTTP on http://{local}/");
-            tasks.spawn(crate::http::serve(
+            tasks.spawn(crate::faces::http::serve(
                 server.clone(),
                 exporter,
                 tokens.clone(),
@@ -156,7 +155,7 @@ pub async fn start(
     options.max_line = settings.max_line;
     options.tokens = tokens;
     options.tls = tls;
-    let serving = tokio::spawn(crate::net::serve(
+    let serving = tokio::spawn(crate::faces::net::serve(
         server.clone(),
         listener,
         options,
@@ -238,15 +237,7 @@ fn recover(settings: &Settings) -> Result<Server, StartError> {
         })?;
     }
     let started = std::time::Instant::now();
-    let server = load_snapshot(path, config);
-    let replayed = journal::recover(&server, path, settings.fsync)?;
-    if replayed.records > 0 {
-        tracing::info!(
-            "write-ahead log: {} samples replayed ({} already in the snapshot)",
-            replayed.applied,
-            replayed.records - replayed.applied
-        );
-    }
+    let server = crate::store::recovery::recover(path, config, settings.fsync)?;
     tracing::info!(
         "recovered {} keys from {} in {:?}",
         server.key_count(),
@@ -254,26 +245,4 @@ fn recover(settings: &Settings) -> Result<Server, StartError> {
         started.elapsed()
     );
     Ok(server)
-}
-
-/// Loads the snapshot; a missing one starts empty, a bad one is moved aside and the server
-/// starts empty (the log still replays what it holds).
-fn load_snapshot(path: &Path, config: crate::Config) -> Server {
-    match snapshot::load(path, config.clone()) {
-        Ok(server) => {
-            tracing::info!("loaded {} keys from {}", server.key_count(), path.display());
-            server
-        }
-        Err(SnapshotError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            tracing::info!("no snapshot at {} yet; starting empty", path.display());
-            Server::new(config)
-        }
-        Err(e) => {
-            match snapshot::move_aside(path) {
-                Ok(to) => tracing::error!("{e}; moved it to {} and starting empty", to.display()),
-                Err(m) => tracing::error!("{e}; could not move it aside ({m}); starting empty"),
-            }
-            Server::new(config)
-        }
-    }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-use crate::journal::Fsync;
-use crate::munin::MuninConfig;
+use crate::faces::munin::MuninConfig;
+use crate::store::journal::Fsync;
 
 /// The line protocol's address unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9107";

@@ -1,0 +1,4 @@
+//! Who may do what: tokens and their roles, and TLS, for servers and clients alike.
+
+pub mod auth;
+pub mod tls;

@@ -1,0 +1,12 @@
+//! This crate's modules import one way: no module uses one that uses it back, directly,
+//! around a circle, or through a re-export; nor does any top-level module (a layer). Read
+//! from the source, so a new import that closes a circle fails here.
+
+#[test]
+fn no_module_or_layer_imports_one_that_imports_it_back() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = spud_layers::graph(&src);
+    assert!(graph.len() > 5, "read {graph:?}");
+    let circles = spud_layers::circles(&graph);
+    assert!(circles.is_empty(), "circles of imports: {circles:#?}");
+}
