@@ -1,37 +1,23 @@
 //! `spud-host`: the gatherer daemon. Runs in the foreground; see `conf/spud-host.service`.
 
-// The modules, in layers: each uses only those above it (see README, "Inside host/src").
-// Plain data:
+// The modules, in layers, as folders: each uses only those below it (see README, "Inside
+// host/src"; `tests/layers.rs` fails on a circle).
+// Plain data, and gatherer.toml:
+mod config;
 mod diff;
 mod model;
-// The parts:
-mod config;
-mod elf;
-mod isolation;
-mod job;
-mod job_host;
-mod library;
-mod loader;
-mod outputs;
-mod plugin_side;
-mod plugins;
-mod safety;
-mod scheduler;
-mod sink;
-mod watch;
+// Loading a plugin: ELF check, private copy, abi_stable, the version policy:
+mod loading;
+// Where samples go: the store, and every [[output]]:
+mod sinks;
+// Running jobs: one job, the scheduler, what a plugin sees, worker processes:
+mod jobs;
 // The gatherer's state and its operations:
 mod gatherer;
-mod helpers;
-mod report;
-mod state;
-mod views;
 // Reload and control:
-mod check;
-mod control;
 mod reload;
 // The wiring:
-mod daemon;
-mod store;
+mod wiring;
 
 use std::path::PathBuf;
 
@@ -69,10 +55,10 @@ fn main() {
     let args = Args::parse();
     spud_server::init_logs();
     match args.command {
-        Some(Command::Worker) => std::process::exit(isolation::worker::main()),
+        Some(Command::Worker) => std::process::exit(loading::worker::serve::main()),
         Some(Command::CheckConfig) => {
-            let problems = check::check(&args.conf);
-            library::remove_own_copies();
+            let problems = reload::check::check(&args.conf);
+            loading::library::remove_own_copies();
             for p in &problems {
                 println!("{p}");
             }
@@ -83,7 +69,7 @@ fn main() {
             }
         }
         None => {
-            if let Err(e) = daemon::run(&args.conf) {
+            if let Err(e) = wiring::daemon::run(&args.conf) {
                 eprintln!("spud-host: {e:#}");
                 std::process::exit(1);
             }

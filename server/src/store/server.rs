@@ -53,6 +53,40 @@ pub enum SetError {
     NotDurable(String),
 }
 
+/// A key and a value that passed the store's checks: a sample checked where it enters the
+/// host is not checked again by the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked<'a> {
+    key: &'a str,
+    value: &'a str,
+}
+
+impl<'a> Checked<'a> {
+    /// The sample, if the store would take it.
+    pub fn new(key: &'a str, value: &'a str) -> Result<Checked<'a>, SetError> {
+        check(key, value.as_bytes())?;
+        Ok(Checked { key, value })
+    }
+
+    pub fn key(self) -> &'a str {
+        self.key
+    }
+
+    pub fn value(self) -> &'a str {
+        self.value
+    }
+}
+
+fn check(key: &str, value: &[u8]) -> Result<(), SetError> {
+    if !is_valid_key(key) {
+        return Err(SetError::InvalidKey(key.to_string()));
+    }
+    if value.contains(&b'\n') {
+        return Err(SetError::LineBreakInValue(key.to_string()));
+    }
+    Ok(())
+}
+
 /// A handle to one stat server. Clones share it.
 #[derive(Clone)]
 pub struct Server {
@@ -122,12 +156,16 @@ impl Server {
         time: Option<u64>,
     ) -> Result<(), SetError> {
         let value = value.as_ref();
-        if !is_valid_key(key) {
-            return Err(SetError::InvalidKey(key.to_string()));
-        }
-        if value.contains(&b'\n') {
-            return Err(SetError::LineBreakInValue(key.to_string()));
-        }
+        check(key, value)?;
+        self.store(key, value, time)
+    }
+
+    /// `set` of a sample checked already on its way here.
+    pub fn set_checked(&self, sample: Checked<'_>, time: Option<u64>) -> Result<(), SetError> {
+        self.store(sample.key, sample.value.as_bytes(), time)
+    }
+
+    fn store(&self, key: &str, value: &[u8], time: Option<u64>) -> Result<(), SetError> {
         let now = unix_now();
         let done = self.set_unchecked(key, value, time.unwrap_or(now));
         self.count_delivered(done, now);

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::loader::{self, LoadError, Plugin};
+use crate::loading::loader::{self, LoadError, Plugin};
 use crate::model::Probe;
 
 /// Loads every plugin file in `dir`. Returns the plugins by declared name, and one line

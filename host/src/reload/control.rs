@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 use spud_server::control::{Control, ControlError};
 
+use crate::gatherer::views;
 use crate::gatherer::Gatherer;
-use crate::views;
-use crate::watch::Change;
+use crate::reload::watch::Change;
 
 pub struct HostControl {
     gatherer: Weak<Gatherer>,

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::{describe_exit, receive, send, spawn, FromWorker, ToWorker, GRACE};
-use crate::job_host::JobHost;
-use crate::library::PrivateCopy;
+use crate::jobs::job_host::JobHost;
+use crate::loading::library::PrivateCopy;
+use crate::loading::plugin_host::Outlet;
+use crate::loading::worker::{describe_exit, receive, send, spawn, FromWorker, ToWorker, GRACE};
 use crate::model::{Failure, FailureKind, JobSpec, Limits};
 
 /// How long a new worker may take to load its plugin and accept its job.
@@ -345,7 +346,7 @@ fn read_worker(socket: UnixStream, host: &JobHost, replies: &crossbeam_channel::
         };
         let reply = match message {
             FromWorker::Set { key, value, time } => {
-                host.store(&key, &value, time);
+                host.set(&key, &value, time);
                 continue;
             }
             FromWorker::Log { level, message } => {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::loader::Plugin;
+use crate::loading::loader::Plugin;
 use crate::model::JobSpec;
 
 /// Who wants a job.

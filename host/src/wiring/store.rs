@@ -16,7 +16,7 @@ use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{relative_to, Config};
-use crate::sink::Target;
+use crate::sinks::Target;
 
 /// The store in use.
 pub enum Store {

@@ -9,15 +9,13 @@ use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{ROption, RStr, RString};
 use parking_lot::{Mutex, RwLock};
-use spud_plugin_api::ffi::{CollectorBox, HostApi, HostApi_TO, JobSpec, JobStyle, Level};
+use spud_plugin_api::ffi::{CollectorBox, JobSpec, JobStyle};
 
 use super::{receive, send, FromWorker, ToWorker, WORKER_FD};
-use crate::library::{open_module, Module};
+use crate::loading::library::{open_module, Module};
+use crate::loading::plugin_host::{self, Outlet, StopFlag};
 use crate::model::Failure;
-use crate::plugin_side::{level_number, var, Counts, StopFlag};
 
 /// The worker's way back to the host. Samples of a collect go out together with its `done`.
 struct Out {
@@ -86,9 +84,7 @@ pub fn main() -> i32 {
                 vars,
             } => {
                 let host = Arc::new(WorkerHost {
-                    job: name.clone(),
                     out: Arc::clone(&out),
-                    counts: Counts::default(),
                     vars: RwLock::new(vars),
                     stop: StopFlag::default(),
                 });
@@ -101,7 +97,7 @@ pub fn main() -> i32 {
                             interval_ms,
                             timeout_ms,
                         };
-                        let host_box = HostApi_TO::from_value(Shared(Arc::clone(&host)), TD_Opaque);
+                        let host_box = plugin_host::handle(&name, Arc::clone(&host));
                         module.new_job(spec, host_box).map(|c| (module, c))
                     });
                 match started {
@@ -162,58 +158,34 @@ fn done(result: Result<(), Failure>) -> FromWorker {
     }
 }
 
-/// The host as the job's plugin sees it, inside the worker.
+/// The job's outlet inside the worker: samples and log lines go back to the host.
 struct WorkerHost {
-    job: String,
     out: Arc<Out>,
-    counts: Counts,
     vars: RwLock<HashMap<String, String>>,
     stop: StopFlag,
 }
 
-impl WorkerHost {
-    fn full_key(&self, key: &str, absolute: bool) -> String {
-        if absolute {
-            key.to_string()
-        } else {
-            format!("{}.{key}", self.job)
-        }
-    }
-}
-
-struct Shared(Arc<WorkerHost>);
-
-impl HostApi for Shared {
-    fn set(&self, key: RStr<'_>, value: RStr<'_>, time: ROption<u64>, absolute: bool) {
-        self.0.out.send(&FromWorker::Set {
-            key: self.0.full_key(key.as_str(), absolute),
-            value: value.as_str().to_string(),
-            time: time.into_option(),
+impl Outlet for WorkerHost {
+    fn set(&self, key: &str, value: &str, time: Option<u64>) {
+        self.out.send(&FromWorker::Set {
+            key: key.to_string(),
+            value: value.to_string(),
+            time,
         });
     }
 
-    fn count(&self, key: RStr<'_>, delta: f64, absolute: bool) {
-        let key = self.0.full_key(key.as_str(), absolute);
-        let total = self.0.counts.add(&key, delta);
-        self.0.out.send(&FromWorker::Set {
-            key,
-            value: total.to_string(),
-            time: None,
+    fn log(&self, level: u8, message: &str) {
+        self.out.send(&FromWorker::Log {
+            level,
+            message: message.to_string(),
         });
     }
 
-    fn log(&self, level: Level, message: RStr<'_>) {
-        self.0.out.send(&FromWorker::Log {
-            level: level_number(level),
-            message: message.as_str().to_string(),
-        });
+    fn vars(&self) -> &RwLock<HashMap<String, String>> {
+        &self.vars
     }
 
-    fn var(&self, name: RStr<'_>) -> ROption<RString> {
-        var(&self.0.vars.read(), name.as_str())
-    }
-
-    fn stop_requested(&self, ms: u64) -> bool {
-        self.0.stop.wait(ms)
+    fn stop(&self) -> &StopFlag {
+        &self.stop
     }
 }

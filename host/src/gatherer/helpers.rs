@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::HelperConfig;
+use crate::gatherer::state::{Owner, State};
 use crate::gatherer::{sleep_unless, Gatherer};
-use crate::job_host::{self, JobHost};
+use crate::jobs::job_host::JobHost;
+use crate::loading::plugin_host;
 use crate::model::{Failure, JobSpec};
-use crate::state::{Owner, State};
 
 /// Starts a helper's thread.
 pub fn start(gatherer: &Arc<Gatherer>, state: &mut State, helper: HelperConfig) {
@@ -131,7 +132,7 @@ fn ask(
     let answer = plugin
         .module()
         .map_err(Failure::error)
-        .and_then(|module| module.helper_jobs(spec, job_host::handle(&host)));
+        .and_then(|module| module.helper_jobs(spec, plugin_host::handle(name, Arc::clone(&host))));
     match answer {
         Ok(jobs) => Some(jobs.into_iter().collect()),
         Err(failure) => {

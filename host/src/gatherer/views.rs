@@ -3,9 +3,9 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::gatherer::state::{Published, Wanted};
 use crate::gatherer::Gatherer;
-use crate::sink::Target;
-use crate::state::{Published, Wanted};
+use crate::sinks::Target;
 
 /// What a wanted job is doing, running or not.
 struct JobView {

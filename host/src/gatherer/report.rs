@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use crate::gatherer::{sleep_unless, Gatherer};
-use crate::library;
-use crate::sink::Target;
+use crate::loading::library;
+use crate::sinks::Target;
 
 const EVERY: Duration = Duration::from_secs(5);
 

@@ -2,6 +2,11 @@
 //! the state and the scheduler. Start a job (the new one made before the old one stops),
 //! forget one, want one, pause one; and stop everything at the end.
 
+pub mod helpers;
+pub mod report;
+pub mod state;
+pub mod views;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -12,13 +17,13 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::job::Job;
-use crate::job_host::Context;
+use crate::gatherer::state::{Owner, Published, State, Wanted};
+use crate::jobs::job::Job;
+use crate::jobs::job_host::Context;
+use crate::jobs::scheduler::Scheduler;
 use crate::model::{Failure, JobSpec};
-use crate::outputs::Output;
-use crate::scheduler::Scheduler;
-use crate::sink::{Sink, Target};
-use crate::state::{Owner, Published, State, Wanted};
+use crate::sinks::outputs::Output;
+use crate::sinks::{Sink, Target};
 
 /// The running gatherer.
 pub struct Gatherer {
@@ -83,8 +88,7 @@ impl Gatherer {
 
     /// Stores one of the host's own figures.
     pub fn report(&self, key: &str, value: impl std::fmt::Display) {
-        let value = value.to_string().replace(['\r', '\n'], " ");
-        self.ctx.sink.set(key, &value, spud_server::unix_now());
+        self.ctx.sink.report(key, value);
     }
 
     /// Starts `spec`, or replaces the running job of that name. A new job is made (and its

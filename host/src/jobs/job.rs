@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use spud_plugin_api::ffi::{CollectorBox, JobStyle};
 
-use crate::isolation::Isolated;
-use crate::job_host::{self, Context, JobHost};
-use crate::library::Module;
-use crate::loader::Plugin;
+use crate::jobs::isolation::Isolated;
+use crate::jobs::job_host::{Context, JobHost};
+use crate::loading::library::Module;
+use crate::loading::loader::Plugin;
+use crate::loading::plugin_host;
 use crate::model::{Failure, Isolation, JobSpec};
 
 /// Where a job's collector runs.
@@ -119,7 +120,8 @@ impl Job {
                     interval_ms: spec.interval.as_millis() as u64,
                     timeout_ms: spec.timeout.as_millis() as u64,
                 };
-                let collector = module.new_job(ffi_spec, job_host::handle(&host))?;
+                let collector =
+                    module.new_job(ffi_spec, plugin_host::handle(&spec.name, Arc::clone(&host)))?;
                 let style = collector.style();
                 (Runner::InProcess(module, Mutex::new(collector)), style)
             }
@@ -155,10 +157,7 @@ impl Job {
     /// Stores one of the host's own figures about this job: `host.job.<name>.<what>`.
     pub fn report(&self, what: &str, value: impl std::fmt::Display) {
         let key = format!("host.job.{}.{what}", self.spec.name);
-        self.host
-            .ctx
-            .sink
-            .set(&key, &value.to_string(), spud_server::unix_now());
+        self.host.ctx.sink.report(&key, value);
     }
 
     /// What it is doing, in one word.

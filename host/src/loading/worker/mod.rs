@@ -12,8 +12,7 @@
 //! | `collect`, `run` | `set`…, `log`…, then `done` |
 //! | `vars`, `stop` | |
 
-mod supervisor;
-pub mod worker;
+pub mod serve;
 
 use std::collections::HashMap;
 use std::io::{self, BufRead, Write};
@@ -23,9 +22,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use supervisor::Isolated;
-
-use crate::library::Declaration;
+use crate::loading::library::Declaration;
 use crate::model::{Failure, Limits};
 
 /// How long a worker gets to go once asked, or past a collect's timeout, before SIGKILL.
@@ -36,7 +33,7 @@ const WORKER_FD: i32 = 3;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-enum ToWorker {
+pub(crate) enum ToWorker {
     Probe {
         library: PathBuf,
     },
@@ -58,7 +55,7 @@ enum ToWorker {
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-enum FromWorker {
+pub(crate) enum FromWorker {
     Declared(Declaration),
     Ready {
         service: bool,
@@ -80,14 +77,16 @@ enum FromWorker {
     },
 }
 
-fn send<T: Serialize>(out: &mut impl Write, message: &T) -> io::Result<()> {
+pub(crate) fn send<T: Serialize>(out: &mut impl Write, message: &T) -> io::Result<()> {
     let mut line = serde_json::to_vec(message).map_err(io::Error::other)?;
     line.push(b'\n');
     out.write_all(&line)
 }
 
 /// The next message; None at the end of the stream.
-fn receive<T: for<'de> Deserialize<'de>>(input: &mut impl BufRead) -> io::Result<Option<T>> {
+pub(crate) fn receive<T: for<'de> Deserialize<'de>>(
+    input: &mut impl BufRead,
+) -> io::Result<Option<T>> {
     let mut line = Vec::new();
     if input.read_until(b'\n', &mut line)? == 0 {
         return Ok(None);
@@ -98,14 +97,14 @@ fn receive<T: for<'de> Deserialize<'de>>(input: &mut impl BufRead) -> io::Result
 }
 
 /// A running worker process and the host's end of its socket.
-struct Spawned {
-    child: std::process::Child,
-    socket: UnixStream,
+pub(crate) struct Spawned {
+    pub(crate) child: std::process::Child,
+    pub(crate) socket: UnixStream,
 }
 
 /// Starts `spud-host worker` with its socket on fd 3, its address space limited, and a
 /// SIGKILL for it should the host die.
-fn spawn(limits: Option<Limits>) -> io::Result<Spawned> {
+pub(crate) fn spawn(limits: Option<Limits>) -> io::Result<Spawned> {
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
     let (ours, theirs) = UnixStream::pair()?;
@@ -180,7 +179,7 @@ pub fn probe(library: &Path) -> Result<Declaration, String> {
 }
 
 /// "exited with 3", "killed by signal 11 (SIGSEGV)".
-fn describe_exit(status: std::process::ExitStatus) -> String {
+pub(crate) fn describe_exit(status: std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     if let Some(code) = status.code() {
         return format!("exited with {code}");

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::library::{open_module, Module, PrivateCopy};
+use crate::loading::library::{open_module, Module, PrivateCopy};
+use crate::loading::{elf, safety};
 use crate::model::Probe;
-use crate::{elf, isolation, safety};
 
 /// A plugin loaded and ready to make jobs.
 pub struct Plugin {
@@ -157,7 +157,7 @@ pub fn load_data(file: &Path, data: &[u8], probe: Probe) -> Result<Plugin, LoadE
             let _ = module.set(Ok(mapped));
             mapped.declaration()
         }
-        Probe::Worker => isolation::probe(copy.path()).map_err(err)?,
+        Probe::Worker => crate::loading::worker::probe(copy.path()).map_err(err)?,
     };
     tracing::debug!(
         "{}: checked and copied in {copied:?}, declaration read at {:?}",

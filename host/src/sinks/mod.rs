@@ -1,11 +1,14 @@
 //! Where samples go: straight into the embedded server's store, or to a remote server; and
 //! to every `[[output]]` besides.
 
+pub mod outputs;
+
 use std::sync::Arc;
 
 use spud_server::client::pusher::Pusher;
+use spud_server::Checked;
 
-use crate::outputs::Output;
+use crate::sinks::outputs::Output;
 
 /// The store a sample goes to.
 #[derive(Clone)]
@@ -32,11 +35,23 @@ impl Sink {
         }
     }
 
-    /// Stores one sample. The key and value were checked by the caller.
-    pub fn set(&self, key: &str, value: &str, time: u64) {
+    /// Stores one of the host's own figures now (its line breaks made blanks).
+    pub fn report(&self, key: &str, value: impl std::fmt::Display) {
+        let value = value.to_string().replace(['\r', '\n'], " ");
+        match Checked::new(key, &value) {
+            Ok(sample) => self.set(sample, spud_server::unix_now()),
+            // Keys made from names the config accepted are valid; said should one not be.
+            Err(e) => tracing::warn!("figure dropped: {e}"),
+        }
+    }
+
+    /// Stores one sample, checked where it entered the host.
+    pub fn set(&self, sample: Checked<'_>, time: u64) {
+        let (key, value) = (sample.key(), sample.value());
         match &self.target {
             Target::Embedded(server) => {
-                if let Err(e) = server.set(key, value, Some(time)) {
+                // Only a log that cannot be written refuses a checked sample.
+                if let Err(e) = server.set_checked(sample, Some(time)) {
                     tracing::warn!("sample refused: {e}");
                 }
             }

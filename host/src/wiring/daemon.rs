@@ -10,12 +10,14 @@ use anyhow::{Context as _, Result};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::control::HostControl;
+use crate::gatherer::report;
 use crate::gatherer::Gatherer;
-use crate::outputs::{self, Started};
-use crate::store::Store;
-use crate::watch::{self, Change};
-use crate::{library, reload, report};
+use crate::loading::library;
+use crate::reload;
+use crate::reload::control::HostControl;
+use crate::reload::watch::{self, Change};
+use crate::sinks::outputs::{self, Started};
+use crate::wiring::store::Store;
 
 /// Runs the gatherer until SIGINT or SIGTERM.
 pub fn run(config_path: &Path) -> Result<()> {

@@ -12,6 +12,10 @@
 //! changed ones are replaced; everything else keeps its schedule. A config that does not
 //! parse changes nothing. Jobs started by helpers survive unless their helper changed.
 
+pub mod check;
+pub mod control;
+pub mod watch;
+
 use crossbeam_channel::Receiver;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,13 +23,13 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::diff::diff;
+use crate::gatherer::helpers;
+use crate::gatherer::state::{content_hash, LoadedFile, Owner, State, Wanted};
 use crate::gatherer::Gatherer;
-use crate::helpers;
-use crate::job::{Job, Runner};
-use crate::loader::{self, Plugin};
+use crate::jobs::job::{Job, Runner};
+use crate::loading::loader::{self, Plugin};
 use crate::model::JobSpec;
-use crate::state::{content_hash, LoadedFile, Owner, State, Wanted};
-use crate::watch::Change;
+use crate::reload::watch::Change;
 
 /// How long a plugin file must stay the same before it is read.
 const SETTLE: Duration = Duration::from_millis(20);

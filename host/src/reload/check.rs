@@ -5,10 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::Config;
-use crate::job::Job;
-use crate::job_host::Context;
-use crate::plugins;
-use crate::sink::{Sink, Target};
+use crate::jobs::job::Job;
+use crate::jobs::job_host::Context;
+use crate::loading::plugins;
+use crate::sinks::{Sink, Target};
 
 pub fn check(config_path: &Path) -> Vec<String> {
     let config = match Config::load(config_path) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 
-use crate::loader::is_plugin_file;
+use crate::loading::loader::is_plugin_file;
 
 /// Something to look at again.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Condvar, Mutex};
 use spud_plugin_api::ffi::JobStyle;
 
-use crate::job::Job;
+use crate::jobs::job::Job;
 
 /// Crashes in a row after which a job is parked.
 pub const PARK_AFTER: u64 = 5;

@@ -1,0 +1,85 @@
+//! One job's outlet in this process: where the samples its plugin sets go (checked once,
+//! here, against the store's rules), its log lines, `[vars]`, its stop flag and its count of
+//! samples. An isolated job's samples arrive here too, from its worker.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use spud_server::Checked;
+
+use crate::loading::plugin_host::{Outlet, StopFlag};
+use crate::model::Limits;
+use crate::sinks::Sink;
+
+/// What every job shares: where samples go and the config's `[vars]` (replaced in place
+/// when the config changes: a new value needs no restart).
+#[derive(Clone)]
+pub struct Context {
+    pub sink: Sink,
+    pub vars: Arc<RwLock<HashMap<String, String>>>,
+    /// What an isolated job's worker may use.
+    pub limits: Limits,
+}
+
+/// One job's side of the host.
+pub struct JobHost {
+    job: String,
+    plugin: String,
+    pub ctx: Context,
+    pub samples: AtomicU64,
+    stop: StopFlag,
+}
+
+impl JobHost {
+    pub fn new(job: &str, plugin: &str, ctx: Context) -> JobHost {
+        JobHost {
+            job: job.to_string(),
+            plugin: plugin.to_string(),
+            ctx,
+            samples: AtomicU64::new(0),
+            stop: StopFlag::default(),
+        }
+    }
+
+    /// Tells a service to stop.
+    pub fn request_stop(&self) {
+        self.stop.request();
+    }
+}
+
+impl Outlet for JobHost {
+    fn set(&self, key: &str, value: &str, time: Option<u64>) {
+        match Checked::new(key, value) {
+            Ok(sample) => {
+                self.samples.fetch_add(1, Ordering::Relaxed);
+                self.ctx
+                    .sink
+                    .set(sample, time.unwrap_or_else(spud_server::unix_now));
+            }
+            Err(e) => {
+                tracing::warn!(job = %self.job, plugin = %self.plugin, "sample dropped: {e}")
+            }
+        }
+    }
+
+    fn log(&self, level: u8, message: &str) {
+        let (job, plugin) = (&self.job, &self.plugin);
+        match level {
+            0 | 1 => tracing::error!(job = %job, plugin = %plugin, "{message}"),
+            2 => tracing::warn!(job = %job, plugin = %plugin, "{message}"),
+            3 => tracing::info!(job = %job, plugin = %plugin, "{message}"),
+            4 => tracing::debug!(job = %job, plugin = %plugin, "{message}"),
+            _ => tracing::trace!(job = %job, plugin = %plugin, "{message}"),
+        }
+    }
+
+    fn vars(&self) -> &RwLock<HashMap<String, String>> {
+        &self.ctx.vars
+    }
+
+    fn stop(&self) -> &StopFlag {
+        &self.stop
+    }
+}

@@ -1,0 +1,7 @@
+//! Running jobs: one job (`job`), the scheduler that runs them on time, the host a plugin
+//! sees through its outlet (`job_host`), and an isolated job's supervision of its worker.
+
+pub mod isolation;
+pub mod job;
+pub mod job_host;
+pub mod scheduler;
