@@ -537,3 +537,66 @@ fn plugin_copies_in_memory_do_not_outlive_their_host() {
         own.display()
     );
 }
+
+/// Every tick of `key` the server holds.
+fn ticks(c: &mut Client, key: &str) -> std::collections::BTreeSet<u64> {
+    samples(c, key).into_iter().map(|(_, v)| v).collect()
+}
+
+#[test]
+fn switching_the_remote_server_by_a_config_edit_loses_nothing() {
+    // Two central servers that keep every tick of this test.
+    let a = SpudServer::start(&["--history", "20000", "--no-http"]);
+    let b = SpudServer::start(&["--history", "20000", "--no-http"]);
+    const JOBS: usize = 20;
+    let jobs: String = (0..JOBS)
+        .map(|i| {
+            format!("[[job]]\nname = \"load.{i}\"\nplugin = \"chaos\"\ninterval = \"10ms\"\noptions = {{ mode = \"ok\" }}\n\n")
+        })
+        .collect();
+    let config = |addr: std::net::SocketAddr| format!("[server]\nremote = \"{addr}\"\n\n{jobs}");
+    let mut host = SpudHost::start(&["chaos"], &config(a.addr));
+    let (mut ca, mut cb) = (a.connect(), b.connect());
+    let wait = |c: &mut Client, at_least: usize| {
+        let deadline = Instant::now() + T;
+        while (0..JOBS).any(|i| ticks(c, &format!("load.{i}.tick")).len() < at_least) {
+            assert!(Instant::now() < deadline, "{}", host.process.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait(&mut ca, 100);
+
+    // The edit: another server, while 2,000 samples a second flow.
+    let conf = host.dir.path().join("gatherer.toml");
+    let tmp = host.dir.path().join(".gatherer.toml.tmp");
+    std::fs::write(&tmp, config(b.addr)).unwrap();
+    std::fs::rename(&tmp, &conf).unwrap();
+    host.process.wait_log("switching from", T);
+    wait(&mut cb, 100);
+    let log = host.process.log();
+    assert!(
+        !log.contains("take effect when") && !log.contains("takes effect when"),
+        "{log}"
+    );
+
+    // Stopped: the host sends what it holds, then every tick is at one server or the other.
+    host.process.signal("TERM");
+    assert!(host.process.wait(T).expect("stops on SIGTERM").success());
+    let mut switched = 0;
+    for i in 0..JOBS {
+        let key = format!("load.{i}.tick");
+        let (at_a, at_b) = (ticks(&mut ca, &key), ticks(&mut cb, &key));
+        let last = *at_b.last().unwrap();
+        let all: std::collections::BTreeSet<u64> = at_a.union(&at_b).copied().collect();
+        let missing: Vec<u64> = (1..=last).filter(|t| !all.contains(t)).collect();
+        assert!(
+            missing.is_empty(),
+            "{key}: ticks {missing:?} reached neither server"
+        );
+        switched += usize::from(*at_a.last().unwrap() < last);
+    }
+    assert_eq!(
+        switched, JOBS,
+        "every job's later ticks went to the new server"
+    );
+}

@@ -345,6 +345,51 @@ flush = "200ms"
 }
 
 #[test]
+fn outputs_and_metrics_rules_change_with_a_config_edit() {
+    assert!(
+        Prometheus::installed(),
+        "prometheus is missing: scripts/setup-test-deps installs it"
+    );
+    let prometheus = Prometheus::start("global: {}\n", &["--web.enable-remote-write-receiver"]);
+    let job = "[[job]]\nname = \"live\"\nplugin = \"chaos\"\ninterval = \"100ms\"\noptions = { mode = \"ok\" }\n";
+    let host = SpudHost::start(&["chaos"], job);
+    host.wait_for("live.tick", T, |_| true);
+    let conf = host.dir.path().join("gatherer.toml");
+    let base = std::fs::read_to_string(&conf).unwrap();
+    let edit = |text: &str| {
+        let tmp = host.dir.path().join(".gatherer.toml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &conf).unwrap();
+    };
+    // An output and a mapping rule added while it runs: the job is not restarted.
+    edit(&format!(
+        "{base}\n[[metrics.rule]]\nmatch = \"live.tick\"\nname = \"edited_tick\"\n\n\
+         [[output]]\ntype = \"prometheus_remote_write\"\nname = \"added\"\n\
+         url = \"http://{}/api/v1/write\"\nmatch = \"live.*\"\nflush = \"100ms\"\n",
+        prometheus.addr
+    ));
+    host.process
+        .wait_log("outputs: 1 started, 0 replaced, 0 stopped", T);
+    prometheus.wait_for("edited_tick", T, |v| v >= 1.0);
+    assert!(host.process.log().contains("[metrics] rules replaced"));
+    // And removed again.
+    edit(&base);
+    host.process
+        .wait_log("outputs: 0 started, 0 replaced, 1 stopped", T);
+    let log = host.process.log();
+    assert!(!log.contains("takes effect when"), "{log}");
+    // The job ran on through both edits: its ticks are one unbroken run from 1.
+    let mut ticks: Vec<u64> = host
+        .connect()
+        .history("live.tick")
+        .iter()
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    ticks.reverse();
+    assert!(ticks.windows(2).all(|w| w[1] == w[0] + 1), "{ticks:?}");
+}
+
+#[test]
 fn remote_write_keeps_samples_while_the_receiver_is_away() {
     assert!(
         Prometheus::installed(),

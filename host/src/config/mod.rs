@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::model::{Isolation, JobSpec, Limits, Probe};
 use crate::sinks::outputs::OutputConfig;
+use spud_server::client::endpoint::Endpoint;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -68,6 +69,34 @@ pub struct ServerSection {
     /// asks for one.
     #[serde(flatten)]
     pub embedded: spud_server::Settings,
+}
+
+impl ServerSection {
+    /// Samples kept while the remote server is away, unless `buffer` says otherwise.
+    pub const DEFAULT_BUFFER: usize = 100_000;
+
+    /// How to reach the `remote` server (None: the embedded one), with its token and TLS
+    /// files taken relative to the config file at `config_path`.
+    pub fn endpoint(&self, config_path: &Path) -> Option<Result<Endpoint, String>> {
+        let addr = self.remote.as_ref()?;
+        let file = |p: &Option<PathBuf>| p.as_ref().map(|p| relative_to(config_path, p));
+        let (token, ca, cert, key) = (
+            file(&self.token_file),
+            file(&self.tls_ca),
+            file(&self.embedded.tls_cert),
+            file(&self.embedded.tls_key),
+        );
+        Some(
+            Endpoint::new(addr.to_string())
+                .token_file(token.as_deref())
+                .and_then(|e| e.tls(ca.as_deref(), cert.as_deref().zip(key.as_deref()))),
+        )
+    }
+
+    /// Samples kept while the remote server is away.
+    pub fn buffer(&self) -> usize {
+        self.buffer.unwrap_or(Self::DEFAULT_BUFFER)
+    }
 }
 
 /// The host's own settings.

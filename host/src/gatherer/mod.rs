@@ -17,13 +17,15 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::diff::ConfigDiff;
 use crate::gatherer::state::{Owner, Published, State, Wanted};
 use crate::jobs::job::Job;
 use crate::jobs::job_host::Context;
 use crate::jobs::scheduler::Scheduler;
 use crate::model::{Failure, JobSpec};
-use crate::sinks::outputs::Output;
+use crate::sinks::outputs::{self, OutputConfig, Started};
 use crate::sinks::{Sink, Target};
+use spud_server::faces::metrics::Exporter;
 
 /// The running gatherer.
 pub struct Gatherer {
@@ -38,6 +40,8 @@ pub struct Gatherer {
     pub stop: CancellationToken,
     /// Jobs paused by hand; they stay paused when a reload makes them anew.
     paused: Mutex<HashSet<String>>,
+    /// The `[metrics]` rules, shared with `/metrics` and the outputs.
+    pub exporter: Arc<Exporter>,
 }
 
 impl Gatherer {
@@ -46,9 +50,15 @@ impl Gatherer {
         config: Config,
         config_text: &str,
         target: Target,
-        outputs: Vec<Arc<dyn Output>>,
+        exporter: Arc<Exporter>,
         stop: CancellationToken,
     ) -> Gatherer {
+        let outputs = outputs::start_all(
+            &config.outputs,
+            &Started {
+                exporter: Arc::clone(&exporter),
+            },
+        );
         // One spelling for every plugin file, whether it came from a directory listing or
         // a file event (which reports absolute paths).
         let plugins_dir = config.plugins_dir(config_path);
@@ -57,10 +67,7 @@ impl Gatherer {
             config_path: config_path.to_path_buf(),
             plugins_dir,
             ctx: Context {
-                sink: Sink {
-                    target,
-                    outputs: outputs.into(),
-                },
+                sink: Sink::new(target, outputs),
                 vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text())),
                 limits: config.host.limits(),
             },
@@ -69,6 +76,68 @@ impl Gatherer {
             published: RwLock::default(),
             stop,
             paused: Mutex::default(),
+            exporter,
+        }
+    }
+
+    /// Starts the `[[output]]`s the diff adds or changes and stops those it removes or
+    /// changes; the others run on untouched. Samples go to the new set from the swap on;
+    /// the stopped ones send what they hold on a thread of their own.
+    pub fn change_outputs(&self, d: &ConfigDiff<'_>) {
+        let starting: Vec<&(String, &OutputConfig)> = d
+            .outputs_to_add
+            .iter()
+            .chain(&d.outputs_to_change)
+            .collect();
+        if starting.is_empty() && d.outputs_to_remove.is_empty() {
+            return;
+        }
+        let going = |name: &str| {
+            d.outputs_to_remove.iter().any(|n| n == name)
+                || d.outputs_to_change.iter().any(|(n, _)| n == name)
+        };
+        let current = self.ctx.sink.outputs();
+        let (retired, mut kept): (Vec<_>, Vec<_>) =
+            current.iter().cloned().partition(|o| going(o.name()));
+        let started = Started {
+            exporter: Arc::clone(&self.exporter),
+        };
+        kept.extend(
+            starting
+                .iter()
+                .map(|(name, config)| config.settings().start(name.clone(), &started)),
+        );
+        self.ctx.sink.outputs.store(Arc::new(kept));
+        tracing::info!(
+            "outputs: {} started, {} replaced, {} stopped",
+            d.outputs_to_add.len(),
+            d.outputs_to_change.len(),
+            d.outputs_to_remove.len()
+        );
+        if !retired.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("output-finish".into())
+                .spawn(move || {
+                    for output in retired {
+                        output.finish(Duration::from_secs(5));
+                    }
+                });
+        }
+    }
+
+    /// Points the remote sink at the server `config` names (address, credentials,
+    /// buffer); what it holds for the old one goes to the new one.
+    pub fn retarget(&self, config: &Config) {
+        let Target::Remote(pusher) = &self.ctx.sink.target else {
+            return;
+        };
+        match config.server.endpoint(&self.config_path) {
+            Some(Ok(endpoint)) => pusher.retarget(endpoint, config.server.buffer()),
+            Some(Err(e)) => tracing::error!(
+                "[server] remote: {e}; samples keep going to {}",
+                pusher.endpoint()
+            ),
+            None => {}
         }
     }
 
@@ -191,7 +260,7 @@ impl Gatherer {
         if let Target::Remote(remote) = &self.ctx.sink.target {
             remote.flush_and_stop(Duration::from_secs(5));
         }
-        for output in self.ctx.sink.outputs.iter() {
+        for output in self.ctx.sink.outputs().iter() {
             output.finish(Duration::from_secs(5));
         }
     }

@@ -26,7 +26,7 @@ fn once(g: &Gatherer) {
     for job in &jobs {
         job.report_figures();
     }
-    for output in g.ctx.sink.outputs.iter() {
+    for output in g.ctx.sink.outputs().iter() {
         for (figure, value) in output.figures() {
             g.report(&format!("host.output.{}.{figure}", output.name()), value);
         }

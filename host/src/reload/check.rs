@@ -18,9 +18,10 @@ pub fn check(config_path: &Path) -> Vec<String> {
     let (plugins, mut problems) =
         plugins::load_dir(&config.plugins_dir(config_path), config.probe());
     let ctx = Context {
-        sink: Sink::new(Target::Embedded(spud_server::Server::new(
-            spud_server::Config::default(),
-        ))),
+        sink: Sink::new(
+            Target::Embedded(spud_server::Server::new(spud_server::Config::default())),
+            Vec::new(),
+        ),
         vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text())),
         limits: config.host.limits(),
     };

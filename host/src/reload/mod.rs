@@ -8,8 +8,11 @@
 //! the file does not load, the old generation keeps running and the failure is one log line
 //! plus `host.plugin.<name>.status` and `.last_error`.
 //!
-//! A config change is a diff of job specs (`diff.rs`): removed jobs stop, new ones start,
-//! changed ones are replaced; everything else keeps its schedule. A config that does not
+//! A config change is one diff of the whole file (`diff.rs`): removed jobs stop, new ones
+//! start, changed ones are replaced, and everything else keeps its schedule; helpers, `[vars]`,
+//! `[metrics]`, `[[output]]`s and the remote server change live, each restarting only what it
+//! touches. A field only a restart applies (a listener, a file the server opened) is named in
+//! one line and kept as it runs; the rest of the edit is applied. A config that does not
 //! parse changes nothing. Jobs started by helpers survive unless their helper changed.
 
 pub mod check;
@@ -22,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
-use crate::diff::diff;
+use crate::diff::{config_diff, running};
 use crate::gatherer::helpers;
 use crate::gatherer::state::{content_hash, LoadedFile, Owner, State, Wanted};
 use crate::gatherer::Gatherer;
@@ -351,27 +354,19 @@ pub fn reload_config(gatherer: &Arc<Gatherer>) {
         }
     };
     state.config_hash = content;
-    let old = std::mem::replace(&mut state.config, new.clone());
-    if old.server != new.server
-        || old.metrics != new.metrics
-        || old.outputs != new.outputs
-        || old.munin != new.munin
-    {
+    let old = state.config.clone();
+    let (before, after) = (old.job_specs(), new.job_specs());
+    let d = config_diff(&old, &new, &before, &after);
+    for field in &d.need_restart {
         tracing::warn!(
-            "[server], [metrics], [munin] and [[output]] changes take effect when spud-host restarts"
+            "{}: {field} changed: it takes effect when spud-host restarts; the rest of the edit is applied",
+            path.display()
         );
     }
-    if old.host.plugins != new.host.plugins
-        || old.host.workers != new.host.workers
-        || old.host.limits() != new.host.limits()
-    {
-        tracing::warn!(
-            "[host] plugins, workers and worker limits take effect when spud-host restarts"
-        );
-    }
-    let vars = new.vars_as_text();
-    if *gatherer.ctx.vars.read() != vars {
-        *gatherer.ctx.vars.write() = vars;
+    state.config = running(&old, &new);
+
+    if d.vars {
+        *gatherer.ctx.vars.write() = new.vars_as_text();
         // Isolated jobs keep their own copy.
         for job in gatherer.scheduler.jobs() {
             if let Runner::Process(isolated) = &job.runner {
@@ -379,34 +374,42 @@ pub fn reload_config(gatherer: &Arc<Gatherer>) {
             }
         }
     }
-
-    let (before, after) = (old.job_specs(), new.job_specs());
-    let d = diff(&before, &after);
-    for name in &d.to_remove {
+    if d.metrics {
+        // Checked when the config was parsed.
+        if let Ok(rules) = spud_server::faces::metrics::Rules::new(&new.metrics) {
+            gatherer.exporter.set_rules(rules);
+            tracing::info!("[metrics] rules replaced");
+        }
+    }
+    if d.remote {
+        gatherer.retarget(&new);
+    }
+    gatherer.change_outputs(&d);
+    for name in &d.jobs.to_remove {
         gatherer.forget(&mut state, name);
     }
-    for spec in d.to_add.iter().chain(&d.to_change) {
+    for spec in d.jobs.to_add.iter().chain(&d.jobs.to_change) {
         gatherer.want(&mut state, (*spec).clone(), Owner::Config);
     }
-
-    for helper in &old.helpers {
-        if !new.helpers.contains(helper) {
-            helpers::stop(gatherer, &mut state, helper.called());
-        }
+    for helper in &d.helpers_to_remove {
+        helpers::stop(gatherer, &mut state, helper.called());
     }
-    for helper in &new.helpers {
-        if !old.helpers.contains(helper) {
-            helpers::start(gatherer, &mut state, helper.clone());
-        }
+    for helper in &d.helpers_to_add {
+        helpers::start(gatherer, &mut state, (*helper).clone());
     }
-    if d.is_empty() {
-        tracing::info!("config reloaded: no job changed");
+    if d.is_live_empty() {
+        tracing::info!("config reloaded: nothing that runs changed");
     } else {
         tracing::info!(
-            "config reloaded: {} jobs added, {} changed, {} removed",
-            d.to_add.len(),
-            d.to_change.len(),
-            d.to_remove.len()
+            "config reloaded: {} jobs added, {} changed, {} removed; {} helpers started, {} stopped{}{}{}",
+            d.jobs.to_add.len(),
+            d.jobs.to_change.len(),
+            d.jobs.to_remove.len(),
+            d.helpers_to_add.len(),
+            d.helpers_to_remove.len(),
+            if d.vars { "; [vars] changed" } else { "" },
+            if d.metrics { "; [metrics] changed" } else { "" },
+            if d.remote { "; the remote server changed" } else { "" },
         );
     }
     gatherer.report("host.config.status", "loaded");

@@ -5,6 +5,8 @@ pub mod outputs;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use spud_server::client::pusher::Pusher;
 use spud_server::Checked;
 
@@ -19,20 +21,28 @@ pub enum Target {
     Remote(Arc<Pusher>),
 }
 
-/// A sample's destinations. Cheap to clone.
+/// The running outputs, replaced whole when the config's `[[output]]`s change.
+pub type Outputs = Arc<ArcSwap<Vec<Arc<dyn Output>>>>;
+
+/// A sample's destinations. Cheap to clone; clones share the outputs.
 #[derive(Clone)]
 pub struct Sink {
     pub target: Target,
-    pub outputs: Arc<[Arc<dyn Output>]>,
+    pub outputs: Outputs,
 }
 
 impl Sink {
-    /// A sink with no outputs.
-    pub fn new(target: Target) -> Sink {
+    /// A sink with these outputs.
+    pub fn new(target: Target, outputs: Vec<Arc<dyn Output>>) -> Sink {
         Sink {
             target,
-            outputs: Arc::new([]),
+            outputs: Arc::new(ArcSwap::from_pointee(outputs)),
         }
+    }
+
+    /// The outputs running now.
+    pub fn outputs(&self) -> Arc<Vec<Arc<dyn Output>>> {
+        self.outputs.load_full()
     }
 
     /// Stores one of the host's own figures now (its line breaks made blanks).
@@ -57,7 +67,7 @@ impl Sink {
             }
             Target::Remote(remote) => remote.push(key, value, time),
         }
-        for output in self.outputs.iter() {
+        for output in self.outputs.load().iter() {
             output.offer(key, value, time);
         }
     }

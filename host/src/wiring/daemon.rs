@@ -16,7 +16,6 @@ use crate::loading::library;
 use crate::reload;
 use crate::reload::control::HostControl;
 use crate::reload::watch::{self, Change};
-use crate::sinks::outputs::{self, Started};
 use crate::wiring::store::Store;
 
 /// Runs the gatherer until SIGINT or SIGTERM.
@@ -37,20 +36,14 @@ pub fn run(config_path: &Path) -> Result<()> {
     let rules =
         spud_server::faces::metrics::Rules::new(&config.metrics).map_err(anyhow::Error::msg)?;
     let exporter = Arc::new(spud_server::faces::metrics::Exporter::new(rules));
-    let outputs = outputs::start_all(
-        &config.outputs,
-        &Started {
-            exporter: Arc::clone(&exporter),
-        },
-    );
-    let store = Store::open(&runtime, &config, config_path, exporter, &stop)?;
+    let store = Store::open(&runtime, &config, config_path, Arc::clone(&exporter), &stop)?;
     let control_addr = config.host.control;
     let gatherer = Arc::new(Gatherer::new(
         config_path,
         config,
         &text,
         store.target(),
-        outputs,
+        exporter,
         stop.clone(),
     ));
     let control = HostControl::new(&gatherer, changes.clone());

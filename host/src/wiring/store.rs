@@ -4,18 +4,17 @@
 //! its own (`[host] control`).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use spud_server::client::endpoint::Endpoint;
 use spud_server::client::pusher::Pusher;
 use spud_server::control::Control;
 use spud_server::faces::metrics::Exporter;
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{relative_to, Config};
+use crate::config::Config;
 use crate::sinks::Target;
 
 /// The store in use.
@@ -92,18 +91,12 @@ impl Store {
 }
 
 fn remote(config: &Config, config_path: &Path, addr: &str) -> Result<Store> {
-    let file = |p: &Option<PathBuf>| p.as_ref().map(|p| relative_to(config_path, p));
-    let (token, ca, cert, key) = (
-        file(&config.server.token_file),
-        file(&config.server.tls_ca),
-        file(&config.server.embedded.tls_cert),
-        file(&config.server.embedded.tls_key),
-    );
-    let endpoint = Endpoint::new(addr.to_string())
-        .token_file(token.as_deref())
-        .and_then(|e| e.tls(ca.as_deref(), cert.as_deref().zip(key.as_deref())))
+    let endpoint = config
+        .server
+        .endpoint(config_path)
+        .expect("a remote server is named")
         .map_err(anyhow::Error::msg)?;
-    let pusher = Pusher::start(endpoint, config.server.buffer.unwrap_or(100_000));
+    let pusher = Pusher::start(endpoint, config.server.buffer());
     tracing::info!("pushing samples to the remote server {addr}");
     Ok(Store::Remote(pusher))
 }

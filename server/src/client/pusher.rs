@@ -2,11 +2,13 @@
 //! pipelined `set TIME KEY VALUE`, reconnecting with backoff. Samples wait in a bounded buffer while the server is away and go out with
 //! their original times when it is back. `set` rather than `qset`: each `OK` acknowledges one
 //! sample, so a sample written into a connection that then died is sent again, not lost.
-//! When the buffer is full the oldest samples are dropped, counted and logged.
+//! When the buffer is full the oldest samples are dropped, counted and logged. It can be
+//! pointed at another server while it runs (`retarget`): what is buffered for the old one,
+//! acknowledged or not, goes to the new one.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +21,8 @@ const IN_FLIGHT: usize = 10_000;
 
 /// A buffered, acknowledged pusher to one server.
 pub struct Pusher {
-    addr: Endpoint,
-    capacity: usize,
+    endpoint: Mutex<Endpoint>,
+    capacity: AtomicUsize,
     state: Mutex<State>,
     changed: Condvar,
     dropped: AtomicU64,
@@ -37,14 +39,16 @@ struct State {
     in_flight: VecDeque<String>,
     /// Bumped when a connection ends, so the writer knows to reconnect.
     broken: u64,
+    /// Bumped when the endpoint changes, so the writer leaves the old server.
+    target: u64,
 }
 
 impl Pusher {
     /// Starts the sender thread.
     pub fn start(addr: Endpoint, capacity: usize) -> Arc<Pusher> {
         let sink = Arc::new(Pusher {
-            addr,
-            capacity: capacity.max(1),
+            endpoint: Mutex::new(addr),
+            capacity: AtomicUsize::new(capacity.max(1)),
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             dropped: AtomicU64::new(0),
@@ -63,21 +67,41 @@ impl Pusher {
     /// Queues one sample; the oldest waiting one is dropped (and counted) when full.
     pub fn push(&self, key: &str, value: &str, time: u64) {
         let line = format!("set {time} {key} {value}\r\n");
+        let capacity = self.capacity.load(Ordering::Relaxed);
         let mut state = self.state.lock();
-        if state.waiting.len() + state.in_flight.len() >= self.capacity {
+        if state.waiting.len() + state.in_flight.len() >= capacity {
             state.waiting.pop_front();
             let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if dropped.is_power_of_two() {
                 tracing::warn!(
-                    "remote server {} is away and the buffer of {} samples is full: {dropped} oldest samples dropped so far",
-                    self.addr,
-                    self.capacity
+                    "remote server {} is away and the buffer of {capacity} samples is full: {dropped} oldest samples dropped so far",
+                    self.endpoint()
                 );
             }
         }
         state.waiting.push_back(line);
         drop(state);
         self.changed.notify_all();
+    }
+
+    /// The server it sends to now.
+    pub fn endpoint(&self) -> Endpoint {
+        self.endpoint.lock().clone()
+    }
+
+    /// Sends to `endpoint` from now on, keeping at most `capacity` samples while it is
+    /// away. What waits, and what the old server has not acknowledged, goes to the new one
+    /// (a sample the old one took but had not yet acknowledged reaches both).
+    pub fn retarget(&self, endpoint: Endpoint, capacity: usize) {
+        let old = std::mem::replace(&mut *self.endpoint.lock(), endpoint);
+        self.capacity.store(capacity.max(1), Ordering::Relaxed);
+        self.state.lock().target += 1;
+        self.changed.notify_all();
+        tracing::info!(
+            "remote server: switching from {old} to {} with {} samples buffered",
+            self.endpoint(),
+            self.buffered()
+        );
     }
 
     /// Samples waiting or unacknowledged.
@@ -110,7 +134,7 @@ impl Pusher {
                 tracing::warn!(
                     "{} samples for {} not delivered at shutdown",
                     state.waiting.len() + state.in_flight.len(),
-                    self.addr
+                    self.endpoint()
                 );
                 break;
             }
@@ -124,12 +148,13 @@ impl Pusher {
         let mut backoff = Duration::from_millis(100);
         let mut said_down = false;
         while !self.stopping.load(Ordering::Relaxed) {
-            match self.addr.connect() {
+            let target = self.state.lock().target;
+            let endpoint = self.endpoint();
+            match endpoint.connect() {
                 Ok(stream) => {
                     if said_down {
                         tracing::info!(
-                            "remote server {} is back; sending {} buffered samples",
-                            self.addr,
+                            "remote server {endpoint} is back; sending {} buffered samples",
                             self.buffered()
                         );
                     }
@@ -137,10 +162,7 @@ impl Pusher {
                     backoff = Duration::from_millis(100);
                     self.connected.store(true, Ordering::Relaxed);
                     if let Err(e) = self.serve(stream) {
-                        tracing::warn!(
-                            "remote server {}: {e}; buffering until it is back",
-                            self.addr
-                        );
+                        tracing::warn!("remote server {endpoint}: {e}; buffering until it is back");
                         said_down = true;
                     }
                     self.connected.store(false, Ordering::Relaxed);
@@ -148,13 +170,19 @@ impl Pusher {
                 Err(e) => {
                     if !said_down {
                         tracing::warn!(
-                            "remote server {} unreachable: {e}; buffering up to {} samples",
-                            self.addr,
-                            self.capacity
+                            "remote server {endpoint} unreachable: {e}; buffering up to {} samples",
+                            self.capacity.load(Ordering::Relaxed)
                         );
                         said_down = true;
                     }
-                    std::thread::sleep(backoff);
+                    // A wait that a retarget cuts short (a new sample does not).
+                    let until = std::time::Instant::now() + backoff;
+                    let mut state = self.state.lock();
+                    while state.target == target
+                        && !self.changed.wait_until(&mut state, until).timed_out()
+                    {
+                    }
+                    drop(state);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
@@ -163,11 +191,14 @@ impl Pusher {
 
     /// Sends until the connection fails; unacknowledged samples go back to the front.
     fn serve(self: &Arc<Self>, stream: Connection) -> std::io::Result<()> {
-        let generation = self.state.lock().broken;
+        let (generation, target) = {
+            let state = self.state.lock();
+            (state.broken, state.target)
+        };
         let reader = stream.try_clone()?;
         let acks = Arc::clone(self);
         let reader = std::thread::spawn(move || acks.read_acks(reader, generation));
-        let result = self.write_loop(stream, generation);
+        let result = self.write_loop(stream, generation, target);
         let _ = reader.join();
         let mut state = self.state.lock();
         // Not acknowledged: send again on the next connection, in order.
@@ -177,13 +208,25 @@ impl Pusher {
         result
     }
 
-    fn write_loop(&self, mut stream: Connection, generation: u64) -> std::io::Result<()> {
-        let result = self.write_batches(&mut stream, generation);
+    fn write_loop(
+        &self,
+        mut stream: Connection,
+        generation: u64,
+        target: u64,
+    ) -> std::io::Result<()> {
+        let result = self.write_batches(&mut stream, generation, target);
         let _ = stream.shutdown();
         result
     }
 
-    fn write_batches(&self, stream: &mut Connection, generation: u64) -> std::io::Result<()> {
+    /// Writes batches until the connection breaks (an error), or the pusher stops or is
+    /// pointed elsewhere (Ok).
+    fn write_batches(
+        &self,
+        stream: &mut Connection,
+        generation: u64,
+        target: u64,
+    ) -> std::io::Result<()> {
         let mut batch = Vec::new();
         loop {
             {
@@ -192,7 +235,7 @@ impl Pusher {
                     if state.broken != generation {
                         return Err(std::io::Error::other("the server closed the connection"));
                     }
-                    if self.stopping.load(Ordering::Relaxed) {
+                    if self.stopping.load(Ordering::Relaxed) || state.target != target {
                         return Ok(());
                     }
                     if !state.waiting.is_empty() && state.in_flight.len() < IN_FLIGHT {
@@ -230,7 +273,7 @@ impl Pusher {
             if line.starts_with("ERR") {
                 tracing::warn!(
                     "remote server {} refused {:?}: {}",
-                    self.addr,
+                    self.endpoint(),
                     sample.unwrap_or_default().trim_end(),
                     line.trim_end()
                 );

@@ -15,12 +15,12 @@ use crate::{unix_now, Server};
 /// Renders `/metrics`. Each key's mapping is worked out once and remembered, so a scrape
 /// costs a walk over the keys and the formatting, not a regular expression per key.
 pub struct Exporter {
-    rules: Rules,
     cache: Mutex<Cache>,
 }
 
-#[derive(Default)]
+/// The rules, and what they said of each key so far (forgotten with the rules).
 struct Cache {
+    rules: Rules,
     /// Per key: where it goes, or None (not exported).
     routes: hashbrown::HashMap<Box<str>, Option<Arc<Mapping>>>,
     /// One family per name, so that a family's series can be found by pointer.
@@ -28,11 +28,19 @@ struct Cache {
 }
 
 impl Cache {
-    fn route(&mut self, rules: &Rules, key: &str) -> Option<Arc<Mapping>> {
+    fn new(rules: Rules) -> Cache {
+        Cache {
+            rules,
+            routes: hashbrown::HashMap::new(),
+            families: hashbrown::HashMap::new(),
+        }
+    }
+
+    fn route(&mut self, key: &str) -> Option<Arc<Mapping>> {
         if let Some(m) = self.routes.get(key) {
             return m.clone();
         }
-        let m = rules.map(key).map(|mut m| {
+        let m = self.rules.map(key).map(|mut m| {
             let family = self
                 .families
                 .entry(m.family.name.clone())
@@ -48,25 +56,29 @@ impl Cache {
 impl Exporter {
     pub fn new(rules: Rules) -> Exporter {
         Exporter {
-            rules,
-            cache: Mutex::new(Cache::default()),
+            cache: Mutex::new(Cache::new(rules)),
         }
+    }
+
+    /// New rules from now on (a reloaded `[metrics]`): every key is mapped again.
+    pub fn set_rules(&self, rules: Rules) {
+        *self.cache.lock() = Cache::new(rules);
     }
 
     /// The mapping of `key`, remembered.
     pub fn map(&self, key: &str) -> Option<Arc<Mapping>> {
-        self.cache.lock().route(&self.rules, key)
+        self.cache.lock().route(key)
     }
 
     /// Every numeric key's newest value, as the text exposition format.
     pub fn render(&self, server: &Server) -> String {
         let now = unix_now();
-        let expiry = self.rules.expiry.as_secs();
         let mut rows: Vec<(Arc<Mapping>, f64)> = Vec::with_capacity(server.key_count());
         {
             let mut cache = self.cache.lock();
+            let expiry = cache.rules.expiry.as_secs();
             server.for_each_newest_number(|key, time, value| {
-                if let Some(m) = cache.route(&self.rules, key) {
+                if let Some(m) = cache.route(key) {
                     if m.builtin || now.saturating_sub(time) <= expiry {
                         let v = value * m.scale;
                         rows.push((m, v));
