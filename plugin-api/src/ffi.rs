@@ -146,6 +146,20 @@ pub trait HostApi: Send + Sync {
     /// Waits up to `ms` milliseconds; true once the host asked the job to stop.
     #[sabi(last_prefix_field)]
     fn stop_requested(&self, ms: u64) -> bool;
+
+    /// (0.1.5) A descriptor of the listening socket the host holds for this job on
+    /// `address` (TCP or UDP; `recv_buffer` bytes asked for a UDP one, 0 for the system's),
+    /// shared by all the job's generations; the plugin owns the descriptor. `RNone` from a
+    /// host that holds no sockets (an older host: this default answers for it).
+    fn held_socket(
+        &self,
+        tcp: bool,
+        address: RStr<'_>,
+        recv_buffer: u64,
+    ) -> ROption<RResult<i32, RString>> {
+        let _ = (tcp, address, recv_buffer);
+        ROption::RNone
+    }
 }
 
 /// The host handle as it crosses the boundary.

@@ -338,3 +338,71 @@ fn a_reload_under_traffic_loses_no_count() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn a_replaced_so_under_traffic_loses_no_count_run_after_run() {
+    let listen = free_port();
+    let host = SpudHost::start(&["statsd"], &job(listen, "1s", ""));
+    let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
+    probe.send_to(b"warm:1|c", listen).unwrap();
+    host.wait_for("statsd.warm.count", T, |v| v == "1");
+    let plugins = host.dir.path().join("plugins");
+    let original = std::fs::read(spud_tests::plugin("statsd")).unwrap();
+    // Forty counts a datagram from four senders (four source ports: under SO_REUSEPORT the
+    // kernel would spread them over the old and the new generation's sockets).
+    let datagram = "r:1|c\n".repeat(40);
+    let datagram = datagram.trim_end().as_bytes();
+    let mut c = host.connect();
+    let mut sent_total = 0u64;
+    let mut generation = 0u8;
+    for run in 1..=3 {
+        let sent: u64 = std::thread::scope(|s| {
+            let senders: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+                        let (mut sent, end) = (0u64, Instant::now() + Duration::from_secs(3));
+                        while Instant::now() < end {
+                            socket.send_to(datagram, listen).unwrap();
+                            sent += 40;
+                            std::thread::sleep(Duration::from_micros(500));
+                        }
+                        sent
+                    })
+                })
+                .collect();
+            // Two new copies of the .so (each with a different last byte), renamed over it.
+            for _ in 0..2 {
+                std::thread::sleep(Duration::from_millis(1000));
+                generation += 1;
+                let mut bytes = original.clone();
+                bytes.push(generation);
+                let tmp = plugins.join(".statsd.so.tmp");
+                std::fs::write(&tmp, &bytes).unwrap();
+                std::fs::rename(&tmp, plugins.join("statsd.so")).unwrap();
+                host.process
+                    .wait_log(&format!("generation {}", generation + 1), T);
+            }
+            senders.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        sent_total += sent;
+        let deadline = Instant::now() + T;
+        loop {
+            let counted: f64 = samples(&mut c, "statsd.r.count")
+                .iter()
+                .map(|(_, v)| v)
+                .sum();
+            if counted == sent_total as f64 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {run}: sent {sent_total}, counted {counted}\n{}",
+                host.process.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let log = host.process.log();
+    assert!(!log.contains("dropped"), "{log}");
+}

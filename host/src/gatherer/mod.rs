@@ -70,6 +70,7 @@ impl Gatherer {
                 sink: Sink::new(target, outputs),
                 vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text())),
                 limits: config.host.limits(),
+                sockets: Arc::default(),
             },
             scheduler: Scheduler::start(config.host.workers),
             state: Mutex::new(State::new(config, config_text)),

@@ -3,10 +3,12 @@
 //! samples. An isolated job's samples arrive here too, from its worker.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+use spud_plugin_api::kit::listen::Sockets;
 use spud_server::Checked;
 
 use crate::loading::plugin_host::{Outlet, StopFlag};
@@ -21,6 +23,9 @@ pub struct Context {
     pub vars: Arc<RwLock<HashMap<String, String>>>,
     /// What an isolated job's worker may use.
     pub limits: Limits,
+    /// Listening sockets, by protocol, address and job: a receiving job's generations (a
+    /// replaced `.so`'s too) share one, so nothing sent to it falls in a gap.
+    pub sockets: Arc<Sockets>,
 }
 
 /// One job's side of the host.
@@ -30,6 +35,8 @@ pub struct JobHost {
     pub ctx: Context,
     pub samples: AtomicU64,
     stop: StopFlag,
+    /// The sockets this generation was given: open while it lives.
+    held: Mutex<Vec<Arc<socket2::Socket>>>,
 }
 
 impl JobHost {
@@ -40,6 +47,7 @@ impl JobHost {
             ctx,
             samples: AtomicU64::new(0),
             stop: StopFlag::default(),
+            held: Mutex::default(),
         }
     }
 
@@ -81,5 +89,26 @@ impl Outlet for JobHost {
 
     fn stop(&self) -> &StopFlag {
         &self.stop
+    }
+
+    fn held_socket(
+        &self,
+        tcp: bool,
+        address: &str,
+        recv_buffer: Option<usize>,
+    ) -> Option<Result<OwnedFd, String>> {
+        let sockets = &self.ctx.sockets;
+        let shared = match tcp {
+            true => sockets.tcp(address, &self.job),
+            false => sockets.udp(address, &self.job, recv_buffer),
+        };
+        Some(shared.and_then(|socket| {
+            let fd = socket
+                .try_clone()
+                .map(OwnedFd::from)
+                .map_err(|e| format!("listen = {address:?}: {e}"))?;
+            self.held.lock().push(socket);
+            Ok(fd)
+        }))
     }
 }

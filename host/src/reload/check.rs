@@ -24,6 +24,7 @@ pub fn check(config_path: &Path) -> Vec<String> {
         ),
         vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text())),
         limits: config.host.limits(),
+        sockets: Arc::default(),
     };
     for spec in config.job_specs() {
         match plugins.get(&spec.plugin) {

@@ -1,12 +1,15 @@
 //! Listening sockets for collectors that receive (StatsD, Graphite, collectd, Influx).
 //!
 //! A hot reload makes the job's new generation before it stops the old one. To keep the port
-//! through that, a socket is **handed over**: the first generation binds it and records it
-//! here under (protocol, address, job); the next generation of the same job, made while the
-//! old one still holds it, gets the very same socket, so no datagram or connection falls in a
-//! gap. When the last generation holding it stops, it closes. A generation made by another
-//! copy of the plugin (its `.so` replaced) cannot see this table; for it the socket is bound
-//! with `SO_REUSEPORT`, so it binds beside the old one rather than failing.
+//! through that, the socket is **held by the host** and shared: the first generation asks the
+//! host for it (the host binds it and records it under protocol, address and job), and every
+//! later generation of the same job, the generations of a replaced `.so` included, gets a
+//! descriptor of the very same socket. No datagram or connection falls in a gap, and what
+//! waits in the socket when the old generation stops is read by the new one. When the last
+//! generation holding it is gone, it closes. Under a host that keeps no sockets (an older
+//! host, an isolated job's worker) the plugin keeps the table itself, shared by the
+//! generations of one copy of the plugin; each socket is then bound with `SO_REUSEPORT`, so
+//! a replaced `.so` binds beside the old one rather than failing.
 
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
 use std::sync::{Arc, Mutex, Weak};
@@ -14,7 +17,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::Error;
+use crate::{Error, Host};
 
 /// How long a blocking `recv` or `accept` waits before its loop looks at the stop flag.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -32,13 +35,26 @@ struct Record {
     socket: Weak<Socket>,
 }
 
-static HELD: Mutex<Vec<Record>> = Mutex::new(Vec::new());
+/// Sockets by (protocol, address, job): a job's generations share one socket while any of
+/// them holds it. The host keeps one such table for every plugin; a plugin whose host keeps
+/// none uses its own.
+pub struct Sockets(Mutex<Vec<Record>>);
+
+impl Default for Sockets {
+    fn default() -> Sockets {
+        Sockets::new()
+    }
+}
+
+/// This plugin library's own table, for a host that keeps no sockets.
+static LOCAL: Sockets = Sockets::new();
 
 /// A socket this job holds: a descriptor of the shared socket, which stays open while any
 /// generation holds it.
 pub struct Held<T> {
     socket: T,
-    _shared: Arc<Socket>,
+    /// The plugin's own table's socket; None when the host holds it.
+    _shared: Option<Arc<Socket>>,
 }
 
 impl<T> std::ops::Deref for Held<T> {
@@ -48,15 +64,26 @@ impl<T> std::ops::Deref for Held<T> {
     }
 }
 
-/// A UDP socket on `address` for `job`, shared with the job's previous generation if it
-/// still holds one. Reads time out after [`POLL`]. `recv_buffer` asks the kernel for a
-/// receive buffer of that many bytes (it may grant less: `net.core.rmem_max`).
-pub fn udp(address: &str, job: &str, recv_buffer: Option<usize>) -> Result<Held<UdpSocket>, Error> {
-    let shared = shared(Kind::Udp, address, job, |socket| match recv_buffer {
-        Some(bytes) => socket.set_recv_buffer_size(bytes),
-        None => Ok(()),
-    })?;
-    let socket: UdpSocket = shared.try_clone().map_err(|e| io(address, e))?.into();
+/// A UDP socket on `address` for `job`, the one its other generations hold if any does.
+/// Reads time out after [`POLL`]. `recv_buffer` asks the kernel for a receive buffer of that
+/// many bytes (it may grant less: `net.core.rmem_max`).
+pub fn udp(
+    host: &Host,
+    address: &str,
+    job: &str,
+    recv_buffer: Option<usize>,
+) -> Result<Held<UdpSocket>, Error> {
+    let (socket, shared) = match host.held_socket(false, address, recv_buffer) {
+        Some(fd) => (Socket::from(fd?), None),
+        None => {
+            let shared = LOCAL.udp(address, job, recv_buffer)?;
+            (
+                shared.try_clone().map_err(|e| io(address, e))?,
+                Some(shared),
+            )
+        }
+    };
+    let socket: UdpSocket = socket.into();
     socket
         .set_read_timeout(Some(POLL))
         .map_err(|e| io(address, e))?;
@@ -66,15 +93,98 @@ pub fn udp(address: &str, job: &str, recv_buffer: Option<usize>) -> Result<Held<
     })
 }
 
-/// A TCP listener on `address` for `job`, shared with the job's previous generation if it
-/// still holds one. `accept` times out after [`POLL`].
-pub fn tcp(address: &str, job: &str) -> Result<Held<TcpListener>, Error> {
-    let shared = shared(Kind::Tcp, address, job, |_| Ok(()))?;
-    let socket: TcpListener = shared.try_clone().map_err(|e| io(address, e))?.into();
+/// A TCP listener on `address` for `job`, the one its other generations hold if any does.
+/// `accept` times out after [`POLL`].
+pub fn tcp(host: &Host, address: &str, job: &str) -> Result<Held<TcpListener>, Error> {
+    let (socket, shared) = match host.held_socket(true, address, None) {
+        Some(fd) => (Socket::from(fd?), None),
+        None => {
+            let shared = LOCAL.tcp(address, job)?;
+            (
+                shared.try_clone().map_err(|e| io(address, e))?,
+                Some(shared),
+            )
+        }
+    };
+    socket
+        .set_read_timeout(Some(POLL))
+        .map_err(|e| io(address, e))?;
     Ok(Held {
-        socket,
+        socket: socket.into(),
         _shared: shared,
     })
+}
+
+impl Sockets {
+    /// An empty table.
+    pub const fn new() -> Sockets {
+        Sockets(Mutex::new(Vec::new()))
+    }
+
+    /// The UDP socket on `address` for `job`: the one held already, or a new one.
+    pub fn udp(
+        &self,
+        address: &str,
+        job: &str,
+        recv_buffer: Option<usize>,
+    ) -> Result<Arc<Socket>, Error> {
+        self.shared(Kind::Udp, address, job, |socket| match recv_buffer {
+            Some(bytes) => socket.set_recv_buffer_size(bytes),
+            None => Ok(()),
+        })
+    }
+
+    /// The TCP listener on `address` for `job`: the one held already, or a new one.
+    pub fn tcp(&self, address: &str, job: &str) -> Result<Arc<Socket>, Error> {
+        self.shared(Kind::Tcp, address, job, |_| Ok(()))
+    }
+
+    fn shared(
+        &self,
+        kind: Kind,
+        address: &str,
+        job: &str,
+        configure: impl FnOnce(&Socket) -> std::io::Result<()>,
+    ) -> Result<Arc<Socket>, Error> {
+        let resolved = address
+            .to_socket_addrs()
+            .map_err(|e| format!("listen = {address:?}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("listen = {address:?}: the name has no address"))?;
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.retain(|h| h.socket.strong_count() > 0);
+        if resolved.port() != 0 {
+            if let Some(h) = held
+                .iter()
+                .find(|h| h.kind == kind && h.address == resolved)
+            {
+                if h.job != job {
+                    return Err(format!(
+                        "listen = {address:?}: job {} listens there already",
+                        h.job
+                    ));
+                }
+                if let Some(socket) = h.socket.upgrade() {
+                    return Ok(socket);
+                }
+            }
+        }
+        let socket = bind(kind, resolved, configure).map_err(|e| io(address, e))?;
+        // Recorded under the port it got, so `:0` can be handed over too.
+        let address = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or(resolved);
+        let socket = Arc::new(socket);
+        held.push(Record {
+            kind,
+            address,
+            job: job.to_string(),
+            socket: Arc::downgrade(&socket),
+        });
+        Ok(socket)
+    }
 }
 
 /// The receive buffer the kernel granted a UDP socket, in bytes.
@@ -82,52 +192,6 @@ pub fn recv_buffer(socket: &UdpSocket) -> usize {
     socket2::SockRef::from(socket)
         .recv_buffer_size()
         .unwrap_or(0)
-}
-
-fn shared(
-    kind: Kind,
-    address: &str,
-    job: &str,
-    configure: impl FnOnce(&Socket) -> std::io::Result<()>,
-) -> Result<Arc<Socket>, Error> {
-    let resolved = address
-        .to_socket_addrs()
-        .map_err(|e| format!("listen = {address:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("listen = {address:?}: the name has no address"))?;
-    let mut held = HELD.lock().unwrap();
-    held.retain(|h| h.socket.strong_count() > 0);
-    if resolved.port() != 0 {
-        if let Some(h) = held
-            .iter()
-            .find(|h| h.kind == kind && h.address == resolved)
-        {
-            if h.job != job {
-                return Err(format!(
-                    "listen = {address:?}: job {} of this plugin listens there already",
-                    h.job
-                ));
-            }
-            if let Some(socket) = h.socket.upgrade() {
-                return Ok(socket);
-            }
-        }
-    }
-    let socket = bind(kind, resolved, configure).map_err(|e| io(address, e))?;
-    // Recorded under the port it got, so `:0` can be handed over too.
-    let address = socket
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_socket())
-        .unwrap_or(resolved);
-    let socket = Arc::new(socket);
-    held.push(Record {
-        kind,
-        address,
-        job: job.to_string(),
-        socket: Arc::downgrade(&socket),
-    });
-    Ok(socket)
 }
 
 fn bind(
@@ -159,11 +223,22 @@ fn io(address: &str, e: std::io::Error) -> Error {
 mod tests {
     use super::*;
 
+    fn udp(address: &str, job: &str) -> Result<UdpSocket, Error> {
+        let shared = TABLE.udp(address, job, None)?;
+        Ok(shared.try_clone().unwrap().into())
+    }
+
+    fn tcp(address: &str, job: &str) -> Result<Arc<Socket>, Error> {
+        TABLE.tcp(address, job)
+    }
+
+    static TABLE: Sockets = Sockets::new();
+
     #[test]
     fn the_next_generation_of_a_job_gets_the_same_socket() {
-        let old = udp("127.0.0.1:0", "j", None).unwrap();
-        let address = old.local_addr().unwrap().to_string();
-        let new = udp(&address, "j", None).unwrap();
+        let old = TABLE.udp("127.0.0.1:0", "j", None).unwrap();
+        let address = old.local_addr().unwrap().as_socket().unwrap().to_string();
+        let new = udp(&address, "j").unwrap();
         // One datagram sent; whichever generation reads, it is the same socket.
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
         sender.send_to(b"x", &address).unwrap();
@@ -175,7 +250,12 @@ mod tests {
     #[test]
     fn another_job_on_a_held_address_is_refused() {
         let listener = tcp("127.0.0.1:0", "x").unwrap();
-        let address = listener.local_addr().unwrap().to_string();
+        let address = listener
+            .local_addr()
+            .unwrap()
+            .as_socket()
+            .unwrap()
+            .to_string();
         let _held = tcp(&address, "x").unwrap();
         let e = tcp(&address, "y").err().unwrap();
         assert!(e.contains("job x"), "{e}");
@@ -184,11 +264,19 @@ mod tests {
     #[test]
     fn a_released_address_binds_again() {
         let listener = tcp("127.0.0.1:0", "r").unwrap();
-        let address = listener.local_addr().unwrap().to_string();
+        let address = listener
+            .local_addr()
+            .unwrap()
+            .as_socket()
+            .unwrap()
+            .to_string();
         let held = tcp(&address, "r").unwrap();
         drop(held);
         drop(listener);
         let again = tcp(&address, "other").unwrap();
-        assert_eq!(again.local_addr().unwrap().to_string(), address);
+        assert_eq!(
+            again.local_addr().unwrap().as_socket().unwrap().to_string(),
+            address
+        );
     }
 }
