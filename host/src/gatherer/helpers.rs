@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::config::HelperConfig;
 use crate::gatherer::state::{Owner, State};
-use crate::gatherer::{sleep_unless, Gatherer};
+use crate::gatherer::stop::Stop;
+use crate::gatherer::Gatherer;
 use crate::jobs::job_host::JobHost;
 use crate::loading::plugin_host;
 use crate::model::{Failure, JobSpec};
@@ -16,17 +17,20 @@ use crate::model::{Failure, JobSpec};
 /// Starts a helper's thread.
 pub fn start(gatherer: &Arc<Gatherer>, state: &mut State, helper: HelperConfig) {
     let name = helper.called().to_string();
-    let stop = gatherer.stop.child_token();
-    state.helpers.insert(name.clone(), stop.clone());
+    let stop = Stop::new();
+    state.helpers.insert(name.clone(), Arc::clone(&stop));
     let gatherer = Arc::clone(gatherer);
     let (interval, timeout) = (state.config.host.interval, state.config.host.timeout);
     std::thread::Builder::new()
         .name(format!("helper-{name}"))
         .spawn(move || {
             let every = helper.interval.unwrap_or(interval);
-            while !stop.is_cancelled() {
+            // Until the reload stops this helper or the host stops.
+            loop {
                 round(&gatherer, &helper, interval, timeout, &stop);
-                sleep_unless(&stop, every);
+                if stop.wait_either(&gatherer.stop, every) {
+                    break;
+                }
             }
         })
         .expect("spawn a helper thread");
@@ -35,7 +39,7 @@ pub fn start(gatherer: &Arc<Gatherer>, state: &mut State, helper: HelperConfig) 
 /// Stops a helper and every job it started.
 pub fn stop(gatherer: &Gatherer, state: &mut State, name: &str) {
     if let Some(stop) = state.helpers.remove(name) {
-        stop.cancel();
+        stop.stop();
     }
     for job in state.jobs_of(&Owner::Helper(name.to_string())) {
         gatherer.forget(state, &job);
@@ -48,7 +52,7 @@ fn round(
     helper: &HelperConfig,
     default_interval: Duration,
     timeout: Duration,
-    stop: &tokio_util::sync::CancellationToken,
+    stop: &Stop,
 ) {
     let name = helper.called();
     let Some(wanted) = ask(gatherer, helper, default_interval, timeout) else {
@@ -56,7 +60,7 @@ fn round(
     };
     let mut state = gatherer.state();
     // A helper stopped (by a reload) while it was asking: its answer no longer counts.
-    if stop.is_cancelled() {
+    if stop.is_stopped() {
         return;
     }
     let owner = Owner::Helper(name.to_string());

@@ -5,6 +5,7 @@
 pub mod helpers;
 pub mod report;
 pub mod state;
+pub mod stop;
 pub mod views;
 
 use std::collections::HashSet;
@@ -14,11 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard, RwLock};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::diff::ConfigDiff;
 use crate::gatherer::state::{Owner, Published, State, Wanted};
+use crate::gatherer::stop::Stop;
 use crate::jobs::job::Job;
 use crate::jobs::job_host::Context;
 use crate::jobs::scheduler::Scheduler;
@@ -36,8 +37,8 @@ pub struct Gatherer {
     state: Mutex<State>,
     /// What the views read, never the state itself.
     published: RwLock<Arc<Published>>,
-    /// Cancelled when the host stops.
-    pub stop: CancellationToken,
+    /// Stopped when the host stops.
+    pub stop: Arc<Stop>,
     /// Jobs paused by hand; they stay paused when a reload makes them anew.
     paused: Mutex<HashSet<String>>,
     /// The `[metrics]` rules, shared with `/metrics` and the outputs.
@@ -51,7 +52,7 @@ impl Gatherer {
         config_text: &str,
         target: Target,
         exporter: Arc<Exporter>,
-        stop: CancellationToken,
+        stop: Arc<Stop>,
     ) -> Gatherer {
         let outputs = outputs::start_all(
             &config.outputs,
@@ -255,7 +256,7 @@ impl Gatherer {
     /// left (a few seconds at most).
     pub fn shut_down(&self) {
         for stop in self.state().helpers.values() {
-            stop.cancel();
+            stop.stop();
         }
         self.scheduler.stop(Duration::from_secs(2));
         if let Target::Remote(remote) = &self.ctx.sink.target {
@@ -289,13 +290,5 @@ impl std::ops::DerefMut for StateGuard<'_> {
 impl Drop for StateGuard<'_> {
     fn drop(&mut self) {
         *self.published.write() = Arc::new(Published::of(&self.guard));
-    }
-}
-
-/// Sleeps for `d`, or less once `stop` is cancelled.
-pub fn sleep_unless(stop: &CancellationToken, d: Duration) {
-    let deadline = std::time::Instant::now() + d;
-    while !stop.is_cancelled() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20).min(d));
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use crate::gatherer::{sleep_unless, Gatherer};
+use crate::gatherer::Gatherer;
 use crate::loading::library;
 use crate::sinks::Target;
 
@@ -14,10 +14,12 @@ const EVERY: Duration = Duration::from_secs(5);
 /// Reports until the host stops.
 pub fn run(gatherer: &Gatherer) {
     let mut maps_warned = false;
-    while !gatherer.stop.is_cancelled() {
+    loop {
         once(gatherer);
         report_maps(gatherer, &mut maps_warned);
-        sleep_unless(&gatherer.stop, EVERY);
+        if gatherer.stop.wait(EVERY) {
+            return;
+        }
     }
 }
 

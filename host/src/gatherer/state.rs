@@ -6,9 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::config::Config;
+use crate::gatherer::stop::Stop;
 use crate::loading::loader::Plugin;
 use crate::model::JobSpec;
 
@@ -42,8 +41,8 @@ pub struct State {
     /// Content hashes of files that did not load, so a poll does not report them again.
     pub failed_files: HashMap<PathBuf, u64>,
     pub wanted: BTreeMap<String, Wanted>,
-    /// Running helpers by name, with the token that stops each one's thread.
-    pub helpers: HashMap<String, CancellationToken>,
+    /// Running helpers by name, with what stops each one's thread.
+    pub helpers: HashMap<String, Arc<Stop>>,
 }
 
 impl State {

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::gatherer::report;
+use crate::gatherer::stop::Stop;
 use crate::gatherer::Gatherer;
 use crate::loading::library;
 use crate::reload;
@@ -38,13 +39,23 @@ pub fn run(config_path: &Path) -> Result<()> {
     let exporter = Arc::new(spud_server::faces::metrics::Exporter::new(rules));
     let store = Store::open(&runtime, &config, config_path, Arc::clone(&exporter), &stop)?;
     let control_addr = config.host.control;
+    // The host's threads wait on a channel that closes when the token is cancelled (by a
+    // signal, or a client's `shutdown`).
+    let stopped = Stop::new();
+    runtime.spawn({
+        let (stop, stopped) = (stop.clone(), Arc::clone(&stopped));
+        async move {
+            stop.cancelled().await;
+            stopped.stop();
+        }
+    });
     let gatherer = Arc::new(Gatherer::new(
         config_path,
         config,
         &text,
         store.target(),
         exporter,
-        stop.clone(),
+        stopped,
     ));
     let control = HostControl::new(&gatherer, changes.clone());
     store.answer_control(&runtime, control, control_addr, &stop)?;
