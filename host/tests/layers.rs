@@ -10,3 +10,10 @@ fn no_module_or_layer_imports_one_that_imports_it_back() {
     let circles = spud_layers::circles(&graph);
     assert!(circles.is_empty(), "circles of imports: {circles:#?}");
 }
+
+#[test]
+fn no_file_is_over_600_lines() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let long = spud_layers::longer_than(&src, 600);
+    assert!(long.is_empty(), "split these: {long:?}");
+}

@@ -77,6 +77,17 @@ pub fn circles(graph: &Graph) -> Vec<String> {
     found
 }
 
+/// The files under `src` longer than `max` lines, with their lengths.
+pub fn longer_than(src: &Path, max: usize) -> Vec<String> {
+    read(src, src)
+        .into_iter()
+        .filter_map(|(module, text)| {
+            let lines = text.lines().count();
+            (lines > max).then(|| format!("{module}: {lines} lines"))
+        })
+        .collect()
+}
+
 fn top_of(module: &str) -> String {
     module.split('/').next().unwrap_or("").to_string()
 }
