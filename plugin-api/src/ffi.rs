@@ -146,20 +146,6 @@ pub trait HostApi: Send + Sync {
     /// Waits up to `ms` milliseconds; true once the host asked the job to stop.
     #[sabi(last_prefix_field)]
     fn stop_requested(&self, ms: u64) -> bool;
-
-    /// (0.1.5) A descriptor of the listening socket the host holds for this job on
-    /// `address` (TCP or UDP; `recv_buffer` bytes asked for a UDP one, 0 for the system's),
-    /// shared by all the job's generations; the plugin owns the descriptor. `RNone` from a
-    /// host that holds no sockets (an older host: this default answers for it).
-    fn held_socket(
-        &self,
-        tcp: bool,
-        address: RStr<'_>,
-        recv_buffer: u64,
-    ) -> ROption<RResult<i32, RString>> {
-        let _ = (tcp, address, recv_buffer);
-        ROption::RNone
-    }
 }
 
 /// The host handle as it crosses the boundary.
@@ -202,6 +188,45 @@ pub struct TypedMod {
     #[sabi(last_prefix_field)]
     pub run: extern "C" fn(collector: &mut CollectorBox) -> RResult<(), Failure>,
 }
+
+/// Since 0.1.5: how a plugin asks the host for a listening socket it keeps for a job across
+/// the job's generations (those of a replaced `.so` included): `(tcp, address, job,
+/// recv_buffer)` (recv_buffer 0: the system's) → a descriptor the plugin owns, an error, or
+/// `RNone` where the host keeps none for this call (an isolated job's worker, a call outside
+/// `new_job`). The host hands it to the plugin through the symbol `SOCKETS_SYMBOL` (an
+/// `extern "C" fn(SocketsHook)`), after checking its layout (`SOCKETS_LAYOUT_SYMBOL`), for
+/// the same reason as [`TypedMod`]: nothing of 0.1.0's layout changes.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy)]
+pub struct SocketsHook {
+    /// The call itself.
+    pub held_socket: extern "C" fn(
+        tcp: bool,
+        address: RStr<'_>,
+        job: RStr<'_>,
+        recv_buffer: u64,
+    ) -> ROption<RResult<i32, RString>>,
+}
+
+/// The host's hook, once it handed it to this library.
+static SOCKETS: std::sync::OnceLock<SocketsHook> = std::sync::OnceLock::new();
+
+/// Keeps the host's hook (what `export_plugin!`'s `spud_plugin_accept_sockets` calls).
+#[doc(hidden)]
+pub fn accept_sockets(hook: SocketsHook) {
+    let _ = SOCKETS.set(hook);
+}
+
+/// The host's hook, if it handed one.
+pub(crate) fn sockets_hook() -> Option<&'static SocketsHook> {
+    SOCKETS.get()
+}
+
+/// The symbol of `extern "C" fn(SocketsHook)`: the plugin keeps the host's hook.
+pub const SOCKETS_SYMBOL: &[u8] = b"spud_plugin_accept_sockets\0";
+/// The symbol of `extern "C" fn() -> *const TypeLayout`: the layout of [`SocketsHook`] as
+/// the plugin was built.
+pub const SOCKETS_LAYOUT_SYMBOL: &[u8] = b"spud_plugin_sockets_layout\0";
 
 /// The symbol of `extern "C" fn() -> TypedModRef`.
 pub const TYPED_SYMBOL: &[u8] = b"spud_plugin_typed_module\0";

@@ -104,26 +104,6 @@ impl Host {
         self.log(Level::Debug, message);
     }
 
-    /// The listening socket the host holds for this job on `address` (see
-    /// [`kit::listen`](crate::kit::listen)); None from a host that holds none.
-    pub(crate) fn held_socket(
-        &self,
-        tcp: bool,
-        address: &str,
-        recv_buffer: Option<usize>,
-    ) -> Option<Result<std::os::fd::OwnedFd, crate::Error>> {
-        let answer = self
-            .inner
-            .held_socket(tcp, address.into(), recv_buffer.unwrap_or(0) as u64)
-            .into_option()?;
-        Some(match answer.into_result() {
-            // SAFETY: the host handed over a descriptor of its own making, for this plugin
-            // to own and close.
-            Ok(fd) => Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }),
-            Err(e) => Err(e.into()),
-        })
-    }
-
     /// For services: waits up to `wait`, returning true as soon as the host asks the job to
     /// stop. A service loop is `while !host.stop_requested(interval) { ... }`.
     pub fn stop_requested(&self, wait: Duration) -> bool {

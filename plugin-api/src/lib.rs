@@ -75,8 +75,10 @@
 //! while it is 0.x, the same 0.minor (0.1.0 and 0.1.7 load together; 0.2 does not); from
 //! 1.0, the same major. The root module keeps its 0.1.0 layout (abi_stable refuses a library
 //! whose root module has fewer fields than the host's); new capabilities come as symbols of
-//! their own, such as the typed module of 0.1.2 ([`ffi::TypedMod`]), so a plugin built against
-//! an older compatible version keeps loading.
+//! their own, such as the typed module of 0.1.2 ([`ffi::TypedMod`]) and the socket hook of
+//! 0.1.5 ([`ffi::SocketsHook`]), so a plugin built against an older compatible version keeps
+//! loading. (Nor may a type the host hands a plugin, such as [`ffi::HostApi`], grow: abi_stable
+//! checks it the same way.)
 #![deny(missing_docs)]
 
 pub mod ffi;

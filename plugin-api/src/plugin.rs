@@ -240,6 +240,18 @@ macro_rules! export_plugin {
         }
 
         #[doc(hidden)]
+        #[export_name = "spud_plugin_accept_sockets"]
+        pub extern "C" fn __spud_accept_sockets(hook: $crate::ffi::SocketsHook) {
+            $crate::ffi::accept_sockets(hook)
+        }
+
+        #[doc(hidden)]
+        #[export_name = "spud_plugin_sockets_layout"]
+        pub extern "C" fn __spud_sockets_layout() -> *const $crate::abi_stable::type_layout::TypeLayout {
+            <$crate::ffi::SocketsHook as $crate::abi_stable::StableAbi>::LAYOUT
+        }
+
+        #[doc(hidden)]
         #[export_name = "_1as_0lib_1header_0root_bmodule_bloader"]
         pub static __SPUD_LIB_HEADER: $crate::abi_stable::library::LibHeader = {
             extern "C" fn erased() -> $crate::abi_stable::library::RootModuleResult {
@@ -356,7 +368,12 @@ mod tests {
             macro_text.contains(&format!("#[export_name = \"{name}\"]")),
             "{name}"
         );
-        for symbol in [crate::ffi::TYPED_SYMBOL, crate::ffi::TYPED_LAYOUT_SYMBOL] {
+        for symbol in [
+            crate::ffi::TYPED_SYMBOL,
+            crate::ffi::TYPED_LAYOUT_SYMBOL,
+            crate::ffi::SOCKETS_SYMBOL,
+            crate::ffi::SOCKETS_LAYOUT_SYMBOL,
+        ] {
             let name = std::str::from_utf8(&symbol[..symbol.len() - 1]).unwrap();
             assert!(
                 macro_text.contains(&format!("#[export_name = \"{name}\"]")),

@@ -764,7 +764,9 @@ fn build_fixture(
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         write_if_changed(&path, &text);
     }
+    // Its dependencies only: the dev-dependencies name workspace crates.
     let deps = &api_manifest[api_manifest.find("[dependencies]").unwrap()..];
+    let deps = &deps[..deps.find("\n[dev-dependencies]").unwrap_or(deps.len())];
     write_if_changed(
         &api.join("Cargo.toml"),
         &format!("[package]\nname = \"spud-plugin-api\"\nversion = \"{version}\"\nedition = \"2021\"\n\n{deps}"),

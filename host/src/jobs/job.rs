@@ -10,6 +10,7 @@ use spud_plugin_api::ffi::{CollectorBox, JobStyle};
 
 use crate::jobs::isolation::Isolated;
 use crate::jobs::job_host::{Context, JobHost};
+use crate::jobs::sockets;
 use crate::loading::library::Module;
 use crate::loading::loader::Plugin;
 use crate::loading::plugin_host;
@@ -120,8 +121,10 @@ impl Job {
                     interval_ms: spec.interval.as_millis() as u64,
                     timeout_ms: spec.timeout.as_millis() as u64,
                 };
-                let collector =
-                    module.new_job(ffi_spec, plugin_host::handle(&spec.name, Arc::clone(&host)))?;
+                // A receiving plugin asks for its sockets while it makes the job.
+                let collector = sockets::while_making(&host, || {
+                    module.new_job(ffi_spec, plugin_host::handle(&spec.name, Arc::clone(&host)))
+                })?;
                 let style = collector.style();
                 (Runner::InProcess(module, Mutex::new(collector)), style)
             }

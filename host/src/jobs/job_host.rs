@@ -90,25 +90,29 @@ impl Outlet for JobHost {
     fn stop(&self) -> &StopFlag {
         &self.stop
     }
+}
 
-    fn held_socket(
+impl JobHost {
+    /// A descriptor of the listening socket kept for this job on `address` (see
+    /// `jobs::sockets`), which this generation keeps open while it lives.
+    pub fn held_socket(
         &self,
         tcp: bool,
         address: &str,
         recv_buffer: Option<usize>,
-    ) -> Option<Result<OwnedFd, String>> {
+    ) -> Result<OwnedFd, String> {
         let sockets = &self.ctx.sockets;
         let shared = match tcp {
             true => sockets.tcp(address, &self.job),
             false => sockets.udp(address, &self.job, recv_buffer),
         };
-        Some(shared.and_then(|socket| {
+        shared.and_then(|socket| {
             let fd = socket
                 .try_clone()
                 .map(OwnedFd::from)
                 .map_err(|e| format!("listen = {address:?}: {e}"))?;
             self.held.lock().push(socket);
             Ok(fd)
-        }))
+        })
     }
 }

@@ -6,13 +6,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use abi_stable::library::{lib_header_from_path, RawLibrary};
 use abi_stable::std_types::{RResult, RVec};
 use abi_stable::type_layout::TypeLayout;
 use abi_stable::StableAbi;
 use spud_plugin_api::ffi::{
-    self, CollectorBox, HostBox, JobDef, PluginInfo, PluginModRef, TypedModRef,
+    self, CollectorBox, HostBox, JobDef, PluginInfo, PluginModRef, SocketsHook, TypedModRef,
 };
 
 use crate::model::{Failure, FailureKind};
@@ -185,18 +186,53 @@ pub fn open_module(library: &Path) -> Result<Module, String> {
         .init_root_module::<PluginModRef>()
         .map_err(|e| short_abi_report(&e.to_string()))?;
     MAPPED.fetch_add(1, Ordering::Relaxed);
-    Ok(Module {
-        root,
-        typed: typed_module(library)?,
-    })
-}
-
-/// The typed module of a plugin built against 0.1.2 or later; None for an older one.
-fn typed_module(library: &Path) -> Result<Option<TypedModRef>, String> {
     // The library is mapped already: this takes another reference to the same mapping,
     // kept (like abi_stable's) for as long as the process lives.
     let raw = RawLibrary::load_at(library).map_err(|e| e.to_string())?;
     let raw: &'static RawLibrary = Box::leak(Box::new(raw));
+    hand_sockets(raw)?;
+    Ok(Module {
+        root,
+        typed: typed_module(raw)?,
+    })
+}
+
+/// The hook every plugin mapped from now on gets, to ask for the sockets the host keeps
+/// (set by the host at start; a worker process sets none, so its plugins bind their own).
+static SOCKETS: OnceLock<SocketsHook> = OnceLock::new();
+
+/// Offers `hook` to every plugin mapped from now on.
+pub fn offer_sockets(hook: SocketsHook) {
+    let _ = SOCKETS.set(hook);
+}
+
+/// Hands the host's socket hook to a plugin built against 0.1.5 or later, once its layout
+/// checks out; an older plugin has no place for it and binds its own sockets.
+fn hand_sockets(raw: &RawLibrary) -> Result<(), String> {
+    let Some(hook) = SOCKETS.get() else {
+        return Ok(());
+    };
+    // SAFETY: these symbols, where present, are the functions plugin-api's
+    // `export_plugin!` defines with exactly these signatures.
+    unsafe {
+        let Ok(accept) = raw.get::<extern "C" fn(SocketsHook)>(ffi::SOCKETS_SYMBOL) else {
+            return Ok(());
+        };
+        let layout = raw
+            .get::<extern "C" fn() -> *const TypeLayout>(ffi::SOCKETS_LAYOUT_SYMBOL)
+            .map_err(|_| "incompatible plugin: it takes sockets but has not their layout")?;
+        abi_stable::abi_stability::abi_checking::check_layout_compatibility(
+            <SocketsHook as StableAbi>::LAYOUT,
+            &*layout(),
+        )
+        .map_err(|e| short_abi_report(&e.to_string()))?;
+        accept(*hook);
+    }
+    Ok(())
+}
+
+/// The typed module of a plugin built against 0.1.2 or later; None for an older one.
+fn typed_module(raw: &RawLibrary) -> Result<Option<TypedModRef>, String> {
     // SAFETY: these symbols, where present, are the functions plugin-api's
     // `export_plugin!` defines with exactly these signatures.
     let (module, layout) = unsafe {

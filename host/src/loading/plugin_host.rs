@@ -1,16 +1,14 @@
 //! The `Host` a plugin sees, one implementation for a job in this process and for one in a
 //! worker process: keys under the job's name, running counts (`count`), `[vars]`, the stop
 //! flag a service polls, and log levels. The two differ only in where samples and log lines
-//! go, where vars and the stop flag live, and whether listening sockets are kept for the job
-//! across its generations: an [`Outlet`].
+//! go and where vars and the stop flag live: an [`Outlet`].
 
 use std::collections::HashMap;
-use std::os::fd::{IntoRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RErr, RNone, ROk, ROption, RResult, RSome, RStr, RString};
+use abi_stable::std_types::{RNone, ROption, RSome, RStr, RString};
 use parking_lot::{Condvar, Mutex, RwLock};
 use spud_plugin_api::ffi::{HostApi, HostApi_TO, HostBox, Level};
 
@@ -24,17 +22,6 @@ pub trait Outlet: Send + Sync + 'static {
     fn vars(&self) -> &RwLock<HashMap<String, String>>;
     /// Set when the job must stop.
     fn stop(&self) -> &StopFlag;
-    /// A descriptor of the listening socket kept for this job on `address`, shared by its
-    /// generations; None where no sockets are kept (a worker: the plugin binds its own).
-    fn held_socket(
-        &self,
-        tcp: bool,
-        address: &str,
-        recv_buffer: Option<usize>,
-    ) -> Option<Result<OwnedFd, String>> {
-        let _ = (tcp, address, recv_buffer);
-        None
-    }
 }
 
 /// The handle a plugin gets for job `job`, whose samples go to `outlet`.
@@ -108,21 +95,6 @@ impl<O: Outlet> HostApi for PluginHost<O> {
 
     fn stop_requested(&self, ms: u64) -> bool {
         self.outlet.stop().wait(ms)
-    }
-
-    fn held_socket(
-        &self,
-        tcp: bool,
-        address: RStr<'_>,
-        recv_buffer: u64,
-    ) -> ROption<RResult<i32, RString>> {
-        let recv_buffer = (recv_buffer > 0).then_some(recv_buffer as usize);
-        match self.outlet.held_socket(tcp, address.as_str(), recv_buffer) {
-            None => RNone,
-            // The plugin owns the descriptor from here on.
-            Some(Ok(fd)) => RSome(ROk(fd.into_raw_fd())),
-            Some(Err(e)) => RSome(RErr(e.into())),
-        }
     }
 }
 

@@ -26,6 +26,8 @@ pub fn run(config_path: &Path) -> Result<()> {
     let config = Config::parse(&text, config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let _lock = lock(config_path)?;
     library::remove_stale_copies();
+    // Receiving plugins share one socket per job across their generations (jobs::sockets).
+    library::offer_sockets(crate::jobs::sockets::HOOK);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -2,12 +2,12 @@
 //!
 //! A hot reload makes the job's new generation before it stops the old one. To keep the port
 //! through that, the socket is **held by the host** and shared: the first generation asks the
-//! host for it (the host binds it and records it under protocol, address and job), and every
-//! later generation of the same job, the generations of a replaced `.so` included, gets a
-//! descriptor of the very same socket. No datagram or connection falls in a gap, and what
+//! host for it in `new_job` (the host binds it and records it under protocol, address and
+//! job), and every later generation of the same job, the generations of a replaced `.so`
+//! included, gets a descriptor of the very same socket. No datagram or connection falls in a gap, and what
 //! waits in the socket when the old generation stops is read by the new one. When the last
 //! generation holding it is gone, it closes. Under a host that keeps no sockets (an older
-//! host, an isolated job's worker) the plugin keeps the table itself, shared by the
+//! host, an isolated job's worker, a call outside `new_job`) the plugin keeps the table itself, shared by the
 //! generations of one copy of the plugin; each socket is then bound with `SO_REUSEPORT`, so
 //! a replaced `.so` binds beside the old one rather than failing.
 
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::{Error, Host};
+use crate::Error;
 
 /// How long a blocking `recv` or `accept` waits before its loop looks at the stop flag.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -49,6 +49,27 @@ impl Default for Sockets {
 /// This plugin library's own table, for a host that keeps no sockets.
 static LOCAL: Sockets = Sockets::new();
 
+/// A descriptor of the socket the host keeps for `job` on `address`; None where it keeps none.
+fn from_host(
+    tcp: bool,
+    address: &str,
+    job: &str,
+    recv_buffer: Option<usize>,
+) -> Option<Result<Socket, Error>> {
+    let hook = crate::ffi::sockets_hook()?;
+    let answer = (hook.held_socket)(
+        tcp,
+        address.into(),
+        job.into(),
+        recv_buffer.unwrap_or(0) as u64,
+    );
+    Some(match answer.into_option()?.into_result() {
+        // SAFETY: the host made this descriptor for this plugin to own and close.
+        Ok(fd) => Ok(unsafe { <Socket as std::os::fd::FromRawFd>::from_raw_fd(fd) }),
+        Err(e) => Err(e.into()),
+    })
+}
+
 /// A socket this job holds: a descriptor of the shared socket, which stays open while any
 /// generation holds it.
 pub struct Held<T> {
@@ -67,14 +88,9 @@ impl<T> std::ops::Deref for Held<T> {
 /// A UDP socket on `address` for `job`, the one its other generations hold if any does.
 /// Reads time out after [`POLL`]. `recv_buffer` asks the kernel for a receive buffer of that
 /// many bytes (it may grant less: `net.core.rmem_max`).
-pub fn udp(
-    host: &Host,
-    address: &str,
-    job: &str,
-    recv_buffer: Option<usize>,
-) -> Result<Held<UdpSocket>, Error> {
-    let (socket, shared) = match host.held_socket(false, address, recv_buffer) {
-        Some(fd) => (Socket::from(fd?), None),
+pub fn udp(address: &str, job: &str, recv_buffer: Option<usize>) -> Result<Held<UdpSocket>, Error> {
+    let (socket, shared) = match from_host(false, address, job, recv_buffer) {
+        Some(socket) => (socket?, None),
         None => {
             let shared = LOCAL.udp(address, job, recv_buffer)?;
             (
@@ -95,9 +111,9 @@ pub fn udp(
 
 /// A TCP listener on `address` for `job`, the one its other generations hold if any does.
 /// `accept` times out after [`POLL`].
-pub fn tcp(host: &Host, address: &str, job: &str) -> Result<Held<TcpListener>, Error> {
-    let (socket, shared) = match host.held_socket(true, address, None) {
-        Some(fd) => (Socket::from(fd?), None),
+pub fn tcp(address: &str, job: &str) -> Result<Held<TcpListener>, Error> {
+    let (socket, shared) = match from_host(true, address, job, None) {
+        Some(socket) => (socket?, None),
         None => {
             let shared = LOCAL.tcp(address, job)?;
             (

@@ -120,7 +120,7 @@ impl Plugin for Collectd {
                 bad[0]
             ));
         }
-        let socket = listen::udp(&host, &o.listen, &job.name, Some(o.recv_buffer))?;
+        let socket = listen::udp(&o.listen, &job.name, Some(o.recv_buffer))?;
         Ok(Collector::service(Receiver {
             socket,
             level,

@@ -107,14 +107,9 @@ impl Plugin for Graphite {
     fn new_job(job: &Job, host: Host) -> Result<Collector, Error> {
         let o: Options = job.options()?;
         // Bound now, so an address in use is the new job's error and the old one stays.
-        let tcp = listen::tcp(&host, &o.listen, &job.name)?;
+        let tcp = listen::tcp(&o.listen, &job.name)?;
         let udp = match o.udp {
-            true => Some(listen::udp(
-                &host,
-                &o.listen,
-                &job.name,
-                Some(o.recv_buffer),
-            )?),
+            true => Some(listen::udp(&o.listen, &job.name, Some(o.recv_buffer))?),
             false => None,
         };
         let intake = Arc::new(Intake::new(&job.name, host.clone()));

@@ -85,7 +85,7 @@ impl Plugin for Influx {
         if o.max_requests == 0 {
             return Err("options: max_requests must be at least 1".into());
         }
-        let listener = listen::tcp(&host, &o.listen, &job.name)?;
+        let listener = listen::tcp(&o.listen, &job.name)?;
         Ok(Collector::service(Server {
             listener,
             interval: job.interval,

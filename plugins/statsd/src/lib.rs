@@ -223,16 +223,11 @@ impl Plugin for Statsd {
             return Err(format!("options: percentiles: {p} is not in (0, 100]"));
         }
         let udp = match o.udp {
-            true => Some(listen::udp(
-                &host,
-                &o.listen,
-                &job.name,
-                Some(o.recv_buffer),
-            )?),
+            true => Some(listen::udp(&o.listen, &job.name, Some(o.recv_buffer))?),
             false => None,
         };
         let tcp = match o.tcp {
-            true => Some(listen::tcp(&host, &o.listen, &job.name)?),
+            true => Some(listen::tcp(&o.listen, &job.name)?),
             false => None,
         };
         Ok(Collector::service(Server {
