@@ -4,9 +4,5 @@
 
 #[test]
 fn no_module_or_layer_imports_one_that_imports_it_back() {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let graph = spud_layers::graph(&src);
-    assert!(graph.len() > 5, "read {graph:?}");
-    let circles = spud_layers::circles(&graph);
-    assert!(circles.is_empty(), "circles of imports: {circles:#?}");
+    spud_layers::assert_layered(env!("CARGO_MANIFEST_DIR"));
 }

@@ -250,10 +250,19 @@ mod tests {
 
     static TABLE: Sockets = Sockets::new();
 
+    fn address_of(socket: &Socket) -> String {
+        socket
+            .local_addr()
+            .unwrap()
+            .as_socket()
+            .unwrap()
+            .to_string()
+    }
+
     #[test]
     fn the_next_generation_of_a_job_gets_the_same_socket() {
         let old = TABLE.udp("127.0.0.1:0", "j", None).unwrap();
-        let address = old.local_addr().unwrap().as_socket().unwrap().to_string();
+        let address = address_of(&old);
         let new = udp(&address, "j").unwrap();
         // One datagram sent; whichever generation reads, it is the same socket.
         let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -266,12 +275,7 @@ mod tests {
     #[test]
     fn another_job_on_a_held_address_is_refused() {
         let listener = tcp("127.0.0.1:0", "x").unwrap();
-        let address = listener
-            .local_addr()
-            .unwrap()
-            .as_socket()
-            .unwrap()
-            .to_string();
+        let address = address_of(&listener);
         let _held = tcp(&address, "x").unwrap();
         let e = tcp(&address, "y").err().unwrap();
         assert!(e.contains("job x"), "{e}");
@@ -280,19 +284,11 @@ mod tests {
     #[test]
     fn a_released_address_binds_again() {
         let listener = tcp("127.0.0.1:0", "r").unwrap();
-        let address = listener
-            .local_addr()
-            .unwrap()
-            .as_socket()
-            .unwrap()
-            .to_string();
+        let address = address_of(&listener);
         let held = tcp(&address, "r").unwrap();
         drop(held);
         drop(listener);
         let again = tcp(&address, "other").unwrap();
-        assert_eq!(
-            again.local_addr().unwrap().as_socket().unwrap().to_string(),
-            address
-        );
+        assert_eq!(address_of(&again), address);
     }
 }

@@ -55,6 +55,15 @@ pub fn graph(src: &Path) -> Graph {
     graph
 }
 
+/// The layers test of the crate at `manifest_dir` (its `CARGO_MANIFEST_DIR`): panics naming
+/// every circle of its `src/`.
+pub fn assert_layered(manifest_dir: &str) {
+    let graph = graph(&Path::new(manifest_dir).join("src"));
+    assert!(graph.len() > 5, "read {graph:?}");
+    let circles = circles(&graph);
+    assert!(circles.is_empty(), "circles of imports: {circles:#?}");
+}
+
 /// Every circle: first between modules, then between top-level modules. Empty: none.
 pub fn circles(graph: &Graph) -> Vec<String> {
     let mut found = Vec::new();
