@@ -40,9 +40,17 @@ pub use store::value::{Sample, Value};
 /// Logs to stderr through `tracing`, at `RUST_LOG`'s levels (default `info`), in colour only
 /// on a terminal. For the project's binaries.
 pub fn init_logs() {
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    // The NATS client logs every attempt to reconnect; the NATS output says an outage once
+    // itself. Named in RUST_LOG, its lines are shown.
+    let spec = if spec.contains("async_nats") {
+        spec
+    } else {
+        format!("{spec},async_nats=off")
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_new(spec).unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

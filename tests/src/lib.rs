@@ -13,7 +13,9 @@ pub mod alertmanager;
 pub mod collectd;
 pub mod etsy;
 pub mod http;
+pub mod nats;
 pub mod prometheus;
+pub mod victoria;
 pub mod webdriver;
 
 /// The workspace's top folder.

@@ -96,7 +96,7 @@ impl Prometheus {
     }
 }
 
-fn url_escape(s: &str) -> String {
+pub fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

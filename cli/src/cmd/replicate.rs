@@ -3,7 +3,8 @@
 //! command whose stdin and stdout reach it (`--from-cmd 'ssh -p 222 spud@border'`, through
 //! `spud cmdshell` at the far end), as the original went through ssh. Either side may go
 //! away: the source is subscribed to again with backoff, and samples for the destination
-//! wait in a bounded buffer (the oldest dropped and counted beyond it). The carriage returns
+//! wait in a bounded buffer, or with `--spool DIR` on disk, where a restart keeps them (the
+//! oldest dropped and counted beyond either bound). The carriage returns
 //! a pty adds (`ssh -tt`) are stripped. Its own figures go to the destination every 5 s as
 //! `replicate.received`, `.sent`, `.buffered`, `.dropped`, `.lag_s` (now minus the newest
 //! sample's time) and `.reconnects`.
@@ -41,6 +42,13 @@ pub struct ReplicateArgs {
     /// Samples kept while the destination is away.
     #[arg(long, default_value_t = 100_000, value_name = "SAMPLES")]
     buffer: usize,
+    /// Keep samples for the destination in this directory instead: an outage and a restart
+    /// meanwhile lose nothing.
+    #[arg(long, value_name = "DIR")]
+    spool: Option<PathBuf>,
+    /// The spool's bound; past it the oldest samples are dropped.
+    #[arg(long, default_value_t = 1 << 30, value_name = "BYTES")]
+    spool_max: u64,
     /// A file whose first line is the token for the source server (sent through
     /// --from-cmd too).
     #[arg(long, value_name = "FILE")]
@@ -183,7 +191,17 @@ pub fn run(args: ReplicateArgs, identity: Option<(&Path, &Path)>) -> i32 {
             return 2;
         }
     };
-    let pusher = Pusher::start(to, args.buffer.max(1));
+    let backlog = match &args.spool {
+        Some(dir) => match spud_spool::Backlog::spool(dir, args.spool_max) {
+            Ok(backlog) => backlog,
+            Err(e) => {
+                eprintln!("spud replicate: {e}");
+                return 2;
+            }
+        },
+        None => spud_spool::Backlog::memory(args.buffer.max(1)),
+    };
+    let pusher = Pusher::start(to, backlog);
     let counts = Arc::new(Counts::default());
     {
         let (pusher, counts) = (Arc::clone(&pusher), Arc::clone(&counts));

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::model::{Isolation, JobSpec, Limits, Probe};
+use crate::sinks::backlog::Waiting;
 use crate::sinks::outputs::OutputConfig;
 use spud_server::client::endpoint::Endpoint;
 
@@ -57,8 +58,13 @@ pub struct PluginSettings {
 pub struct ServerSection {
     /// Push to a remote `spud-server` instead.
     pub remote: Option<String>,
-    /// Samples kept while the remote server is away (default 100,000).
+    /// Samples kept in memory while the remote server is away (default 100,000).
     pub buffer: Option<usize>,
+    /// With `remote`: samples wait in this directory (relative to this file) instead, so
+    /// that an outage and a restart meanwhile lose nothing.
+    pub spool: Option<PathBuf>,
+    /// The spool's bound in bytes (default 1 GiB); past it the oldest samples are dropped.
+    pub spool_max: Option<u64>,
     /// The token the host presents to the `remote` server: a file whose first line is the
     /// secret, relative to this file.
     pub token_file: Option<PathBuf>,
@@ -96,6 +102,15 @@ impl ServerSection {
     /// Samples kept while the remote server is away.
     pub fn buffer(&self) -> usize {
         self.buffer.unwrap_or(Self::DEFAULT_BUFFER)
+    }
+
+    /// Where samples for the remote server wait.
+    pub fn waiting(&self, config_path: &Path) -> Waiting {
+        Waiting {
+            spool: self.spool.as_ref().map(|p| relative_to(config_path, p)),
+            spool_max: self.spool_max.unwrap_or(Waiting::DEFAULT_SPOOL_MAX),
+            buffer: self.buffer(),
+        }
     }
 }
 
@@ -311,6 +326,33 @@ impl Config {
                     output.name(i)
                 ));
             }
+        }
+        if self.server.remote.is_none() && self.server.spool.is_some() {
+            problems.push(format!(
+                "{}: [server] `spool` keeps samples for a `remote` server; outputs take a `spool` of their own",
+                at("spool")
+            ));
+        }
+        // One destination per spool: its records are taken by one sender.
+        let mut spools: Vec<(&Path, String)> = Vec::new();
+        let named = self
+            .server
+            .spool
+            .as_deref()
+            .map(|p| (p, "[server] remote".to_string()))
+            .into_iter()
+            .chain(self.outputs.iter().enumerate().filter_map(|(i, o)| {
+                Some((o.settings().spool()?, format!("[[output]] {}", o.name(i))))
+            }));
+        for (spool, owner) in named {
+            if let Some((_, first)) = spools.iter().find(|(p, _)| *p == spool) {
+                problems.push(format!(
+                    "{}: {owner} and {first} both spool to {}; give each its own folder",
+                    at(&spool.display().to_string()),
+                    spool.display()
+                ));
+            }
+            spools.push((spool, owner));
         }
         if self.host.workers == 0 {
             problems.push(format!(

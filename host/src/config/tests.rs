@@ -294,3 +294,34 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn a_spool_serves_one_destination_and_a_nats_output_is_checked() {
+    let e = parse(
+        "[server]\nremote = \"x:1\"\nspool = \"q\"\n\n[[output]]\ntype = \"nats\"\nname = \"n\"\nspool = \"q\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.problems.len(), 1, "{:?}", e.problems);
+    assert!(
+        e.problems[0].contains("[[output]] n and [server] remote both spool to q"),
+        "{}",
+        e.problems[0]
+    );
+    let e = parse("[server]\nspool = \"q\"\n").unwrap_err();
+    assert!(
+        e.problems[0].contains("keeps samples for a `remote` server"),
+        "{:?}",
+        e.problems
+    );
+    let e = parse(
+        "[[output]]\ntype = \"nats\"\nname = \"n\"\nservers = [\"nats://h:4222\"]\nsubject = \"a..b\"\n",
+    )
+    .unwrap_err();
+    assert!(
+        e.problems[0].contains("gatherer.toml:4: [[output]] n: subject \"a..b\""),
+        "{}",
+        e.problems[0]
+    );
+    let ok = parse("[[output]]\ntype = \"nats\"\nspool = \"a\"\n\n[[output]]\ntype = \"nats\"\nspool = \"b\"\n");
+    assert!(ok.is_ok(), "{:?}", ok.err().map(|e| e.problems));
+}

@@ -58,6 +58,7 @@ impl Gatherer {
             &config.outputs,
             &Started {
                 exporter: Arc::clone(&exporter),
+                config_path: config_path.to_path_buf(),
             },
         );
         // One spelling for every plugin file, whether it came from a directory listing or
@@ -103,6 +104,7 @@ impl Gatherer {
             current.iter().cloned().partition(|o| going(o.name()));
         let started = Started {
             exporter: Arc::clone(&self.exporter),
+            config_path: self.config_path.clone(),
         };
         kept.extend(
             starting
@@ -134,7 +136,13 @@ impl Gatherer {
             return;
         };
         match config.server.endpoint(&self.config_path) {
-            Some(Ok(endpoint)) => pusher.retarget(endpoint, config.server.buffer()),
+            Some(Ok(endpoint)) => {
+                let backlog = config
+                    .server
+                    .waiting(&self.config_path)
+                    .open("[server] remote", Some(&pusher.backlog()));
+                pusher.retarget(endpoint, backlog)
+            }
             Some(Err(e)) => tracing::error!(
                 "[server] remote: {e}; samples keep going to {}",
                 pusher.endpoint()

@@ -52,8 +52,10 @@ fn once(g: &Gatherer) {
     }
     if let Target::Remote(remote) = &g.ctx.sink.target {
         g.report("host.remote.sent", remote.sent());
-        g.report("host.remote.buffered", remote.buffered());
-        g.report("host.remote.dropped", remote.dropped());
+        let now = spud_server::unix_now();
+        for (figure, value) in crate::sinks::backlog::figures(&remote.backlog(), now) {
+            g.report(&format!("host.remote.{figure}"), value);
+        }
         g.report("host.remote.connected", u8::from(remote.connected()));
     }
 }

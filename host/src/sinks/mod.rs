@@ -1,6 +1,7 @@
 //! Where samples go: straight into the embedded server's store, or to a remote server; and
 //! to every `[[output]]` besides.
 
+pub mod backlog;
 pub mod outputs;
 
 use std::sync::Arc;

@@ -96,7 +96,11 @@ fn remote(config: &Config, config_path: &Path, addr: &str) -> Result<Store> {
         .endpoint(config_path)
         .expect("a remote server is named")
         .map_err(anyhow::Error::msg)?;
-    let pusher = Pusher::start(endpoint, config.server.buffer());
+    let backlog = config
+        .server
+        .waiting(config_path)
+        .open("[server] remote", None);
+    let pusher = Pusher::start(endpoint, backlog);
     tracing::info!("pushing samples to the remote server {addr}");
     Ok(Store::Remote(pusher))
 }

@@ -1,31 +1,33 @@
 //! Pushing samples into a remote stat server (spud-host's remote sink, `spud replicate`):
-//! pipelined `set TIME KEY VALUE`, reconnecting with backoff. Samples wait in a bounded buffer while the server is away and go out with
-//! their original times when it is back. `set` rather than `qset`: each `OK` acknowledges one
-//! sample, so a sample written into a connection that then died is sent again, not lost.
-//! When the buffer is full the oldest samples are dropped, counted and logged. It can be
-//! pointed at another server while it runs (`retarget`): what is buffered for the old one,
-//! acknowledged or not, goes to the new one.
+//! pipelined `set TIME KEY VALUE`, reconnecting with backoff. Samples wait in a backlog
+//! (memory, or a spool on disk that a restart keeps) while the server is away and go out
+//! with their original times when it is back. `set` rather than `qset`: each `OK`
+//! acknowledges one sample, so a sample written into a connection that then died is sent
+//! again, not lost. It can be pointed at another server, or given another backlog, while it
+//! runs (`retarget`): what is held for the old one, acknowledged or not, goes to the new one.
 
-use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
+use spud_spool::Backlog;
 
 use crate::client::endpoint::{Connection, Endpoint};
 
 /// Samples sent but not yet acknowledged, at most.
 const IN_FLIGHT: usize = 10_000;
 
+/// How long the writer waits for samples before it looks at its connection again.
+const IDLE: Duration = Duration::from_millis(100);
+
 /// A buffered, acknowledged pusher to one server.
 pub struct Pusher {
     endpoint: Mutex<Endpoint>,
-    capacity: AtomicUsize,
+    backlog: Mutex<Arc<Backlog>>,
     state: Mutex<State>,
     changed: Condvar,
-    dropped: AtomicU64,
     sent: AtomicU64,
     connected: AtomicBool,
     stopping: AtomicBool,
@@ -33,25 +35,20 @@ pub struct Pusher {
 
 #[derive(Default)]
 struct State {
-    /// Not yet sent, oldest first.
-    waiting: VecDeque<String>,
-    /// Sent, awaiting their `OK`, oldest first.
-    in_flight: VecDeque<String>,
     /// Bumped when a connection ends, so the writer knows to reconnect.
     broken: u64,
-    /// Bumped when the endpoint changes, so the writer leaves the old server.
+    /// Bumped when the endpoint or the backlog changes, so the writer leaves the old ones.
     target: u64,
 }
 
 impl Pusher {
-    /// Starts the sender thread.
-    pub fn start(addr: Endpoint, capacity: usize) -> Arc<Pusher> {
+    /// Starts the sender thread; samples wait in `backlog` until the server has them.
+    pub fn start(addr: Endpoint, backlog: Arc<Backlog>) -> Arc<Pusher> {
         let sink = Arc::new(Pusher {
             endpoint: Mutex::new(addr),
-            capacity: AtomicUsize::new(capacity.max(1)),
+            backlog: Mutex::new(backlog),
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
-            dropped: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
@@ -64,24 +61,13 @@ impl Pusher {
         sink
     }
 
-    /// Queues one sample; the oldest waiting one is dropped (and counted) when full.
+    /// Queues one sample (the backlog drops, and counts, its oldest when full).
     pub fn push(&self, key: &str, value: &str, time: u64) {
-        let line = format!("set {time} {key} {value}\r\n");
-        let capacity = self.capacity.load(Ordering::Relaxed);
-        let mut state = self.state.lock();
-        if state.waiting.len() + state.in_flight.len() >= capacity {
-            state.waiting.pop_front();
-            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            if dropped.is_power_of_two() {
-                tracing::warn!(
-                    "remote server {} is away and the buffer of {capacity} samples is full: {dropped} oldest samples dropped so far",
-                    self.endpoint()
-                );
-            }
-        }
-        state.waiting.push_back(line);
-        drop(state);
-        self.changed.notify_all();
+        let mut body = Vec::with_capacity(key.len() + value.len() + 1);
+        body.extend_from_slice(key.as_bytes());
+        body.push(b' ');
+        body.extend_from_slice(value.as_bytes());
+        self.backlog().push(time, &body);
     }
 
     /// The server it sends to now.
@@ -89,25 +75,48 @@ impl Pusher {
         self.endpoint.lock().clone()
     }
 
-    /// Sends to `endpoint` from now on, keeping at most `capacity` samples while it is
-    /// away. What waits, and what the old server has not acknowledged, goes to the new one
-    /// (a sample the old one took but had not yet acknowledged reaches both).
-    pub fn retarget(&self, endpoint: Endpoint, capacity: usize) {
+    /// Where samples wait now.
+    pub fn backlog(&self) -> Arc<Backlog> {
+        Arc::clone(&self.backlog.lock())
+    }
+
+    /// Sends to `endpoint` from now on, samples waiting in `backlog`. What waits, and what
+    /// the old server has not acknowledged, goes to the new one (a sample the old one took
+    /// but had not yet acknowledged reaches both) and into the new backlog.
+    pub fn retarget(&self, endpoint: Endpoint, backlog: Arc<Backlog>) {
         let old = std::mem::replace(&mut *self.endpoint.lock(), endpoint);
-        self.capacity.store(capacity.max(1), Ordering::Relaxed);
+        let old_backlog = std::mem::replace(&mut *self.backlog.lock(), Arc::clone(&backlog));
         self.state.lock().target += 1;
         self.changed.notify_all();
+        if !Arc::ptr_eq(&old_backlog, &backlog) {
+            // Once the writer has let go of the old backlog, what it holds moves over, in
+            // order.
+            let _sender = old_backlog.consume();
+            let mut moved = 0;
+            loop {
+                let records = old_backlog.take(10_000, Duration::ZERO);
+                if records.is_empty() {
+                    break;
+                }
+                for r in &records {
+                    backlog.push(r.time, &r.body);
+                }
+                moved += records.len();
+                old_backlog.ack(records.len());
+            }
+            old_backlog.sync();
+            tracing::info!("remote server: {moved} held samples moved to the new backlog");
+        }
         tracing::info!(
-            "remote server: switching from {old} to {} with {} samples buffered",
+            "remote server: switching from {old} to {} with {} samples held",
             self.endpoint(),
             self.buffered()
         );
     }
 
     /// Samples waiting or unacknowledged.
-    pub fn buffered(&self) -> usize {
-        let s = self.state.lock();
-        s.waiting.len() + s.in_flight.len()
+    pub fn buffered(&self) -> u64 {
+        self.backlog().held()
     }
 
     /// Samples the server acknowledged.
@@ -115,9 +124,9 @@ impl Pusher {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// Samples dropped because the buffer was full.
+    /// Samples dropped because the backlog was full.
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.backlog().dropped()
     }
 
     /// Whether it is connected now.
@@ -125,23 +134,25 @@ impl Pusher {
         self.connected.load(Ordering::Relaxed)
     }
 
-    /// Waits up to `within` for the buffer to empty, then stops the sender.
+    /// Waits up to `within` for the backlog to empty, then stops the sender. A spool keeps
+    /// what is left for the next start.
     pub fn flush_and_stop(&self, within: Duration) {
-        let deadline = std::time::Instant::now() + within;
-        let mut state = self.state.lock();
-        while state.waiting.len() + state.in_flight.len() > 0 {
-            if self.changed.wait_until(&mut state, deadline).timed_out() {
-                tracing::warn!(
-                    "{} samples for {} not delivered at shutdown",
-                    state.waiting.len() + state.in_flight.len(),
-                    self.endpoint()
-                );
-                break;
-            }
+        let backlog = self.backlog();
+        if !backlog.drained(within) {
+            tracing::warn!(
+                "{} samples for {} not delivered at shutdown{}",
+                backlog.held(),
+                self.endpoint(),
+                if backlog.is_spool() {
+                    "; the spool keeps them for the next start"
+                } else {
+                    ""
+                }
+            );
         }
-        drop(state);
         self.stopping.store(true, Ordering::Relaxed);
         self.changed.notify_all();
+        backlog.sync();
     }
 
     fn run(self: Arc<Self>) {
@@ -154,7 +165,7 @@ impl Pusher {
                 Ok(stream) => {
                     if said_down {
                         tracing::info!(
-                            "remote server {endpoint} is back; sending {} buffered samples",
+                            "remote server {endpoint} is back; sending {} held samples",
                             self.buffered()
                         );
                     }
@@ -162,7 +173,9 @@ impl Pusher {
                     backoff = Duration::from_millis(100);
                     self.connected.store(true, Ordering::Relaxed);
                     if let Err(e) = self.serve(stream) {
-                        tracing::warn!("remote server {endpoint}: {e}; buffering until it is back");
+                        tracing::warn!(
+                            "remote server {endpoint}: {e}; holding samples until it is back"
+                        );
                         said_down = true;
                     }
                     self.connected.store(false, Ordering::Relaxed);
@@ -170,13 +183,12 @@ impl Pusher {
                 Err(e) => {
                     if !said_down {
                         tracing::warn!(
-                            "remote server {endpoint} unreachable: {e}; buffering up to {} samples",
-                            self.capacity.load(Ordering::Relaxed)
+                            "remote server {endpoint} unreachable: {e}; holding samples until it is back"
                         );
                         said_down = true;
                     }
                     // A wait that a retarget cuts short (a new sample does not).
-                    let until = std::time::Instant::now() + backoff;
+                    let until = Instant::now() + backoff;
                     let mut state = self.state.lock();
                     while state.target == target
                         && !self.changed.wait_until(&mut state, until).timed_out()
@@ -189,22 +201,24 @@ impl Pusher {
         }
     }
 
-    /// Sends until the connection fails; unacknowledged samples go back to the front.
+    /// Sends until the connection fails; unacknowledged samples are taken again next time.
     fn serve(self: &Arc<Self>, stream: Connection) -> std::io::Result<()> {
         let (generation, target) = {
             let state = self.state.lock();
             (state.broken, state.target)
         };
+        // One backlog for the connection's life: its acknowledgements go where its samples
+        // came from.
+        let backlog = self.backlog();
+        let _sender = backlog.consume();
         let reader = stream.try_clone()?;
         let acks = Arc::clone(self);
-        let reader = std::thread::spawn(move || acks.read_acks(reader, generation));
-        let result = self.write_loop(stream, generation, target);
+        let acked = Arc::clone(&backlog);
+        let reader = std::thread::spawn(move || acks.read_acks(reader, generation, &acked));
+        let result = self.write_loop(stream, generation, target, &backlog);
         let _ = reader.join();
-        let mut state = self.state.lock();
-        // Not acknowledged: send again on the next connection, in order.
-        while let Some(line) = state.in_flight.pop_back() {
-            state.waiting.push_front(line);
-        }
+        // Not acknowledged: sent again on the next connection, in order (the sender's
+        // hold, let go here, rewinds).
         result
     }
 
@@ -213,8 +227,9 @@ impl Pusher {
         mut stream: Connection,
         generation: u64,
         target: u64,
+        backlog: &Backlog,
     ) -> std::io::Result<()> {
-        let result = self.write_batches(&mut stream, generation, target);
+        let result = self.write_batches(&mut stream, generation, target, backlog);
         let _ = stream.shutdown();
         result
     }
@@ -226,58 +241,71 @@ impl Pusher {
         stream: &mut Connection,
         generation: u64,
         target: u64,
+        backlog: &Backlog,
     ) -> std::io::Result<()> {
         let mut batch = Vec::new();
         loop {
             {
+                let state = self.state.lock();
+                if state.broken != generation {
+                    return Err(std::io::Error::other("the server closed the connection"));
+                }
+                if self.stopping.load(Ordering::Relaxed) || state.target != target {
+                    return Ok(());
+                }
+            }
+            let room = IN_FLIGHT.saturating_sub(backlog.taken());
+            if room == 0 {
                 let mut state = self.state.lock();
-                loop {
-                    if state.broken != generation {
-                        return Err(std::io::Error::other("the server closed the connection"));
-                    }
-                    if self.stopping.load(Ordering::Relaxed) || state.target != target {
-                        return Ok(());
-                    }
-                    if !state.waiting.is_empty() && state.in_flight.len() < IN_FLIGHT {
-                        break;
-                    }
-                    self.changed
-                        .wait_for(&mut state, Duration::from_millis(500));
-                }
-                batch.clear();
-                while state.in_flight.len() < IN_FLIGHT {
-                    let Some(line) = state.waiting.pop_front() else {
-                        break;
-                    };
-                    batch.extend_from_slice(line.as_bytes());
-                    state.in_flight.push_back(line);
-                }
+                self.changed.wait_for(&mut state, IDLE);
+                continue;
+            }
+            let records = backlog.take(room, IDLE);
+            if records.is_empty() {
+                continue;
+            }
+            batch.clear();
+            let mut time = itoa::Buffer::new();
+            for record in &records {
+                batch.extend_from_slice(b"set ");
+                batch.extend_from_slice(time.format(record.time).as_bytes());
+                batch.push(b' ');
+                batch.extend_from_slice(&record.body);
+                batch.extend_from_slice(b"\r\n");
             }
             stream.write_all(&batch)?;
         }
     }
 
-    fn read_acks(&self, stream: Connection, generation: u64) {
+    fn read_acks(&self, stream: Connection, generation: u64, backlog: &Backlog) {
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
-        loop {
-            line.clear();
-            match reader.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+        'connection: loop {
+            // Every whole reply read so far is acknowledged in one go.
+            let mut replies = 0;
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => {
+                        backlog.ack(replies);
+                        self.sent.fetch_add(replies as u64, Ordering::Relaxed);
+                        break 'connection;
+                    }
+                    Ok(_) => replies += 1,
+                }
+                if line.starts_with("ERR") {
+                    tracing::warn!(
+                        "remote server {} refused a sample: {}",
+                        self.endpoint(),
+                        line.trim_end()
+                    );
+                }
+                if !reader.buffer().contains(&b'\n') {
+                    break;
+                }
             }
-            let mut state = self.state.lock();
-            let sample = state.in_flight.pop_front();
-            drop(state);
-            self.sent.fetch_add(1, Ordering::Relaxed);
-            if line.starts_with("ERR") {
-                tracing::warn!(
-                    "remote server {} refused {:?}: {}",
-                    self.endpoint(),
-                    sample.unwrap_or_default().trim_end(),
-                    line.trim_end()
-                );
-            }
+            backlog.ack(replies);
+            self.sent.fetch_add(replies as u64, Ordering::Relaxed);
             self.changed.notify_all();
         }
         self.state.lock().broken = generation + 1;

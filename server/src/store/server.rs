@@ -87,6 +87,13 @@ fn check(key: &str, value: &[u8]) -> Result<(), SetError> {
     Ok(())
 }
 
+/// When a sample was taken: given with it (a replay, a resend) or the server's now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stamp {
+    Now(u64),
+    Given(u64),
+}
+
 /// A handle to one stat server. Clones share it.
 #[derive(Clone)]
 pub struct Server {
@@ -167,7 +174,10 @@ impl Server {
 
     fn store(&self, key: &str, value: &[u8], time: Option<u64>) -> Result<(), SetError> {
         let now = unix_now();
-        let done = self.set_unchecked(key, value, time.unwrap_or(now));
+        let done = match time {
+            Some(time) => self.set_unchecked(key, value, Stamp::Given(time)),
+            None => self.set_unchecked(key, value, Stamp::Now(now)),
+        };
         self.count_delivered(done, now);
         // In-process sets are written out by the log's once-a-second flush; with `always`,
         // each one waits for the disk.
@@ -256,12 +266,24 @@ impl Server {
     }
 
     /// The set behind `set` and the protocol: the caller has checked key and value.
-    pub(crate) fn set_unchecked(&self, key: &str, value: &[u8], time: u64) -> Delivered {
+    ///
+    /// A sample with a given time that repeats the key's newest (same time, same value) is
+    /// taken once, as Prometheus' and VictoriaMetrics' stores take a repeated sample: a
+    /// pusher's resend after a broken connection, a stream's redelivery after a crash. A
+    /// live `set` without a time is stored every time, as the original did.
+    pub(crate) fn set_unchecked(&self, key: &str, value: &[u8], stamp: Stamp) -> Delivered {
         let shared = &*self.shared;
         let encoded = Encoded::classify(value);
         let generation = shared.subscriptions.generation();
         let journal = shared.journal.get();
+        let (time, given) = match stamp {
+            Stamp::Now(time) => (time, false),
+            Stamp::Given(time) => (time, true),
+        };
         let (delivered, logged) = shared.keys.with_entry_and_log(key, |entry, log| {
+            if given && entry.history().newest() == Some((time, encoded)) {
+                return (Delivered::default(), journal.is_some());
+            }
             entry.push(time, encoded, shared.config.history);
             if let Some(watcher) = shared.watcher.get() {
                 watcher.note_set(entry, encoded.number());
@@ -620,5 +642,27 @@ mod tests {
         assert!(sub.try_recv().is_some());
         assert!(sub.try_recv().is_some());
         assert!(sub.try_recv().is_none());
+    }
+
+    #[test]
+    fn a_repeated_sample_with_its_time_is_taken_once_a_live_one_every_time() {
+        let server = Server::new(Config::default());
+        server.set("k", "7", Some(100)).unwrap();
+        server.set("k", "7", Some(100)).unwrap();
+        assert_eq!(server.get("k").unwrap().len(), 1, "a resend is taken once");
+        server.set("k", "8", Some(100)).unwrap();
+        server.set("k", "7", Some(101)).unwrap();
+        assert_eq!(
+            server.get("k").unwrap().len(),
+            3,
+            "a new value or time is a new sample"
+        );
+        server.set("live", "1", None).unwrap();
+        server.set("live", "1", None).unwrap();
+        assert_eq!(
+            server.get("live").unwrap().len(),
+            2,
+            "live sets stay as the original"
+        );
     }
 }

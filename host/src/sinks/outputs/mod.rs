@@ -7,11 +7,15 @@
 //! the embedded server and with a remote one. An output must never block the caller: it
 //! buffers, and sends on a thread of its own.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use spud_server::faces::metrics::Exporter;
+use spud_spool::Backlog;
+
+use crate::sinks::backlog::Waiting;
 
 /// A running output.
 pub trait Output: Send + Sync {
@@ -19,9 +23,11 @@ pub trait Output: Send + Sync {
     fn name(&self) -> &str;
     /// One sample the host stored. Must not block.
     fn offer(&self, key: &str, value: &str, time: u64);
-    /// Its running figures (sent, buffered, dropped ...), reported every few seconds.
+    /// Its running figures (sent, buffered, spooled, dropped, oldest_age ...), reported
+    /// every few seconds.
     fn figures(&self) -> Vec<(&'static str, u64)>;
-    /// Takes no more samples and sends what it holds, giving up after `within`.
+    /// Takes no more samples and sends what it holds, giving up after `within`; a spool
+    /// keeps what is left for its successor or the next start.
     fn finish(&self, within: Duration);
 }
 
@@ -33,6 +39,8 @@ pub trait OutputSettings {
     fn locator(&self) -> &str;
     /// What is wrong with it, if anything.
     fn problem(&self) -> Option<String>;
+    /// Its `spool` folder, if it has one (as written, relative to the config file).
+    fn spool(&self) -> Option<&Path>;
     /// Starts it.
     fn start(&self, name: String, started: &Started) -> Arc<dyn Output>;
 }
@@ -41,6 +49,32 @@ pub trait OutputSettings {
 pub struct Started {
     /// The `[metrics]` rules, for outputs that speak in series.
     pub exporter: Arc<Exporter>,
+    /// The config file, that relative paths (a `spool`) start from.
+    pub config_path: PathBuf,
+}
+
+impl Started {
+    /// A path of the output's table, relative to the config file.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        self.config_path.parent().unwrap_or(Path::new(".")).join(p)
+    }
+
+    /// Where an output's samples wait: its `spool` (relative to the config file) bounded by
+    /// `spool_max`, else `buffer` samples in memory.
+    pub fn backlog(
+        &self,
+        name: &str,
+        spool: Option<&Path>,
+        spool_max: Option<u64>,
+        buffer: usize,
+    ) -> Arc<Backlog> {
+        Waiting {
+            spool: spool.map(|p| self.path(p)),
+            spool_max: spool_max.unwrap_or(Waiting::DEFAULT_SPOOL_MAX),
+            buffer,
+        }
+        .open(&format!("output {name}"), None)
+    }
 }
 
 /// Every output: `file: Variant`, the output's module and its `type` (the variant's name in
@@ -69,6 +103,7 @@ macro_rules! registry {
 
 registry! {
     remote_write: PrometheusRemoteWrite,
+    nats: Nats,
 }
 
 impl OutputConfig {

@@ -2,23 +2,26 @@
 //! Prometheus remote write (protobuf, snappy-compressed, over HTTP): Prometheus itself, Mimir, VictoriaMetrics,
 //! Thanos receive. Keys become series through the same `[metrics]` rules as `/metrics`.
 //!
-//! Samples wait in a bounded buffer (the oldest dropped and counted beyond it) and leave in
-//! batches every `flush` or when a batch is full. A store that is away or answers 5xx/429 is
+//! Samples wait in a backlog (`buffer` samples in memory, or a `spool` on disk that a
+//! restart keeps; the oldest dropped and counted beyond either bound) and leave in batches
+//! every `flush` or when a batch is full. A store that is away or answers 5xx/429 is
 //! tried again with backoff, the batch kept; one that refuses a batch (4xx) has it dropped
 //! with one log line, as retrying the same bytes cannot succeed. Figures go to
-//! `host.output.<name>.{sent,buffered,dropped,refused}`.
+//! `host.output.<name>.{sent,buffered,spooled,dropped,oldest_age,refused}`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use spud_server::faces::metrics::{Exporter, Mapping};
 use spud_server::Pattern;
+use spud_spool::{Backlog, Record};
 
 use super::{Output, OutputSettings, Started};
 
@@ -42,9 +45,14 @@ pub struct Settings {
     /// Samples per request.
     #[serde(default = "default_batch")]
     pub batch: usize,
-    /// Samples kept while the receiver is away.
+    /// Samples kept in memory while the receiver is away.
     #[serde(default = "default_buffer")]
     pub buffer: usize,
+    /// Samples wait in this directory instead (relative to the config file): an outage
+    /// and a restart meanwhile lose nothing.
+    pub spool: Option<PathBuf>,
+    /// The spool's bound in bytes (default 1 GiB).
+    pub spool_max: Option<u64>,
     /// Longest wait before a batch that is not full leaves.
     #[serde(default = "default_flush", with = "humantime_serde")]
     pub flush: Duration,
@@ -78,6 +86,10 @@ impl OutputSettings for Settings {
         &self.url
     }
 
+    fn spool(&self) -> Option<&std::path::Path> {
+        self.spool.as_deref()
+    }
+
     fn problem(&self) -> Option<String> {
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             return Some(format!(
@@ -96,7 +108,8 @@ impl OutputSettings for Settings {
 
     fn start(&self, name: String, started: &Started) -> Arc<dyn Output> {
         tracing::info!("output {name}: remote write to {}", self.url);
-        RemoteWrite::start(name, self.clone(), Arc::clone(&started.exporter))
+        let backlog = started.backlog(&name, self.spool.as_deref(), self.spool_max, self.buffer);
+        RemoteWrite::start(name, self.clone(), Arc::clone(&started.exporter), backlog)
     }
 }
 
@@ -145,19 +158,24 @@ pub struct RemoteWrite {
     exporter: Arc<Exporter>,
     /// Per key: the series it goes to, or None (not matched, or dropped by a rule).
     routes: Mutex<HashMap<Box<str>, Option<Arc<Mapping>>>>,
-    queue: Mutex<VecDeque<Queued>>,
-    wake: Condvar,
-    /// Samples taken from the queue whose request has not settled yet.
-    in_flight: AtomicU64,
+    backlog: Arc<Backlog>,
     sent: AtomicU64,
-    dropped: AtomicU64,
     refused: AtomicU64,
+    /// Samples dropped at shutdown (a memory backlog's; a spool keeps them).
+    abandoned: AtomicU64,
     stop: CancellationToken,
+    /// Cancelled once the sender has let go of the backlog.
+    done: CancellationToken,
 }
 
 impl RemoteWrite {
     /// Starts its sending thread.
-    fn start(name: String, config: Settings, exporter: Arc<Exporter>) -> Arc<RemoteWrite> {
+    fn start(
+        name: String,
+        config: Settings,
+        exporter: Arc<Exporter>,
+        backlog: Arc<Backlog>,
+    ) -> Arc<RemoteWrite> {
         let pattern = Pattern::new(&config.pattern).expect("checked with the config");
         let output = Arc::new(RemoteWrite {
             name,
@@ -165,24 +183,73 @@ impl RemoteWrite {
             pattern,
             exporter,
             routes: Mutex::new(HashMap::new()),
-            queue: Mutex::new(VecDeque::new()),
-            wake: Condvar::new(),
-            in_flight: AtomicU64::new(0),
+            backlog,
             sent: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            abandoned: AtomicU64::new(0),
             stop: CancellationToken::new(),
+            done: CancellationToken::new(),
         });
         let sender = Arc::clone(&output);
         std::thread::Builder::new()
             .name(format!("output {}", output.name))
-            .spawn(move || sender.run(&sender.stop))
+            .spawn(move || {
+                let backlog = Arc::clone(&sender.backlog);
+                let consumer = backlog.consume();
+                sender.run(&sender.stop);
+                drop(consumer);
+                sender.done.cancel();
+            })
             .expect("a thread");
         output
     }
 
-    pub fn buffered(&self) -> usize {
-        self.queue.lock().len()
+    /// The series a key goes to, if any (cached per key).
+    fn route(&self, key: &str) -> Option<Arc<Mapping>> {
+        let mut routes = self.routes.lock();
+        if let Some(route) = routes.get(key) {
+            return route.clone();
+        }
+        let route = if self.pattern.is_match(key) {
+            self.exporter.map(key)
+        } else {
+            None
+        };
+        routes.insert(key.into(), route.clone());
+        route
+    }
+
+    /// Up to a batch of records: as soon as a batch is full, or `flush` after the first.
+    fn next_batch(&self, stopping: bool) -> Vec<Record> {
+        let mut batch = self.backlog.take(self.config.batch, self.config.flush);
+        if batch.is_empty() || stopping {
+            return batch;
+        }
+        let deadline = Instant::now() + self.config.flush;
+        while batch.len() < self.config.batch {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.stop.is_cancelled() {
+                break;
+            }
+            batch.extend(self.backlog.take(self.config.batch - batch.len(), left));
+        }
+        batch
+    }
+
+    /// The records as samples of series (those whose key no longer maps are skipped).
+    fn queued(&self, records: &[Record]) -> Vec<Queued> {
+        records
+            .iter()
+            .filter_map(|r| {
+                let text = std::str::from_utf8(&r.body).ok()?;
+                let (key, value) = text.split_once(' ')?;
+                Some(Queued {
+                    series: self.route(key)?,
+                    value: value.parse().ok()?,
+                    time: r.time,
+                })
+            })
+            .collect()
     }
 
     fn run(&self, stop: &CancellationToken) {
@@ -197,25 +264,23 @@ impl RemoteWrite {
         let mut down_since: Option<Instant> = None;
         loop {
             let stopping = stop.is_cancelled();
-            let batch: Vec<Queued> = {
-                let mut queue = self.queue.lock();
-                if queue.len() < self.config.batch && !stopping {
-                    self.wake.wait_for(&mut queue, self.config.flush);
-                }
-                let n = queue.len().min(self.config.batch);
-                self.in_flight.store(n as u64, Ordering::Relaxed);
-                queue.drain(..n).collect()
-            };
-            if batch.is_empty() {
+            // A spool keeps what is left for its successor or the next start.
+            if stopping && self.backlog.is_spool() {
+                return;
+            }
+            let records = self.next_batch(stopping);
+            if records.is_empty() {
                 if stopping {
                     return;
                 }
                 continue;
             }
+            let batch = self.queued(&records);
             let (body, series_newest, count) = self.encode(&batch, &newest);
             loop {
                 match self.send(&agent, &body) {
                     Ok(()) => {
+                        self.backlog.ack(records.len());
                         self.sent.fetch_add(count, Ordering::Relaxed);
                         newest.extend(series_newest);
                         if let Some(since) = down_since.take() {
@@ -230,6 +295,7 @@ impl RemoteWrite {
                         break;
                     }
                     Err(Failure::Refused(why)) => {
+                        self.backlog.ack(records.len());
                         self.refused.fetch_add(count, Ordering::Relaxed);
                         tracing::error!(
                             "output {}: {} refused a batch of {count} samples: {why}",
@@ -248,11 +314,15 @@ impl RemoteWrite {
                             );
                         }
                         if stop.is_cancelled() {
-                            // Give up on what is left: the host is stopping.
-                            self.dropped
-                                .fetch_add(count + self.buffered() as u64, Ordering::Relaxed);
-                            self.queue.lock().clear();
-                            self.in_flight.store(0, Ordering::Relaxed);
+                            if !self.backlog.is_spool() {
+                                // Give up on what is left: the host is stopping.
+                                let left = self.backlog.held();
+                                self.abandoned.fetch_add(left, Ordering::Relaxed);
+                                tracing::warn!(
+                                    "output {}: {left} samples not delivered at shutdown",
+                                    self.name
+                                );
+                            }
                             return;
                         }
                         std::thread::sleep(backoff);
@@ -260,7 +330,6 @@ impl RemoteWrite {
                     }
                 }
             }
-            self.in_flight.store(0, Ordering::Relaxed);
         }
     }
 
@@ -366,60 +435,44 @@ impl Output for RemoteWrite {
 
     /// Keeps one sample if its key matches and its value is a number.
     fn offer(&self, key: &str, value: &str, time: u64) {
-        let Ok(number) = value.trim().parse::<f64>() else {
+        let value = value.trim();
+        if value.parse::<f64>().is_err() || self.route(key).is_none() {
             return;
-        };
-        let series = {
-            let mut routes = self.routes.lock();
-            match routes.get(key) {
-                Some(route) => route.clone(),
-                None => {
-                    let route = if self.pattern.is_match(key) {
-                        self.exporter.map(key)
-                    } else {
-                        None
-                    };
-                    routes.insert(key.into(), route.clone());
-                    route
-                }
-            }
-        };
-        let Some(series) = series else { return };
-        let mut queue = self.queue.lock();
-        if queue.len() >= self.config.buffer {
-            queue.pop_front();
-            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
-        queue.push_back(Queued {
-            series,
-            value: number,
-            time,
-        });
-        if queue.len() >= self.config.batch {
-            self.wake.notify_one();
-        }
+        let mut body = Vec::with_capacity(key.len() + value.len() + 1);
+        body.extend_from_slice(key.as_bytes());
+        body.push(b' ');
+        body.extend_from_slice(value.as_bytes());
+        self.backlog.push(time, &body);
     }
 
     fn figures(&self) -> Vec<(&'static str, u64)> {
-        vec![
+        let mut figures = vec![
             ("sent", self.sent.load(Ordering::Relaxed)),
-            ("buffered", self.buffered() as u64),
-            ("dropped", self.dropped.load(Ordering::Relaxed)),
             ("refused", self.refused.load(Ordering::Relaxed)),
-        ]
+        ];
+        figures.extend(crate::sinks::backlog::figures(
+            &self.backlog,
+            spud_server::unix_now(),
+        ));
+        if let Some(dropped) = figures.iter_mut().find(|(name, _)| *name == "dropped") {
+            dropped.1 += self.abandoned.load(Ordering::Relaxed);
+        }
+        figures
     }
 
-    /// Stops taking samples and waits (up to `within`) until everything buffered has been
-    /// sent (or given up on).
+    /// Stops taking samples and waits (up to `within`) until everything held has been
+    /// sent, or, with a spool, until the sender has let go of it.
     fn finish(&self, within: Duration) {
+        if !self.backlog.is_spool() {
+            self.backlog.drained(within);
+        }
         self.stop.cancel();
         let deadline = Instant::now() + within;
-        self.wake.notify_one();
-        while (self.buffered() > 0 || self.in_flight.load(Ordering::Relaxed) > 0)
-            && Instant::now() < deadline
-        {
+        while !self.done.is_cancelled() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
+        self.backlog.sync();
     }
 }
 

@@ -7,6 +7,7 @@ use crate::faces::protocol::parse;
 use crate::faces::protocol::reply::Error;
 use crate::store::counters::Stat;
 use crate::store::journal::Fsync;
+use crate::store::server::Stamp;
 
 pub(super) const SET: Command = Command {
     word: "set",
@@ -33,9 +34,9 @@ fn store(args: &[u8], quiet: bool, s: &mut Session) {
             let Ok(time) = first.parse::<u64>() else {
                 return s.reply().err(Error::BadTime);
             };
-            (time, key, value)
+            (Stamp::Given(time), key, value)
         }
-        _ => (s.now, first, rest),
+        _ => (Stamp::Now(s.now), first, rest),
     };
     let done = s.server.set_unchecked(key, value, time);
     s.counts.add(Stat::SetImmediate, done.lines);
