@@ -33,7 +33,9 @@ pub mod toml_error;
 pub use start::{start, Running, Settings, StartError};
 pub use store::counters::Stat;
 pub use store::pattern::{Pattern, PatternError};
-pub use store::server::{unix_now, ChangeCursor, Checked, Config, Server, SetError, Subscription};
+pub use store::server::{
+    unix_now, ChangeCursor, Checked, Config, Server, SetError, Stamp, Subscription,
+};
 pub use store::subscriptions::Update;
 pub use store::value::{Sample, Value};
 

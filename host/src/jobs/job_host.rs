@@ -62,9 +62,13 @@ impl Outlet for JobHost {
         match Checked::new(key, value) {
             Ok(sample) => {
                 self.samples.fetch_add(1, Ordering::Relaxed);
-                self.ctx
-                    .sink
-                    .set(sample, time.unwrap_or_else(spud_server::unix_now));
+                // A time the plugin gave (a receiver's own, a stream's) is the sample's;
+                // without one it was taken now.
+                let stamp = match time {
+                    Some(time) => spud_server::Stamp::Given(time),
+                    None => spud_server::Stamp::Taken(spud_server::unix_now()),
+                };
+                self.ctx.sink.set(sample, stamp);
             }
             Err(e) => {
                 tracing::warn!(job = %self.job, plugin = %self.plugin, "sample dropped: {e}")

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use spud_server::client::pusher::Pusher;
-use spud_server::Checked;
+use spud_server::{Checked, Stamp};
 
 use crate::sinks::outputs::Output;
 
@@ -50,19 +50,21 @@ impl Sink {
     pub fn report(&self, key: &str, value: impl std::fmt::Display) {
         let value = value.to_string().replace(['\r', '\n'], " ");
         match Checked::new(key, &value) {
-            Ok(sample) => self.set(sample, spud_server::unix_now()),
+            Ok(sample) => self.set(sample, Stamp::Taken(spud_server::unix_now())),
             // Keys made from names the config accepted are valid; said should one not be.
             Err(e) => tracing::warn!("figure dropped: {e}"),
         }
     }
 
-    /// Stores one sample, checked where it entered the host.
-    pub fn set(&self, sample: Checked<'_>, time: u64) {
+    /// Stores one sample, checked where it entered the host, at its time: taken now by a
+    /// collector, or given with it (a repeat of a given sample is stored once).
+    pub fn set(&self, sample: Checked<'_>, stamp: Stamp) {
         let (key, value) = (sample.key(), sample.value());
+        let (Stamp::Taken(time) | Stamp::Given(time)) = stamp;
         match &self.target {
             Target::Embedded(server) => {
                 // Only a log that cannot be written refuses a checked sample.
-                if let Err(e) = server.set_checked(sample, Some(time)) {
+                if let Err(e) = server.set_checked(sample, stamp) {
                     tracing::warn!("sample refused: {e}");
                 }
             }

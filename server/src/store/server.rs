@@ -87,10 +87,14 @@ fn check(key: &str, value: &[u8]) -> Result<(), SetError> {
     Ok(())
 }
 
-/// When a sample was taken: given with it (a replay, a resend) or the server's now.
+/// A sample's time, and where it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Stamp {
-    Now(u64),
+pub enum Stamp {
+    /// When the sample was taken, by the server or the collector that took it: a live
+    /// sample, stored every time.
+    Taken(u64),
+    /// A time that came with the sample (a replay, a resend, a stream's redelivery): one that
+    /// repeats the key's newest sample is stored once.
     Given(u64),
 }
 
@@ -164,20 +168,21 @@ impl Server {
     ) -> Result<(), SetError> {
         let value = value.as_ref();
         check(key, value)?;
-        self.store(key, value, time)
+        let stamp = match time {
+            Some(time) => Stamp::Given(time),
+            None => Stamp::Taken(unix_now()),
+        };
+        self.store(key, value, stamp)
     }
 
     /// `set` of a sample checked already on its way here.
-    pub fn set_checked(&self, sample: Checked<'_>, time: Option<u64>) -> Result<(), SetError> {
-        self.store(sample.key, sample.value.as_bytes(), time)
+    pub fn set_checked(&self, sample: Checked<'_>, stamp: Stamp) -> Result<(), SetError> {
+        self.store(sample.key, sample.value.as_bytes(), stamp)
     }
 
-    fn store(&self, key: &str, value: &[u8], time: Option<u64>) -> Result<(), SetError> {
+    fn store(&self, key: &str, value: &[u8], stamp: Stamp) -> Result<(), SetError> {
         let now = unix_now();
-        let done = match time {
-            Some(time) => self.set_unchecked(key, value, Stamp::Given(time)),
-            None => self.set_unchecked(key, value, Stamp::Now(now)),
-        };
+        let done = self.set_unchecked(key, value, stamp);
         self.count_delivered(done, now);
         // In-process sets are written out by the log's once-a-second flush; with `always`,
         // each one waits for the disk.
@@ -277,7 +282,7 @@ impl Server {
         let generation = shared.subscriptions.generation();
         let journal = shared.journal.get();
         let (time, given) = match stamp {
-            Stamp::Now(time) => (time, false),
+            Stamp::Taken(time) => (time, false),
             Stamp::Given(time) => (time, true),
         };
         let (delivered, logged) = shared.keys.with_entry_and_log(key, |entry, log| {

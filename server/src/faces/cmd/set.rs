@@ -36,7 +36,7 @@ fn store(args: &[u8], quiet: bool, s: &mut Session) {
             };
             (Stamp::Given(time), key, value)
         }
-        _ => (Stamp::Now(s.now), first, rest),
+        _ => (Stamp::Taken(s.now), first, rest),
     };
     let done = s.server.set_unchecked(key, value, time);
     s.counts.add(Stat::SetImmediate, done.lines);
