@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use spud_server::faces::metrics::Exporter;
 use spud_spool::Backlog;
+use tokio_util::sync::CancellationToken;
 
 use crate::sinks::backlog::Waiting;
 
@@ -43,6 +44,64 @@ pub trait OutputSettings {
     fn spool(&self) -> Option<&Path>;
     /// Starts it.
     fn start(&self, name: String, started: &Started) -> Arc<dyn Output>;
+}
+
+/// What an output shares with its sending thread: where samples wait, and the signals of
+/// its end.
+pub struct Sending {
+    pub backlog: Arc<Backlog>,
+    /// Asks the sender to stop.
+    pub stop: CancellationToken,
+    /// Cancelled once the sender has let go of the backlog.
+    pub done: CancellationToken,
+}
+
+impl Sending {
+    pub fn new(backlog: Arc<Backlog>) -> Sending {
+        Sending {
+            backlog,
+            stop: CancellationToken::new(),
+            done: CancellationToken::new(),
+        }
+    }
+
+    /// Keeps one sample, as `key value` at `time`.
+    pub fn push(&self, key: &str, value: &str, time: u64) {
+        let mut body = Vec::with_capacity(key.len() + value.len() + 1);
+        body.extend_from_slice(key.as_bytes());
+        body.push(b' ');
+        body.extend_from_slice(value.as_bytes());
+        self.backlog.push(time, &body);
+    }
+
+    /// Runs `send` on a thread named after the output, as the backlog's one sender; `done`
+    /// once it returns.
+    pub fn spawn(name: &str, send: impl FnOnce() + Send + 'static, sending: &Sending) {
+        let (backlog, done) = (Arc::clone(&sending.backlog), sending.done.clone());
+        std::thread::Builder::new()
+            .name(format!("output {name}"))
+            .spawn(move || {
+                let consumer = backlog.consume();
+                send();
+                drop(consumer);
+                done.cancel();
+            })
+            .expect("a thread");
+    }
+
+    /// `Output::finish`: in memory, waits (up to `within`) until everything held was
+    /// sent; then stops the sender and waits until it has let go (a spool keeps the rest).
+    pub fn finish(&self, within: Duration) {
+        if !self.backlog.is_spool() {
+            self.backlog.drained(within);
+        }
+        self.stop.cancel();
+        let deadline = std::time::Instant::now() + within;
+        while !self.done.is_cancelled() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.backlog.sync();
+    }
 }
 
 /// What the host hands a starting output.

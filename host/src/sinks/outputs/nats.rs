@@ -15,17 +15,16 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
 use spud_server::Pattern;
 use spud_spool::{Backlog, Record};
 
-use super::{Output, OutputSettings, Started};
+use super::{Output, OutputSettings, Sending, Started};
 
 /// How long a publish may wait for the stream's acknowledgement before the output sends
 /// it again (the same id: stored once), as a NATS node that died never answers.
@@ -169,12 +168,9 @@ pub struct Nats {
     name: String,
     config: Settings,
     pattern: Pattern,
-    backlog: Arc<Backlog>,
+    sending: Sending,
     sent: AtomicU64,
     connected: AtomicBool,
-    stop: CancellationToken,
-    /// Cancelled once the sender has let go of the backlog.
-    done: CancellationToken,
 }
 
 impl Nats {
@@ -184,27 +180,19 @@ impl Nats {
             name,
             config,
             pattern,
-            backlog,
+            sending: Sending::new(backlog),
             sent: AtomicU64::new(0),
             connected: AtomicBool::new(false),
-            stop: CancellationToken::new(),
-            done: CancellationToken::new(),
         });
         let sender = Arc::clone(&output);
-        std::thread::Builder::new()
-            .name(format!("output {}", output.name))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a runtime");
-                let backlog = Arc::clone(&sender.backlog);
-                let consumer = backlog.consume();
-                runtime.block_on(Arc::clone(&sender).run());
-                drop(consumer);
-                sender.done.cancel();
-            })
-            .expect("a thread");
+        let send = move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(sender.run());
+        };
+        Sending::spawn(&output.name, send, &output.sending);
         output
     }
 
@@ -257,7 +245,7 @@ impl Nats {
         let mut backoff = Duration::from_millis(250);
         let mut said_down = false;
         loop {
-            if self.stop.is_cancelled() {
+            if self.sending.stop.is_cancelled() {
                 return;
             }
             let result = match self.connect().await {
@@ -276,7 +264,7 @@ impl Nats {
                                     "output {}: stream {} takes samples again; {} held",
                                     self.name,
                                     self.config.stream,
-                                    self.backlog.held()
+                                    self.sending.backlog.held()
                                 );
                             }
                             said_down = false;
@@ -290,7 +278,7 @@ impl Nats {
             };
             self.connected.store(false, Ordering::Relaxed);
             // Not acknowledged: sent again, with the same ids.
-            self.backlog.rewind();
+            self.sending.backlog.rewind();
             match result {
                 Ok(()) => return,
                 Err(e) => {
@@ -304,7 +292,7 @@ impl Nats {
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = self.stop.cancelled() => return,
+                        _ = self.sending.stop.cancelled() => return,
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
@@ -330,22 +318,22 @@ impl Nats {
         let mut awaiting: FuturesOrdered<<PublishAckFuture as IntoFuture>::IntoFuture> =
             FuturesOrdered::new();
         loop {
-            let stopping = self.stop.is_cancelled();
-            if stopping && awaiting.is_empty() && (self.backlog.is_spool() || self.backlog.held() == 0)
+            let stopping = self.sending.stop.is_cancelled();
+            if stopping && awaiting.is_empty() && (self.sending.backlog.is_spool() || self.sending.backlog.held() == 0)
             {
                 return Ok(());
             }
             let room = self.config.window.saturating_sub(awaiting.len());
             if room > 0 {
                 let records = if awaiting.is_empty() && !stopping {
-                    let backlog = Arc::clone(&self.backlog);
+                    let backlog = Arc::clone(&self.sending.backlog);
                     tokio::task::spawn_blocking(move || {
                         backlog.take(room, Duration::from_millis(100))
                     })
                     .await
                     .unwrap_or_default()
                 } else {
-                    self.backlog.take(room, Duration::ZERO)
+                    self.sending.backlog.take(room, Duration::ZERO)
                 };
                 for record in &records {
                     let (subject, message) = self.message(record);
@@ -363,13 +351,13 @@ impl Nats {
                 while let Some(Some(ack)) = futures_util::FutureExt::now_or_never(awaiting.next())
                 {
                     if let Err(e) = ack {
-                        self.backlog.ack(acked);
+                        self.sending.backlog.ack(acked);
                         self.sent.fetch_add(acked as u64, Ordering::Relaxed);
                         return Err(format!("stream {}: {e}", self.config.stream));
                     }
                     acked += 1;
                 }
-                self.backlog.ack(acked);
+                self.sending.backlog.ack(acked);
                 self.sent.fetch_add(acked as u64, Ordering::Relaxed);
             }
         }
@@ -394,7 +382,7 @@ impl Nats {
         let body = format!("{} {text}", record.time);
         let message = PublishMessage::build()
             .payload(body.into())
-            .message_id(format!("{}-{}", self.backlog.origin(), record.id));
+            .message_id(format!("{}-{}", self.sending.backlog.origin(), record.id));
         (subject, message)
     }
 }
@@ -408,11 +396,7 @@ impl Output for Nats {
         if !self.pattern.is_match(key) {
             return;
         }
-        let mut body = Vec::with_capacity(key.len() + value.len() + 1);
-        body.extend_from_slice(key.as_bytes());
-        body.push(b' ');
-        body.extend_from_slice(value.as_bytes());
-        self.backlog.push(time, &body);
+        self.sending.push(key, value, time);
     }
 
     fn figures(&self) -> Vec<(&'static str, u64)> {
@@ -421,21 +405,13 @@ impl Output for Nats {
             ("connected", u64::from(self.connected.load(Ordering::Relaxed))),
         ];
         figures.extend(crate::sinks::backlog::figures(
-            &self.backlog,
+            &self.sending.backlog,
             spud_server::unix_now(),
         ));
         figures
     }
 
     fn finish(&self, within: Duration) {
-        if !self.backlog.is_spool() {
-            self.backlog.drained(within);
-        }
-        self.stop.cancel();
-        let deadline = Instant::now() + within;
-        while !self.done.is_cancelled() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.backlog.sync();
+        self.sending.finish(within);
     }
 }

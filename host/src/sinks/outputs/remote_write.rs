@@ -23,7 +23,7 @@ use spud_server::faces::metrics::{Exporter, Mapping};
 use spud_server::Pattern;
 use spud_spool::{Backlog, Record};
 
-use super::{Output, OutputSettings, Started};
+use super::{Output, OutputSettings, Sending, Started};
 
 /// Its `[[output]]` settings.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -158,14 +158,11 @@ pub struct RemoteWrite {
     exporter: Arc<Exporter>,
     /// Per key: the series it goes to, or None (not matched, or dropped by a rule).
     routes: Mutex<HashMap<Box<str>, Option<Arc<Mapping>>>>,
-    backlog: Arc<Backlog>,
+    sending: Sending,
     sent: AtomicU64,
     refused: AtomicU64,
     /// Samples dropped at shutdown (a memory backlog's; a spool keeps them).
     abandoned: AtomicU64,
-    stop: CancellationToken,
-    /// Cancelled once the sender has let go of the backlog.
-    done: CancellationToken,
 }
 
 impl RemoteWrite {
@@ -183,24 +180,14 @@ impl RemoteWrite {
             pattern,
             exporter,
             routes: Mutex::new(HashMap::new()),
-            backlog,
+            sending: Sending::new(backlog),
             sent: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             abandoned: AtomicU64::new(0),
-            stop: CancellationToken::new(),
-            done: CancellationToken::new(),
         });
         let sender = Arc::clone(&output);
-        std::thread::Builder::new()
-            .name(format!("output {}", output.name))
-            .spawn(move || {
-                let backlog = Arc::clone(&sender.backlog);
-                let consumer = backlog.consume();
-                sender.run(&sender.stop);
-                drop(consumer);
-                sender.done.cancel();
-            })
-            .expect("a thread");
+        let send = move || sender.run(&sender.sending.stop);
+        Sending::spawn(&output.name, send, &output.sending);
         output
     }
 
@@ -221,17 +208,17 @@ impl RemoteWrite {
 
     /// Up to a batch of records: as soon as a batch is full, or `flush` after the first.
     fn next_batch(&self, stopping: bool) -> Vec<Record> {
-        let mut batch = self.backlog.take(self.config.batch, self.config.flush);
+        let mut batch = self.sending.backlog.take(self.config.batch, self.config.flush);
         if batch.is_empty() || stopping {
             return batch;
         }
         let deadline = Instant::now() + self.config.flush;
         while batch.len() < self.config.batch {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.stop.is_cancelled() {
+            if left.is_zero() || self.sending.stop.is_cancelled() {
                 break;
             }
-            batch.extend(self.backlog.take(self.config.batch - batch.len(), left));
+            batch.extend(self.sending.backlog.take(self.config.batch - batch.len(), left));
         }
         batch
     }
@@ -265,7 +252,7 @@ impl RemoteWrite {
         loop {
             let stopping = stop.is_cancelled();
             // A spool keeps what is left for its successor or the next start.
-            if stopping && self.backlog.is_spool() {
+            if stopping && self.sending.backlog.is_spool() {
                 return;
             }
             let records = self.next_batch(stopping);
@@ -280,7 +267,7 @@ impl RemoteWrite {
             loop {
                 match self.send(&agent, &body) {
                     Ok(()) => {
-                        self.backlog.ack(records.len());
+                        self.sending.backlog.ack(records.len());
                         self.sent.fetch_add(count, Ordering::Relaxed);
                         newest.extend(series_newest);
                         if let Some(since) = down_since.take() {
@@ -295,7 +282,7 @@ impl RemoteWrite {
                         break;
                     }
                     Err(Failure::Refused(why)) => {
-                        self.backlog.ack(records.len());
+                        self.sending.backlog.ack(records.len());
                         self.refused.fetch_add(count, Ordering::Relaxed);
                         tracing::error!(
                             "output {}: {} refused a batch of {count} samples: {why}",
@@ -314,9 +301,9 @@ impl RemoteWrite {
                             );
                         }
                         if stop.is_cancelled() {
-                            if !self.backlog.is_spool() {
+                            if !self.sending.backlog.is_spool() {
                                 // Give up on what is left: the host is stopping.
-                                let left = self.backlog.held();
+                                let left = self.sending.backlog.held();
                                 self.abandoned.fetch_add(left, Ordering::Relaxed);
                                 tracing::warn!(
                                     "output {}: {left} samples not delivered at shutdown",
@@ -439,11 +426,7 @@ impl Output for RemoteWrite {
         if value.parse::<f64>().is_err() || self.route(key).is_none() {
             return;
         }
-        let mut body = Vec::with_capacity(key.len() + value.len() + 1);
-        body.extend_from_slice(key.as_bytes());
-        body.push(b' ');
-        body.extend_from_slice(value.as_bytes());
-        self.backlog.push(time, &body);
+        self.sending.push(key, value, time);
     }
 
     fn figures(&self) -> Vec<(&'static str, u64)> {
@@ -452,7 +435,7 @@ impl Output for RemoteWrite {
             ("refused", self.refused.load(Ordering::Relaxed)),
         ];
         figures.extend(crate::sinks::backlog::figures(
-            &self.backlog,
+            &self.sending.backlog,
             spud_server::unix_now(),
         ));
         if let Some(dropped) = figures.iter_mut().find(|(name, _)| *name == "dropped") {
@@ -464,15 +447,7 @@ impl Output for RemoteWrite {
     /// Stops taking samples and waits (up to `within`) until everything held has been
     /// sent, or, with a spool, until the sender has let go of it.
     fn finish(&self, within: Duration) {
-        if !self.backlog.is_spool() {
-            self.backlog.drained(within);
-        }
-        self.stop.cancel();
-        let deadline = Instant::now() + within;
-        while !self.done.is_cancelled() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.backlog.sync();
+        self.sending.finish(within);
     }
 }
 
