@@ -561,3 +561,59 @@ fn the_dashboard_shows_alerts_by_severity_and_plots_a_key_with_its_thresholds() 
     std::fs::write(&out, browser.screenshot()).unwrap();
     eprintln!("screenshot: {}", out.display());
 }
+
+#[test]
+fn a_severity_change_resolves_the_old_severity_in_alertmanager_at_once() {
+    let am = Alertmanager::start(
+        "route:\n  receiver: none\nreceivers:\n  - name: none\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // A long repeat: an alert left behind would stay active for minutes (endsAt = 4 repeats).
+    let server = server_with_rules(
+        dir.path(),
+        &format!(
+            "[[alert]]\nname = \"load\"\nkeys = \"box.load\"\nwarn = \"last > 5\"\ncrit = \"last > 8\"\n\n\
+             [[notify]]\ntype = \"alertmanager\"\nurl = \"{}\"\nrepeat = \"60s\"\n",
+            am.url()
+        ),
+    );
+    // What Alertmanager holds for the key: (severity, state), once it equals `want`.
+    let wait_for = |want: &[&str], what: &str| -> Duration {
+        let started = Instant::now();
+        loop {
+            let mut active: Vec<String> = am
+                .alerts()
+                .iter()
+                .filter(|a| a["labels"]["key"] == "box.load")
+                .map(|a| a["labels"]["severity"].as_str().unwrap_or("").to_string())
+                .collect();
+            active.sort();
+            if active == want {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{what}: Alertmanager has {active:?}, not {want:?}\n{}",
+                server.process.log()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    set(&server, "box.load", "6");
+    let to_warning = wait_for(&["warning"], "warning");
+    set(&server, "box.load", "9");
+    let to_critical = wait_for(&["critical"], "warning → critical");
+    set(&server, "box.load", "6");
+    let back = wait_for(&["warning"], "critical → warning");
+    set(&server, "box.load", "1");
+    let resolved = wait_for(&[], "warning → ok");
+    for (step, took) in [
+        ("set → warning active", to_warning),
+        ("warning → critical, warning resolved", to_critical),
+        ("critical → warning, critical resolved", back),
+        ("ok → nothing active", resolved),
+    ] {
+        println!("{step}: {} ms", took.as_millis());
+        assert!(took < Duration::from_secs(1), "{step} took {took:?}");
+    }
+}

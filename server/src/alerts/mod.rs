@@ -411,8 +411,14 @@ fn apply(server: &Server, receivers: &[notify::Handle], changes: &[Change]) {
             tracing::warn!("alert state {key} not stored: {e}");
         }
         if let Some(notice) = notice_of_change(change) {
-            for receiver in receivers.iter().filter(|r| r.wants(&notice)) {
-                receiver.send(notice.clone());
+            let replaced = notice.replaced();
+            for receiver in receivers {
+                if receiver.wants(&notice) {
+                    receiver.send(notice.clone());
+                } else if let Some(old) = replaced.as_ref().filter(|old| receiver.wants(old)) {
+                    // It heard of the old severity only: it hears that one resolved.
+                    receiver.send(old.clone());
+                }
             }
         }
     }
@@ -431,7 +437,7 @@ fn notice_of_change(c: &Change) -> Option<Notice> {
     } else {
         c.before.unwrap_or(c.state)
     };
-    Some(notice(
+    let mut notice = notice(
         &c.rule,
         &c.key,
         c.state,
@@ -439,7 +445,13 @@ fn notice_of_change(c: &Change) -> Option<Notice> {
         c.value,
         c.active_since,
         (!firing).then_some(c.since),
-    ))
+    );
+    // From one firing state to another (warning, critical, nodata, flapping): the
+    // `severity` label changes, so the old one is resolved.
+    if let Some(before) = c.before.filter(|b| firing && was_firing && *b != c.state) {
+        notice.replaces = Some((before, c.since));
+    }
+    Some(notice)
 }
 
 fn notice_of_row(r: &Row) -> Notice {
@@ -484,6 +496,7 @@ fn notice(
         annotations,
         starts_at,
         ends_at,
+        replaces: None,
     }
 }
 

@@ -1,7 +1,9 @@
 //! Alertmanager's v2 API: `POST /api/v2/alerts` with every waiting alert. A firing alert
 //! carries `endsAt` four repeats ahead, as Prometheus does, so Alertmanager resolves it
 //! by itself if SPUD goes away; re-sending while it fires moves that on. A resolved one
-//! carries the time it resolved. Silences, grouping and routing are Alertmanager's.
+//! carries the time it resolved; so does the old severity of an alert that changed
+//! severity (Alertmanager tells alerts apart by their labels, severity among them).
+//! Silences, grouping and routing are Alertmanager's.
 
 use serde_json::{json, Value};
 
@@ -35,9 +37,12 @@ pub(super) fn alert_json(n: &Notice, valid_for: u64) -> Value {
 
 impl Deliver for Alertmanager {
     fn deliver(&mut self, batch: &[Notice]) -> Result<(), String> {
+        // A severity change: the new severity firing, the old one resolved at that moment.
         let alerts: Vec<Value> = batch
             .iter()
-            .map(|n| alert_json(n, 4 * self.repeat))
+            .flat_map(|n| [Some(n.clone()), n.replaced()])
+            .flatten()
+            .map(|n| alert_json(&n, 4 * self.repeat))
             .collect();
         post_json(&self.agent, &self.url, &Value::Array(alerts))
     }

@@ -36,6 +36,10 @@ impl Exec {
             )
             .env("SPUD_ALERT_STATE", n.state.word())
             .env("SPUD_ALERT_SINCE", n.starts_at.to_string());
+        // A severity change: the severity it replaces, resolved now.
+        if let Some((old, _)) = n.replaces {
+            command.env("SPUD_ALERT_REPLACES", old.word());
+        }
         for (label, value) in &n.labels {
             command.env(format!("SPUD_ALERT_{}", env_name(label)), value);
         }

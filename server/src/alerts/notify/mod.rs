@@ -33,6 +33,27 @@ pub struct Notice {
     pub starts_at: u64,
     /// Unix seconds it resolved (None while firing).
     pub ends_at: Option<u64>,
+    /// The severity this one replaces, and when: a firing alert that moved between warning
+    /// and critical. Alertmanager keys alerts by their labels, severity among them, so the
+    /// old severity must be resolved there, not left to run out.
+    pub replaces: Option<(State, u64)>,
+}
+
+impl Notice {
+    /// The old severity's alert, resolved when it was replaced.
+    pub fn replaced(&self) -> Option<Notice> {
+        let (old, at) = self.replaces?;
+        let mut labels = self.labels.clone();
+        labels.insert("severity".into(), old.word().into());
+        Some(Notice {
+            firing: false,
+            state: old,
+            labels,
+            ends_at: Some(at),
+            replaces: None,
+            ..self.clone()
+        })
+    }
 }
 
 /// How one receiver delivers.
@@ -179,10 +200,15 @@ impl Worker {
 
     fn accept(&mut self, notice: Notice) {
         if notice.firing {
+            // A repeat tells the severity as it is, not the change again.
+            let repeat = Notice {
+                replaces: None,
+                ..notice.clone()
+            };
             self.active.insert(
                 notice.id.clone(),
                 Active {
-                    notice: notice.clone(),
+                    notice: repeat,
                     last_sent: Instant::now(),
                 },
             );

@@ -24,10 +24,11 @@ impl Webhook {
 /// The payload for one alert, as Alertmanager would send a group holding only it.
 pub(super) fn payload(n: &Notice, receiver: &str) -> Value {
     let status = if n.firing { "firing" } else { "resolved" };
-    // Alertmanager's zero time for "not ended".
-    let ends_at = n
-        .ends_at
-        .map_or("0001-01-01T00:00:00Z".to_string(), rfc3339);
+    let alerts: Vec<Value> = [Some(n.clone()), n.replaced()]
+        .into_iter()
+        .flatten()
+        .map(|a| alert_entry(&a))
+        .collect();
     let group = json!({ "alertname": n.labels.get("alertname"), "key": n.labels.get("key") });
     json!({
         "version": "4",
@@ -39,15 +40,22 @@ pub(super) fn payload(n: &Notice, receiver: &str) -> Value {
         "commonLabels": n.labels,
         "commonAnnotations": n.annotations,
         "externalURL": "",
-        "alerts": [{
-            "status": status,
-            "labels": n.labels,
-            "annotations": n.annotations,
-            "startsAt": rfc3339(n.starts_at),
-            "endsAt": ends_at,
-            "generatorURL": "",
-            "fingerprint": fingerprint(&n.id),
-        }],
+        "alerts": alerts,
+    })
+}
+
+/// One alert of a payload; a severity change sends the new one firing and the old one
+/// resolved, as Alertmanager would in a group holding both.
+fn alert_entry(n: &Notice) -> Value {
+    json!({
+        "status": if n.firing { "firing" } else { "resolved" },
+        "labels": n.labels,
+        "annotations": n.annotations,
+        "startsAt": rfc3339(n.starts_at),
+        // Alertmanager's zero time for "not ended".
+        "endsAt": n.ends_at.map_or("0001-01-01T00:00:00Z".to_string(), rfc3339),
+        "generatorURL": "",
+        "fingerprint": fingerprint(&format!("{}/{}", n.id, n.labels.get("severity").map_or("", String::as_str))),
     })
 }
 
