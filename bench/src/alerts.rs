@@ -24,7 +24,7 @@ fn rules_file(dir: &std::path::Path, name: &str, warn: &str) -> Result<std::path
     for c in 0..CONNS {
         for j in 0..RULES_PER_CONN {
             text.push_str(&format!(
-                "[[alert]]\nname = \"r{c}_{j}\"\nkeys = \"^alerts.c{c}.k{j:03}*\"\n\
+                "[[alert]]\nname = \"r{c}_{j}\"\nkeys = \"alerts.c{c}.k{j:03}*\"\n\
                  warn = \"{warn}\"\ncrit = \"last > 1e12\"\nnodata = \"10m\"\n\n"
             ));
         }

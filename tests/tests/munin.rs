@@ -212,7 +212,7 @@ fn dirtyconfig_epochs_multigraph_conf_and_config_read_once_until_the_file_change
         home.path().join("alerts.toml"),
         r#"[[alert]]
 name = "thresholds"
-keys = "^q."
+keys = "q.**"
 warn = 'breaches("warning")'
 crit = 'breaches("critical")'
 "#,

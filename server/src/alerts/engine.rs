@@ -7,6 +7,7 @@ use hashbrown::HashMap;
 use std::sync::Arc;
 
 use super::expr::{Point, Scope};
+use super::glob::KeyGlob;
 use super::instance::{Instance, State, Verdict};
 use super::rules::Rule;
 
@@ -51,24 +52,22 @@ pub struct Row {
 /// Which rules match a key. One pass over a regex set for all rules; keys under `alert.`
 /// match none, so an alert's own state never feeds another alert.
 pub struct Matcher {
-    patterns: Vec<crate::Pattern>,
-    set: Option<regex::bytes::RegexSet>,
+    globs: Vec<KeyGlob>,
+    set: Option<regex::RegexSet>,
 }
 
 impl Matcher {
     pub fn new(rules: &[Arc<Rule>]) -> Matcher {
-        let patterns: Vec<crate::Pattern> = rules.iter().map(|r| r.keys.clone()).collect();
-        let sources = patterns
-            .iter()
-            .map(|p| String::from_utf8_lossy(p.converted()).into_owned());
+        let globs: Vec<KeyGlob> = rules.iter().map(|r| r.keys.clone()).collect();
+        let sources = globs.iter().map(|g| g.source().to_string());
         // Too large a set (thousands of complex globs) falls back to one regex each.
-        let set = regex::bytes::RegexSetBuilder::new(sources)
+        let set = regex::RegexSetBuilder::new(sources)
             .case_insensitive(true)
             .size_limit(64 << 20)
             .dfa_size_limit(16 << 20)
             .build()
             .ok();
-        Matcher { patterns, set }
+        Matcher { globs, set }
     }
 
     pub fn is_match(&self, key: &str) -> bool {
@@ -76,8 +75,8 @@ impl Matcher {
             return false;
         }
         match &self.set {
-            Some(set) => set.is_match(key.as_bytes()),
-            None => self.patterns.iter().any(|p| p.is_match(key)),
+            Some(set) => set.is_match(key),
+            None => self.globs.iter().any(|g| g.is_match(key)),
         }
     }
 
@@ -87,13 +86,9 @@ impl Matcher {
             return Vec::new();
         }
         match &self.set {
-            Some(set) => set
-                .matches(key.as_bytes())
-                .iter()
-                .map(|i| i as u32)
-                .collect(),
-            None => (0..self.patterns.len() as u32)
-                .filter(|&i| self.patterns[i as usize].is_match(key))
+            Some(set) => set.matches(key).iter().map(|i| i as u32).collect(),
+            None => (0..self.globs.len() as u32)
+                .filter(|&i| self.globs[i as usize].is_match(key))
                 .collect(),
         }
     }
@@ -289,17 +284,19 @@ fn evaluate_key(
 ) {
     let lookup = |other: &str| source.newest(other);
     let text = |other: &str| source.newest_text(other);
-    let scope = Scope {
-        now,
-        points,
-        lookup: &lookup,
-        key,
-        text: &text,
-    };
     let newest = points.first();
     let mut due = u64::MAX;
     for (index, instance) in &mut tracked.instances {
         let rule = &rules[*index as usize];
+        let captures = rule.captures(key);
+        let scope = Scope {
+            now,
+            points,
+            lookup: &lookup,
+            key,
+            text: &text,
+            captures: &captures,
+        };
         let stale_at = match (newest, rule.nodata) {
             (Some(p), Some(d)) => Some(p.time.saturating_add(d)),
             _ => None,

@@ -33,6 +33,8 @@ pub struct Scope<'a> {
     pub key: &'a str,
     /// Another key's newest value as text (for `breaches`).
     pub text: &'a dyn Fn(&str) -> Option<String>,
+    /// What the rule's `keys` wildcards matched in `key`: `$1`… in `key("…")`.
+    pub captures: &'a [String],
 }
 
 /// A compiled condition.
@@ -354,7 +356,7 @@ fn number(node: &Node, scope: &Scope<'_>) -> Option<f64> {
     let n = match node {
         Node::Number(n) => *n,
         Node::Last => scope.points.first()?.value?,
-        Node::Key(key) => (scope.lookup)(key)?,
+        Node::Key(key) => (scope.lookup)(&super::glob::expand(key, scope.captures))?,
         Node::Func(func, window) => aggregate(*func, *window, scope)?,
         Node::Neg(a) => -number(a, scope)?,
         Node::Arith(op, a, b) => {
@@ -838,7 +840,9 @@ impl Parser<'_> {
         else {
             return Err(self.error_at(self.here(), usage.into()));
         };
-        if !spud_plugin_api::is_valid_key(key) {
+        // `$1`… stand for what the rule's wildcards matched: checked as a part would be.
+        let checked = super::glob::expand(key, &vec!["x".to_string(); 9]);
+        if !spud_plugin_api::is_valid_key(&checked) {
             return Err(self.error_at(*key_at, format!("{key:?} is not a valid key")));
         }
         let key = key.clone();
@@ -880,6 +884,7 @@ mod tests {
             now: points.first().map_or(0, |p| p.time),
             points,
             lookup: &lookup,
+            captures: &[],
             key: "k",
             text: &texts,
         };
@@ -980,6 +985,7 @@ mod tests {
             now: 50,
             points: &p,
             lookup: &lookup,
+            captures: &[],
             key: "k",
             text: &text,
         };

@@ -15,6 +15,7 @@
 
 pub mod engine;
 pub mod expr;
+pub mod glob;
 pub mod instance;
 pub mod notify;
 pub mod replay;
@@ -214,6 +215,7 @@ impl Alerts {
             }
         };
         self.problems.lock().clear();
+        warn_of_narrowed_keys(server, path, &set.rules);
         let now = crate::unix_now();
         let mut changes = Vec::new();
         let (rules, matcher) = {
@@ -276,6 +278,40 @@ impl Alerts {
         });
         for key in keys {
             let _ = self.dirty.send(key);
+        }
+    }
+}
+
+/// `keys` were once the protocol's pattern, unanchored (`bx.load.1` matched `bx.load.15`)
+/// with `*` crossing dots. A rule that matched stored keys that way and no longer does is
+/// said in one line, so an old rules file never changes what fires unseen.
+fn warn_of_narrowed_keys(server: &Server, path: &Path, rules: &[rules::Rule]) {
+    let old: Vec<Option<crate::Pattern>> = rules
+        .iter()
+        .map(|r| crate::Pattern::new(&r.keys_text).ok())
+        .collect();
+    let mut lost: Vec<(usize, Option<String>)> = vec![(0, None); rules.len()];
+    server.keyspace().for_each(|e| {
+        let key = e.key();
+        if key.starts_with("alert.") {
+            return;
+        }
+        for (i, rule) in rules.iter().enumerate() {
+            if old[i].as_ref().is_some_and(|p| p.is_match(key)) && !rule.keys.is_match(key) {
+                lost[i].0 += 1;
+                lost[i].1.get_or_insert_with(|| key.to_string());
+            }
+        }
+    });
+    for (rule, (n, example)) in rules.iter().zip(lost) {
+        if let Some(example) = example {
+            tracing::warn!(
+                "{}: [[alert]] {}: keys {:?} matches whole keys, `*` one part and `**` any: it no longer matches {example:?} and {} other stored key(s) that the old unanchored pattern did",
+                path.display(),
+                rule.name,
+                rule.keys_text,
+                n - 1
+            );
         }
     }
 }
@@ -475,12 +511,24 @@ fn notice(
     starts_at: u64,
     ends_at: Option<u64>,
 ) -> Notice {
-    let mut labels = rule.labels.clone();
+    // `$1`… in labels and summary: what the rule's wildcards matched in this key.
+    let captures = rule.captures(key);
+    let mut labels: std::collections::BTreeMap<String, String> = rule
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), glob::expand(v, &captures).into_owned()))
+        .collect();
     labels.insert("alertname".into(), rule.name.clone());
     labels.insert("key".into(), key.to_string());
     labels.insert("severity".into(), severity.word().into());
     let value_text = format_value(value);
-    let summary = summary(&rule.summary, &rule.name, key, state, &value_text);
+    let summary = summary(
+        &glob::expand(&rule.summary, &captures),
+        &rule.name,
+        key,
+        state,
+        &value_text,
+    );
     let annotations = [
         ("summary".to_string(), summary),
         ("value".to_string(), value_text),

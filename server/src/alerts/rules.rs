@@ -8,7 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::expr::Condition;
-use crate::Pattern;
+use super::glob::{self, KeyGlob};
 
 /// A parsed rules file.
 #[derive(Debug, Clone, Default)]
@@ -21,9 +21,9 @@ pub struct RuleSet {
 #[derive(Debug, Clone)]
 pub struct Rule {
     pub name: String,
-    /// The glob as written, and compiled.
+    /// The glob as written, and compiled: whole keys, its wildcards captured.
     pub keys_text: String,
-    pub keys: Pattern,
+    pub keys: KeyGlob,
     pub warn: Option<Condition>,
     pub crit: Option<Condition>,
     /// Leave warning or critical only when this holds (hysteresis).
@@ -43,6 +43,16 @@ pub struct Rule {
     /// Whether time alone (or another key) can change a condition: a window of time or a
     /// `key(…)` in it. Kept, as the evaluator asks at every evaluation.
     pub watches_time: bool,
+}
+
+impl Rule {
+    /// What the wildcards of `keys` matched in `key` (`$1`…), if the rule reads them.
+    pub fn captures(&self, key: &str) -> Vec<String> {
+        if self.keys.wildcards() == 0 {
+            return Vec::new();
+        }
+        self.keys.captures(key).unwrap_or_default()
+    }
 }
 
 /// More than `changes` state changes within `window` seconds is flapping; it settles once
@@ -281,7 +291,7 @@ fn rule(raw: &Spanned<RawRule>, p: &mut Problems<'_>) -> Option<Rule> {
     }
     let what = |field: &str| format!("[[alert]] {name}: {field}");
     let before = p.list.len();
-    let keys = match Pattern::new(r.keys.get_ref()) {
+    let keys = match KeyGlob::new(r.keys.get_ref()) {
         Ok(k) => Some(k),
         Err(e) => {
             p.add(
@@ -292,6 +302,33 @@ fn rule(raw: &Spanned<RawRule>, p: &mut Problems<'_>) -> Option<Rule> {
             None
         }
     };
+    // `$N` beyond the glob's wildcards would read nothing: said, not left to fail quietly.
+    if let Some(k) = &keys {
+        let fields = [("warn", &r.warn), ("crit", &r.crit), ("clear", &r.clear)];
+        let at = r.name.span().start;
+        let texts = fields
+            .iter()
+            .filter_map(|(f, t)| {
+                let t = t.as_ref()?;
+                Some((*f, t.get_ref().as_str(), t.span().start))
+            })
+            .chain(r.summary.iter().map(|t| ("summary", t.as_str(), at)))
+            .chain(r.labels.values().map(|v| ("labels", v.as_str(), at)));
+        for (field, text, at) in texts {
+            let n = glob::highest_capture(text);
+            if n > k.wildcards() {
+                p.add(
+                    at,
+                    &what(field),
+                    format!(
+                        "${n}, but keys {:?} has {} wildcard(s) to capture: $1 is the first `*` or `**`",
+                        k.text(),
+                        k.wildcards()
+                    ),
+                );
+            }
+        }
+    }
     let warn = p.condition(&r.warn, &what("warn"));
     let crit = p.condition(&r.crit, &what("crit"));
     let clear = p.condition(&r.clear, &what("clear"));
