@@ -105,10 +105,14 @@ pub struct Engine {
     matcher: Arc<Matcher>,
     keys: HashMap<Arc<str>, Tracked>,
     scratch: Vec<Point>,
+    /// When the rules were taken (at the first tick for the first rules).
+    loaded_at: Option<u64>,
+    /// Rules with `absent` that no key has matched in time, by name: since when.
+    absences: HashMap<String, u64>,
 }
 
-/// Keys whose rules look back over time (or at other keys) are looked at again this often
-/// while all is ok, and every second while not.
+/// Keys whose rules read other keys are looked at again this often while all is ok, and
+/// every second while not.
 const RECHECK_OK: u64 = 10;
 const RECHECK_ACTIVE: u64 = 1;
 
@@ -120,6 +124,8 @@ impl Engine {
             rules,
             keys: HashMap::new(),
             scratch: Vec::new(),
+            loaded_at: None,
+            absences: HashMap::new(),
         }
     }
 
@@ -166,6 +172,49 @@ impl Engine {
             tracked.due = 0;
         }
         self.keys.retain(|_, t| !t.instances.is_empty());
+        self.loaded_at = Some(now);
+        // An absence whose rule is gone, or no longer asks for presence, resolves.
+        let absences = std::mem::take(&mut self.absences);
+        for (name, since) in absences {
+            let kept = self
+                .rules
+                .iter()
+                .find(|r| r.name == name && r.absent.is_some());
+            match kept {
+                Some(_) => {
+                    self.absences.insert(name, since);
+                }
+                None => {
+                    if let Some(rule) = old_rules.iter().find(|r| r.name == name) {
+                        out.push(absence_change(rule, Some(State::Nodata), State::Ok, now, since));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Rules with `absent`: one that no key has matched within that long of the rules'
+    /// load is `nodata`, for an instance named by its glob; a key that comes resolves it.
+    fn check_absences(&mut self, now: u64, out: &mut Vec<Change>) {
+        let loaded = *self.loaded_at.get_or_insert(now);
+        for (index, rule) in self.rules.iter().enumerate() {
+            let Some(wait) = rule.absent else { continue };
+            let present = self
+                .keys
+                .values()
+                .any(|t| t.instances.iter().any(|(r, _)| *r as usize == index));
+            match (present, self.absences.get(&rule.name).copied()) {
+                (false, None) if now >= loaded.saturating_add(wait) => {
+                    self.absences.insert(rule.name.clone(), now);
+                    out.push(absence_change(rule, None, State::Nodata, now, now));
+                }
+                (true, Some(since)) => {
+                    self.absences.remove(&rule.name);
+                    out.push(absence_change(rule, Some(State::Nodata), State::Ok, now, since));
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Evaluates every rule matching `key` at `now`.
@@ -209,6 +258,7 @@ impl Engine {
         for key in due {
             self.evaluate(&key, now, source, out);
         }
+        self.check_absences(now, out);
     }
 
     /// Every instance not `ok`, by rule name then key.
@@ -230,12 +280,30 @@ impl Engine {
                     })
             })
             .collect();
+        for (name, since) in &self.absences {
+            if let Some(rule) = self.rules.iter().find(|r| r.name == *name) {
+                rows.push(Row {
+                    rule: Arc::clone(rule),
+                    key: rule.keys_text.as_str().into(),
+                    state: State::Nodata,
+                    since: *since,
+                    active_since: *since,
+                    value: None,
+                });
+            }
+        }
         rows.sort_by(|a, b| (&a.rule.name, &a.key).cmp(&(&b.rule.name, &b.key)));
         rows
     }
 
-    /// The state of one instance, if it exists.
+    /// The state of one instance, if it exists (an absence is named by its rule's glob).
     pub fn state_of(&self, rule: &str, key: &str) -> Option<State> {
+        if let Some(r) = self.rules.iter().find(|r| r.name == rule && r.keys_text == key) {
+            if r.absent.is_some() && !self.keys.contains_key(key) {
+                let absent = self.absences.contains_key(rule);
+                return Some(if absent { State::Nodata } else { State::Ok });
+            }
+        }
         let t = self.keys.get(key)?;
         t.instances
             .iter()
@@ -245,6 +313,25 @@ impl Engine {
 
     pub fn instance_count(&self) -> usize {
         self.keys.values().map(|t| t.instances.len()).sum()
+    }
+}
+
+/// A change of a rule's absence instance (named by its glob).
+fn absence_change(
+    rule: &Arc<Rule>,
+    before: Option<State>,
+    state: State,
+    now: u64,
+    active_since: u64,
+) -> Change {
+    Change {
+        rule: Arc::clone(rule),
+        key: rule.keys_text.as_str().into(),
+        before,
+        state,
+        since: now,
+        active_since,
+        value: None,
     }
 }
 
@@ -338,7 +425,14 @@ fn evaluate_key(
         if let Some(at) = stale_at.filter(|&at| at > now) {
             due = due.min(at);
         }
-        if rule.watches_time {
+        // A window changes only when a sample leaves it: looked at again at that moment.
+        for condition in [&rule.warn, &rule.crit, &rule.clear].into_iter().flatten() {
+            if let Some(at) = condition.next_window_change(points, now) {
+                due = due.min(at);
+            }
+        }
+        // Another key's value may change at any time: looked at again every so often.
+        if rule.reads_other_keys {
             let every = if instance.state == State::Ok {
                 RECHECK_OK
             } else {
@@ -478,5 +572,73 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!((&*out[0].rule.name, out[0].state), ("a", State::Ok));
         assert_eq!(e.state_of("b", "k"), Some(State::Warning));
+    }
+
+    fn point(time: u64, value: f64) -> Point {
+        Point {
+            time,
+            value: Some(value),
+        }
+    }
+
+    #[test]
+    fn a_window_is_looked_at_again_the_second_its_last_sample_leaves() {
+        let mut e = engine("[[alert]]\nname = \"gone\"\nkeys = \"k\"\ncrit = \"count(30s) == 0\"\n");
+        let mut src = Fake::default();
+        let mut out = Vec::new();
+        src.0.insert("k".into(), vec![point(100, 1.0)]);
+        e.evaluate("k", 100, &src, &mut out);
+        // Due exactly when the sample leaves the window (not at the next ten-second look).
+        assert_eq!(e.keys["k"].due, 131);
+        for now in 101..=130 {
+            e.tick(now, &src, &mut out);
+            assert_eq!(e.state_of("gone", "k"), Some(State::Ok), "at {now}");
+        }
+        e.tick(131, &src, &mut out);
+        assert_eq!(e.state_of("gone", "k"), Some(State::Critical));
+    }
+
+    #[test]
+    fn an_absent_key_is_nodata_at_its_time_and_resolves_when_it_comes() {
+        let mut e = engine(
+            "[[alert]]\nname = \"up\"\nkeys = \"db1.up\"\nabsent = \"30s\"\nnodata_severity = \"critical\"\n",
+        );
+        let mut src = Fake::default();
+        let mut out = Vec::new();
+        e.tick(1000, &src, &mut out);
+        e.tick(1029, &src, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        e.tick(1030, &src, &mut out);
+        let absent: Vec<_> = out.iter().map(|c| (&*c.key, c.before, c.state)).collect();
+        assert_eq!(absent, [("db1.up", None, State::Nodata)]);
+        assert_eq!(e.state_of("up", "db1.up"), Some(State::Nodata));
+        assert_eq!(e.active().len(), 1);
+        out.clear();
+        src.0.insert("db1.up".into(), vec![point(1040, 1.0)]);
+        e.evaluate("db1.up", 1040, &src, &mut out);
+        e.tick(1040, &src, &mut out);
+        assert!(
+            out.iter()
+                .any(|c| &*c.key == "db1.up" && c.before == Some(State::Nodata) && c.state == State::Ok),
+            "{out:?}"
+        );
+        assert_eq!(e.state_of("up", "db1.up"), Some(State::Ok));
+    }
+
+    #[test]
+    fn captures_read_the_same_hosts_other_keys() {
+        let mut e = engine(
+            "[[alert]]\nname = \"mem\"\nkeys = \"*.mem.available_kb\"\n\
+             warn = 'last * 100 / key(\"$1.mem.total_kb\") < 10'\nlabels = { host = \"$1\" }\n",
+        );
+        let mut src = Fake::default();
+        let mut out = Vec::new();
+        for (host, available) in [("web1", 50.0), ("web2", 900.0)] {
+            src.0.insert(format!("{host}.mem.total_kb"), vec![point(10, 1000.0)]);
+            src.0.insert(format!("{host}.mem.available_kb"), vec![point(10, available)]);
+            e.evaluate(&format!("{host}.mem.available_kb"), 10, &src, &mut out);
+        }
+        assert_eq!(e.state_of("mem", "web1.mem.available_kb"), Some(State::Warning));
+        assert_eq!(e.state_of("mem", "web2.mem.available_kb"), Some(State::Ok));
     }
 }

@@ -176,6 +176,42 @@ impl Condition {
         walk(&self.root)
     }
 
+    /// Every window of time it looks back over, in seconds.
+    pub fn windows(&self) -> Vec<u64> {
+        fn walk(node: &Node, out: &mut Vec<u64>) {
+            match node {
+                Node::Func(_, Window::Seconds(s)) => out.push(*s),
+                Node::Neg(a) | Node::Not(a) => walk(a, out),
+                Node::Arith(_, a, b) | Node::Cmp(_, a, b) | Node::And(a, b) | Node::Or(a, b) => {
+                    walk(a, out);
+                    walk(b, out);
+                }
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The next moment after `now` at which a sample of `points` (newest first) leaves
+    /// one of its windows: the only moments time alone can change what it computes.
+    pub fn next_window_change(&self, points: &[Point], now: u64) -> Option<u64> {
+        self.windows()
+            .into_iter()
+            .filter_map(|s| {
+                // A window of s seconds holds the samples of `now - s` and after.
+                let from = now.saturating_sub(s);
+                let inside = points.partition_point(|p| p.time >= from);
+                let oldest = points[..inside].last()?;
+                Some(oldest.time + s + 1)
+            })
+            .filter(|&at| at > now)
+            .min()
+    }
+
     /// A band of values such that, while every sample of the key lies in it, the condition
     /// is surely not true: found for comparisons of `last`, `avg`, `min` or `max` (over any
     /// window) with a number, joined by `and`/`or`, as these never leave the range of the

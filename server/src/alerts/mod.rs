@@ -392,6 +392,26 @@ impl Runner {
                 ),
             }
         }
+        // Firing alerts as they are now: a repeat carries the current value (a flapping
+        // alert's too), not the one it had when it changed.
+        let firing: Vec<Notice> = self
+            .alerts
+            .active(None)
+            .iter()
+            .filter(|r| r.state.is_firing())
+            .map(|r| Notice {
+                refresh: true,
+                ..notice_of_row(r)
+            })
+            .collect();
+        if !firing.is_empty() {
+            let receivers = self.alerts.receivers.lock();
+            for notice in &firing {
+                for receiver in receivers.iter().filter(|r| r.wants(notice)) {
+                    receiver.send(notice.clone());
+                }
+            }
+        }
         let now = crate::unix_now();
         for r in self.alerts.receivers() {
             for (figure, value) in [
@@ -442,7 +462,12 @@ fn now_millis() -> u64 {
 /// Writes each change's state key and tells the receivers that want it.
 fn apply(server: &Server, receivers: &[notify::Handle], changes: &[Change]) {
     for change in changes {
-        let key = format!("alert.{}.{}", change.rule.name, change.key);
+        // An absence is named by its glob, which may hold `*`.
+        let key = format!(
+            "alert.{}.{}",
+            change.rule.name,
+            spud_plugin_api::key_safe(&change.key)
+        );
         if let Err(e) = server.set(&key, change.state.word(), Some(change.since)) {
             tracing::warn!("alert state {key} not stored: {e}");
         }
@@ -482,12 +507,27 @@ fn notice_of_change(c: &Change) -> Option<Notice> {
         c.active_since,
         (!firing).then_some(c.since),
     );
-    // From one firing state to another (warning, critical, nodata, flapping): the
-    // `severity` label changes, so the old one is resolved.
-    if let Some(before) = c.before.filter(|b| firing && was_firing && *b != c.state) {
-        notice.replaces = Some((before, c.since));
+    // From one firing state to another (warning, critical, nodata, flapping) whose
+    // `severity` label differs: the old one is resolved.
+    if let Some(before) = c.before.filter(|_| firing && was_firing) {
+        let old = severity_label(&c.rule, before);
+        if old != severity_label(&c.rule, c.state) {
+            notice.replaces = Some(notify::Replaced {
+                state: before,
+                severity: old.to_string(),
+                at: c.since,
+            });
+        }
     }
     Some(notice)
+}
+
+/// The `severity` label of a firing state: its word, or for `nodata` the rule's choice.
+fn severity_label(rule: &rules::Rule, state: State) -> &'static str {
+    match state {
+        State::Nodata => rule.nodata_severity.word(),
+        other => other.word(),
+    }
 }
 
 fn notice_of_row(r: &Row) -> Notice {
@@ -520,7 +560,7 @@ fn notice(
         .collect();
     labels.insert("alertname".into(), rule.name.clone());
     labels.insert("key".into(), key.to_string());
-    labels.insert("severity".into(), severity.word().into());
+    labels.insert("severity".into(), severity_label(rule, severity).into());
     let value_text = format_value(value);
     let summary = summary(
         &glob::expand(&rule.summary, &captures),
@@ -545,6 +585,7 @@ fn notice(
         starts_at,
         ends_at,
         replaces: None,
+        refresh: false,
     }
 }
 

@@ -34,15 +34,38 @@ pub struct Rule {
     pub keep_firing_for: u64,
     /// No sample for this many seconds: `nodata`.
     pub nodata: Option<u64>,
+    /// No matching key at all this many seconds after the rules were loaded: `nodata`,
+    /// for an instance named by the glob itself.
+    pub absent: Option<u64>,
+    /// The `severity` label of a `nodata` alert (and of an absence): `nodata` unless the
+    /// rule says `warning` or `critical`.
+    pub nodata_severity: NodataSeverity,
     /// `{key}`, `{value}`, `{name}`, `{state}` are filled in.
     pub summary: String,
     pub labels: BTreeMap<String, String>,
     pub flapping: Flapping,
     /// The rule's own text, to tell an edited rule from an unchanged one.
     pub source: String,
-    /// Whether time alone (or another key) can change a condition: a window of time or a
-    /// `key(…)` in it. Kept, as the evaluator asks at every evaluation.
-    pub watches_time: bool,
+    /// Whether a condition reads another key (`key(…)`, `breaches(…)`).
+    pub reads_other_keys: bool,
+}
+
+/// The `severity` label a rule's `nodata` alerts carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodataSeverity {
+    Nodata,
+    Warning,
+    Critical,
+}
+
+impl NodataSeverity {
+    pub fn word(self) -> &'static str {
+        match self {
+            NodataSeverity::Nodata => "nodata",
+            NodataSeverity::Warning => "warning",
+            NodataSeverity::Critical => "critical",
+        }
+    }
 }
 
 impl Rule {
@@ -137,6 +160,8 @@ struct RawRule {
     pending_for: Option<Spanned<String>>,
     keep_firing_for: Option<Spanned<String>>,
     nodata: Option<Spanned<String>>,
+    absent: Option<Spanned<String>>,
+    nodata_severity: Option<Spanned<String>>,
     summary: Option<String>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
@@ -332,13 +357,30 @@ fn rule(raw: &Spanned<RawRule>, p: &mut Problems<'_>) -> Option<Rule> {
     let warn = p.condition(&r.warn, &what("warn"));
     let crit = p.condition(&r.crit, &what("crit"));
     let clear = p.condition(&r.clear, &what("clear"));
-    if r.warn.is_none() && r.crit.is_none() {
+    if r.warn.is_none() && r.crit.is_none() && r.nodata.is_none() && r.absent.is_none() {
         p.add(
             raw.span().start,
             &what("warn"),
-            "a rule needs `warn`, `crit` or both",
+            "a rule needs `warn`, `crit`, `nodata` or `absent`",
         );
     }
+    let absent = p.duration(&r.absent, &what("absent"));
+    let nodata_severity = match &r.nodata_severity {
+        None => Some(NodataSeverity::Nodata),
+        Some(word) => match word.get_ref().as_str() {
+            "nodata" => Some(NodataSeverity::Nodata),
+            "warning" => Some(NodataSeverity::Warning),
+            "critical" => Some(NodataSeverity::Critical),
+            other => {
+                p.add(
+                    word.span().start,
+                    &what("nodata_severity"),
+                    format!("{other:?}: one of \"warning\", \"critical\" or \"nodata\""),
+                );
+                None
+            }
+        },
+    };
     for label in r.labels.keys() {
         let valid = label
             .chars()
@@ -376,12 +418,12 @@ fn rule(raw: &Spanned<RawRule>, p: &mut Problems<'_>) -> Option<Rule> {
     if p.list.len() != before {
         return None;
     }
-    let watches_time = [&warn, &crit, &clear]
+    let reads_other_keys = [&warn, &crit, &clear]
         .into_iter()
         .flatten()
-        .any(|c| c.lookback() > 0 || c.reads_other_keys());
+        .any(|c| c.reads_other_keys());
     Some(Rule {
-        watches_time,
+        reads_other_keys,
         source: p.text[raw.span()].to_string(),
         name,
         keys_text: r.keys.get_ref().clone(),
@@ -392,6 +434,8 @@ fn rule(raw: &Spanned<RawRule>, p: &mut Problems<'_>) -> Option<Rule> {
         pending_for: pending_for.unwrap_or(0),
         keep_firing_for: keep_firing_for.unwrap_or(0),
         nodata,
+        absent,
+        nodata_severity: nodata_severity?,
         summary: r
             .summary
             .clone()

@@ -37,8 +37,8 @@ impl Exec {
             .env("SPUD_ALERT_STATE", n.state.word())
             .env("SPUD_ALERT_SINCE", n.starts_at.to_string());
         // A severity change: the severity it replaces, resolved now.
-        if let Some((old, _)) = n.replaces {
-            command.env("SPUD_ALERT_REPLACES", old.word());
+        if let Some(old) = &n.replaces {
+            command.env("SPUD_ALERT_REPLACES", &old.severity);
         }
         for (label, value) in &n.labels {
             command.env(format!("SPUD_ALERT_{}", env_name(label)), value);

@@ -33,23 +33,35 @@ pub struct Notice {
     pub starts_at: u64,
     /// Unix seconds it resolved (None while firing).
     pub ends_at: Option<u64>,
-    /// The severity this one replaces, and when: a firing alert that moved between warning
-    /// and critical. Alertmanager keys alerts by their labels, severity among them, so the
-    /// old severity must be resolved there, not left to run out.
-    pub replaces: Option<(State, u64)>,
+    /// The severity this one replaces: a firing alert that moved between warning and
+    /// critical. Alertmanager keys alerts by their labels, severity among them, so the old
+    /// severity must be resolved there, not left to run out.
+    pub replaces: Option<Replaced>,
+    /// Not news: the firing alert as it is now (its value), for the next repeat to carry.
+    pub refresh: bool,
+}
+
+/// What a severity change left behind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replaced {
+    pub state: State,
+    /// Its `severity` label.
+    pub severity: String,
+    /// Unix seconds of the change.
+    pub at: u64,
 }
 
 impl Notice {
     /// The old severity's alert, resolved when it was replaced.
     pub fn replaced(&self) -> Option<Notice> {
-        let (old, at) = self.replaces?;
+        let old = self.replaces.as_ref()?;
         let mut labels = self.labels.clone();
-        labels.insert("severity".into(), old.word().into());
+        labels.insert("severity".into(), old.severity.clone());
         Some(Notice {
             firing: false,
-            state: old,
+            state: old.state,
             labels,
-            ends_at: Some(at),
+            ends_at: Some(old.at),
             replaces: None,
             ..self.clone()
         })
@@ -199,6 +211,16 @@ impl Worker {
     }
 
     fn accept(&mut self, notice: Notice) {
+        if notice.refresh {
+            if let Some(active) = self.active.get_mut(&notice.id) {
+                active.notice = Notice {
+                    refresh: false,
+                    replaces: None,
+                    ..notice
+                };
+            }
+            return;
+        }
         if notice.firing {
             // A repeat tells the severity as it is, not the change again.
             let repeat = Notice {
