@@ -564,6 +564,19 @@ fn lex(text: &str) -> Result<Vec<Token>, ExprError> {
                     });
                 }
                 _ => {
+                    if bytes.get(i).is_some_and(|b| b.is_ascii_alphabetic()) {
+                        let end = i + bytes[i..]
+                            .iter()
+                            .take_while(|b| b.is_ascii_alphanumeric())
+                            .count();
+                        return Err(ExprError {
+                            at,
+                            message: format!(
+                                "{:?} is not a duration: write a whole number and one of s, m, h, d, w (5m, 30s, 1h)",
+                                &text[at..end]
+                            ),
+                        });
+                    }
                     let n: f64 = digits.parse().map_err(|_| ExprError {
                         at,
                         message: format!("{digits:?} is not a number"),
@@ -600,6 +613,19 @@ fn lex(text: &str) -> Result<Vec<Token>, ExprError> {
             i += sym.len();
         } else {
             let ch = text[i..].chars().next().unwrap_or('?');
+            if ch == '.' {
+                // A key written bare: `key(box.mem.total_kb)`.
+                let is_key = |b: &u8| b.is_ascii_alphanumeric() || b"._-:$".contains(b);
+                let start = at - bytes[..at].iter().rev().take_while(|b| is_key(b)).count();
+                let end = at + bytes[at..].iter().take_while(|b| is_key(b)).count();
+                return Err(ExprError {
+                    at: start,
+                    message: format!(
+                        "a key goes in quotes: key(\"{}\")",
+                        &text[start..end]
+                    ),
+                });
+            }
             return Err(ExprError {
                 at,
                 message: format!("unexpected character {ch:?}"),

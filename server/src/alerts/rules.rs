@@ -140,7 +140,6 @@ pub struct RulesError {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct File {
     #[serde(default, rename = "alert")]
     alerts: Vec<Spanned<RawRule>>,
@@ -148,8 +147,9 @@ struct File {
     receivers: Vec<Spanned<RawReceiver>>,
 }
 
+/// Unknown fields are found before (see `unknown_fields`), so that every problem of a
+/// file is said at once.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRule {
     name: Spanned<String>,
     keys: Spanned<String>,
@@ -176,7 +176,6 @@ struct RawFlapping {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawReceiver {
     name: Option<String>,
     #[serde(rename = "type")]
@@ -189,6 +188,64 @@ struct RawReceiver {
     timeout: Option<Spanned<String>>,
     queue: Option<usize>,
     retry_for: Option<Spanned<String>>,
+}
+
+/// The fields of each table, for the unknown-field check.
+const TOP_FIELDS: &[&str] = &["alert", "notify"];
+const RULE_FIELDS: &[&str] = &[
+    "name",
+    "keys",
+    "warn",
+    "crit",
+    "clear",
+    "for",
+    "keep_firing_for",
+    "nodata",
+    "absent",
+    "nodata_severity",
+    "summary",
+    "labels",
+    "flapping",
+];
+const RECEIVER_FIELDS: &[&str] = &[
+    "name", "type", "url", "command", "repeat", "match", "timeout", "queue", "retry_for",
+];
+
+/// Every field the file's tables do not know, each with its line: said with the other
+/// problems rather than stopping at the first.
+fn unknown_fields(p: &mut Problems<'_>) {
+    let Ok(doc) = toml_edit::ImDocument::parse(p.text) else {
+        return; // toml::from_str said why already
+    };
+    let table = doc.as_table();
+    let mut found: Vec<(usize, String, String, &[&str])> = Vec::new();
+    for (key, _) in table.iter() {
+        if !TOP_FIELDS.contains(&key) {
+            let at = table.key(key).and_then(|k| k.span()).map_or(0, |s| s.start);
+            found.push((at, "the file".into(), key.to_string(), TOP_FIELDS));
+        }
+    }
+    for (array, fields, what) in [("alert", RULE_FIELDS, "[[alert]]"), ("notify", RECEIVER_FIELDS, "[[notify]]")] {
+        let Some(tables) = table.get(array).and_then(|i| i.as_array_of_tables()) else {
+            continue;
+        };
+        for t in tables.iter() {
+            let name = t.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+            for (key, _) in t.iter() {
+                if !fields.contains(&key) {
+                    let at = t.key(key).and_then(|k| k.span()).map_or(0, |s| s.start);
+                    found.push((at, format!("{what} {name}"), key.to_string(), fields));
+                }
+            }
+        }
+    }
+    for (at, whose, key, fields) in found {
+        p.add(
+            at,
+            &whose,
+            format!("unknown field `{key}`; the fields are {}", fields.join(", ")),
+        );
+    }
 }
 
 /// Collects problems with their places.
@@ -263,6 +320,7 @@ impl RuleSet {
             path,
             list: Vec::new(),
         };
+        unknown_fields(&mut problems);
         let mut set = RuleSet::default();
         for raw in &file.alerts {
             if let Some(rule) = rule(raw, &mut problems) {
@@ -292,6 +350,13 @@ impl RuleSet {
         if problems.list.is_empty() {
             Ok(set)
         } else {
+            // In the file's order, whichever check found them.
+            let line = |p: &String| -> usize {
+                p.strip_prefix(&format!("{}:", path.display()))
+                    .and_then(|rest| rest.split(':').next()?.parse().ok())
+                    .unwrap_or(0)
+            };
+            problems.list.sort_by_key(line);
             Err(RulesError {
                 problems: problems.list,
             })
@@ -389,8 +454,13 @@ fn rule(raw: &Spanned<RawRule>, p: &mut Problems<'_>) -> Option<Rule> {
             && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         let reserved = ["alertname", "key", "severity", "alertstate"].contains(&label.as_str());
         if !valid || reserved {
+            // The labels' own line: found in the rule's text, as labels carry no span.
+            let rule_at = raw.span().start;
+            let at = p.text[rule_at..raw.span().end]
+                .find("labels")
+                .map_or(r.name.span().start, |i| rule_at + i);
             p.add(
-                r.name.span().start,
+                at,
                 &what("labels"),
                 format!("{label:?}: a label name is [A-Za-z_][A-Za-z0-9_]*, and not alertname, key, severity or alertstate (SPUD sets those)"),
             );
@@ -614,11 +684,11 @@ repeat = "1h"
             p[2].starts_with("alerts.toml:8: [[alert]] name: \"b.c\""),
             "{p:?}"
         );
+        assert!(p[3].contains("[[alert]] d: warn: a rule needs"), "{p:?}");
         assert!(
-            p[3].starts_with("alerts.toml:14: [[alert]] d: keys"),
+            p[4].starts_with("alerts.toml:14: [[alert]] d: keys"),
             "{p:?}"
         );
-        assert!(p[4].contains("[[alert]] d: warn: a rule needs"), "{p:?}");
         assert!(
             p[5].starts_with("alerts.toml:17: [[notify]] pager1: type"),
             "{p:?}"
@@ -626,8 +696,32 @@ repeat = "1h"
         let e = parse("[[alert]]\nname = \"a\"\nkeys = \"x\"\nwarn = \"last > 1\"\nwran = 1\n")
             .unwrap_err();
         assert!(
-            e.problems[0].starts_with("alerts.toml:5: unknown field `wran`"),
+            e.problems[0].starts_with("alerts.toml:5: [[alert]] a: unknown field `wran`; the fields are name, keys, warn"),
             "{e}"
+        );
+        // Every problem at once: an unknown field does not hide the others.
+        let e = parse(
+            "[[alert]]\nname = \"a\"\nkeys = \"x\"\nwarn = \"last >\"\nwran = 1\n\n\
+             [[alert]]\nname = \"b\"\nkeys = \"y\"\ncrit = \"avg(5mins) > 1\"\n\n\
+             [[alert]]\nname = \"c\"\nkeys = \"z\"\ncrit = \"last < key(box.mem.total_kb)\"\n\n\
+             [[alert]]\nname = \"d\"\nkeys = \"z\"\ncrit = \"last > 1\"\nlabels = { \"bad-label\" = \"x\" }\n",
+        )
+        .unwrap_err();
+        let p = &e.problems;
+        assert_eq!(p.len(), 5, "{p:#?}");
+        assert!(p.iter().any(|l| l.starts_with("alerts.toml:5: [[alert]] a: unknown field `wran`")), "{p:#?}");
+        assert!(p.iter().any(|l| l.starts_with("alerts.toml:4: [[alert]] a: warn")), "{p:#?}");
+        assert!(
+            p.iter().any(|l| l.starts_with("alerts.toml:10: [[alert]] b: crit") && l.contains("5mins") && l.contains("5m")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter().any(|l| l.starts_with("alerts.toml:15: [[alert]] c: crit") && l.contains("key(\"box.mem.total_kb\")")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter().any(|l| l.starts_with("alerts.toml:21: [[alert]] d: labels")),
+            "{p:#?}"
         );
         let e = parse("[[alert]]\nname = \"a\"\nkeys = \"x\"\nwarn = \"last > 1\"\n[[alert]]\nname = \"a\"\nkeys = \"y\"\ncrit = \"last > 1\"\n").unwrap_err();
         assert!(
