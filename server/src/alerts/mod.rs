@@ -530,7 +530,7 @@ fn severity_label(rule: &rules::Rule, state: State) -> &'static str {
     }
 }
 
-fn notice_of_row(r: &Row) -> Notice {
+pub(crate) fn notice_of_row(r: &Row) -> Notice {
     notice(
         &r.rule,
         &r.key,

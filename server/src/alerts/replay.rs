@@ -16,6 +16,14 @@
 //! [[test.expect]]
 //! at = "50s"
 //! active = ["load_high web1.load.1 critical"]   # exactly these instances are not ok
+//! [[test.expect]]
+//! at = "50s"
+//! alert = "load_high"
+//! key = "web1.load.1"
+//! state = "critical"
+//! value = "9"                       # the value receivers are told
+//! labels = { severity = "critical" }
+//! annotations = { summary = "web1.load.1 is 9" }
 //! ```
 
 use std::collections::BTreeMap;
@@ -62,6 +70,14 @@ struct Expect {
     alert: Option<String>,
     key: Option<String>,
     state: Option<Spanned<String>>,
+    /// With alert, key and state: the instance's value as receivers see it (`5`, `0.25`).
+    value: Option<String>,
+    /// With alert, key and state: labels it carries (others may be there too).
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    /// With alert, key and state: annotations it carries (`summary`, `value`, `state`).
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
     active: Option<Vec<String>>,
 }
 
@@ -101,6 +117,8 @@ enum Check {
         alert: String,
         key: String,
         state: State,
+        /// `value`, `labels`, `annotations`: each expected text, by name.
+        carries: Vec<(String, String)>,
         line: usize,
         at: String,
     },
@@ -151,6 +169,18 @@ fn plan(test: &Spanned<Test>, text: &str, path: &Path) -> Result<Plan, Vec<Strin
                 }
                 _ => (token, 1),
             };
+            // Text stands for a status word; a token with a digit in it was meant to be a
+            // number (`x3`, `3.5.1`), and is said rather than stored as text.
+            let numeric = value.parse::<f64>().is_ok();
+            if !numeric && value.bytes().any(|b| b.is_ascii_digit()) {
+                problem(
+                    values.span().start,
+                    format!(
+                        "{key}: {token:?} is not a number, `_`, a word or VxN (a value V, N times)"
+                    ),
+                );
+                break;
+            }
             for _ in 0..times {
                 if value != "_" {
                     samples
@@ -183,6 +213,17 @@ fn plan(test: &Spanned<Test>, text: &str, path: &Path) -> Result<Plan, Vec<Strin
                         alert: alert.clone(),
                         key: key.clone(),
                         state: s,
+                        carries: x
+                            .value
+                            .iter()
+                            .map(|v| ("annotation value".to_string(), v.clone()))
+                            .chain(x.labels.iter().map(|(k, v)| (format!("label {k}"), v.clone())))
+                            .chain(
+                                x.annotations
+                                    .iter()
+                                    .map(|(k, v)| (format!("annotation {k}"), v.clone())),
+                            )
+                            .collect(),
                         line,
                         at: x.at.get_ref().clone(),
                     },
@@ -222,6 +263,38 @@ fn plan(test: &Spanned<Test>, text: &str, path: &Path) -> Result<Plan, Vec<Strin
     }
 }
 
+/// What an instance carries that differs from `carries` (None: all as expected). Read
+/// from the notice receivers would get now.
+fn carried(
+    engine: &Engine,
+    alert: &str,
+    key: &str,
+    carries: &[(String, String)],
+) -> Option<String> {
+    if carries.is_empty() {
+        return None;
+    }
+    let row = engine
+        .active()
+        .into_iter()
+        .find(|r| r.rule.name == alert && &*r.key == key);
+    let Some(row) = row else {
+        return Some("not active, so it carries no labels or annotations".into());
+    };
+    let notice = super::notice_of_row(&row);
+    for (what, want) in carries {
+        let got = match what.split_once(' ') {
+            Some(("label", name)) => notice.labels.get(name),
+            Some((_, name)) => notice.annotations.get(name),
+            None => None,
+        };
+        if got != Some(want) {
+            return Some(format!("{what} is {got:?}, expected {want:?}"));
+        }
+    }
+    None
+}
+
 /// Second by second, as the server's alerts thread does: the samples of that second are
 /// stored and their keys evaluated, then what time alone changed, then the checks.
 fn replay(set: &RuleSet, test: &Test, plan: &Plan, outcome: &mut Outcome) {
@@ -256,12 +329,19 @@ fn replay(set: &RuleSet, test: &Test, plan: &Plan, outcome: &mut Outcome) {
                     alert,
                     key,
                     state,
+                    carries,
                     line,
                     at,
                 } => {
                     let got = engine.state_of(alert, key);
                     if got == Some(*state) {
-                        outcome.passed += 1;
+                        match carried(&engine, alert, key, carries) {
+                            None => outcome.passed += 1,
+                            Some(wrong) => outcome.failures.push(format!(
+                                "line {line}: test {:?} at {at}: {alert} {key}: {wrong}",
+                                test.name
+                            )),
+                        }
                     } else {
                         let got = got.map_or(
                             "not an instance (no sample yet, or the rule does not match)",
