@@ -3,6 +3,7 @@
 //! | keys | from | what |
 //! |---|---|---|
 //! | `cpu.<mode>` | `/proc/stat` | percent of CPU time in user, nice, system, idle, iowait, irq, softirq, steal since the last collect |
+//! | `cpu.count` | `/proc/stat` | CPUs online (a load per CPU is `load.1 / cpu.count`) |
 //! | `ctxt_per_s`, `forks_per_s`, `procs_running`, `procs_blocked` | `/proc/stat` | context switches and forks per second; runnable and blocked processes |
 //! | `load.1`, `load.5`, `load.15` | `/proc/loadavg` | load averages |
 //! | `mem.<field>_kb`, `swap.<field>_kb` | `/proc/meminfo` | total, free, available, buffers, cached; swap total, free, used |
@@ -134,6 +135,9 @@ impl Pull for Machine {
             if let Some(r) = counter.and_then(|v| rates.rate(key, v)) {
                 host.set(&format!("{key}_per_s"), fmt(r));
             }
+        }
+        if stat.cpus > 0 {
+            host.set("cpu.count", stat.cpus);
         }
         for (name, value) in stat.procs {
             host.set(name, value);

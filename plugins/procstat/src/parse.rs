@@ -10,6 +10,8 @@ const CPU_MODES: [&str; 8] = [
 pub struct Stat<'a> {
     /// Ticks spent in each CPU mode, all CPUs together.
     pub cpu: Vec<(&'static str, u64)>,
+    /// CPUs online (`cpuN` lines): what a load is divided by.
+    pub cpus: usize,
     /// Context switches since boot.
     pub ctxt: Option<u64>,
     /// Processes created since boot.
@@ -30,6 +32,9 @@ pub fn stat(text: &str) -> Stat<'_> {
                     .zip(f.map_while(|v| v.parse().ok()))
                     .map(|(mode, ticks)| (*mode, ticks))
                     .collect();
+            }
+            Some(word) if word.starts_with("cpu") && word[3..].bytes().all(|b| b.is_ascii_digit()) => {
+                stat.cpus += 1;
             }
             Some("ctxt") => stat.ctxt = number(&mut f),
             Some("processes") => stat.forks = number(&mut f),
@@ -168,6 +173,7 @@ mod tests {
         );
         assert_eq!(s.ctxt, Some(12345));
         assert_eq!(s.forks, Some(678));
+        assert_eq!(s.cpus, 1, "cpu0 is one CPU; the `cpu` total line is none");
         assert_eq!(
             s.procs,
             vec![("procs_running", "3"), ("procs_blocked", "1")]
