@@ -474,6 +474,14 @@ fn spud_rules_test_passes_fails_and_refuses_as_ci_needs() {
     assert!(text.contains("16 passed, 0 failed"), "{text}");
     let (code, text) = run(&[Path::new("check"), &rules]);
     assert_eq!(code, Some(0), "{text}");
+    // The fleet's five classic alerts, one rule each for any number of hosts.
+    let (code, text) = run(&[
+        Path::new("test"),
+        &conf.join("alerts.fleet.toml"),
+        &conf.join("alerts.fleet.tests.toml"),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("15 passed, 0 failed"), "{text}");
 
     let dir = tempfile::tempdir().unwrap();
     let failing = dir.path().join("failing.toml");
@@ -487,6 +495,11 @@ fn spud_rules_test_passes_fails_and_refuses_as_ci_needs() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("FAIL line 6: test \"too eager\" at 10s: load_high web1.load.1 is pending, expected critical"), "{text}");
 
+    // A typo in a series is said, not stored as text.
+    std::fs::write(&failing, "[[test]]\nname = \"typo\"\n[test.series]\n\"web1.load.1\" = \"1 x3 2\"\n[[test.expect]]\nat = \"10s\"\nactive = []\n").unwrap();
+    let (code, text) = run(&[Path::new("test"), &rules, &failing]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("failing.toml:4: test \"typo\": web1.load.1: \"x3\" is not a number"), "{text}");
     std::fs::write(&failing, "[[test]]\nname = \"x\"\n[test.series]\n\"a\" = \"1\"\n[[test.expect]]\nat = \"soon\"\nactive = []\n").unwrap();
     let (code, text) = run(&[Path::new("test"), &rules, &failing]);
     assert_eq!(code, Some(2), "{text}");
