@@ -402,6 +402,33 @@ fn rules_edited_while_running_are_taken_and_a_bad_edit_is_refused_with_its_line(
         .map(|a| a["key"].as_str().unwrap())
         .collect();
     assert_eq!(keys, ["x.one", "x.two"]);
+
+    // A rule written for the old unanchored pattern: what it no longer matches is said in
+    // one line naming it; a regular expression is refused with what to write.
+    set(&server, "bx.load.15", "1");
+    std::fs::write(
+        &rules,
+        "[[alert]]\nname = \"a\"\nkeys = \"x.*\"\nwarn = \"last > 10\"\n\n\
+         [[alert]]\nname = \"load\"\nkeys = \"bx.load.1\"\nwarn = \"last > 10\"\n",
+    )
+    .unwrap();
+    let log = server
+        .process
+        .wait_log("[[alert]] load: keys", Duration::from_secs(5));
+    assert!(
+        log.contains("[[alert]] load: keys \"bx.load.1\" matches whole keys")
+            && log.contains("\"bx.load.15\""),
+        "{log}"
+    );
+    std::fs::write(
+        &rules,
+        "[[alert]]\nname = \"a\"\nkeys = \"^x\\\\..*$\"\nwarn = \"last > 10\"\n",
+    )
+    .unwrap();
+    let log = server
+        .process
+        .wait_log("is not part of a keys glob", Duration::from_secs(5));
+    assert!(log.contains("alerts.toml:3: [[alert]] a: keys"), "{log}");
 }
 
 #[test]
@@ -499,7 +526,10 @@ fn spud_rules_test_passes_fails_and_refuses_as_ci_needs() {
     std::fs::write(&failing, "[[test]]\nname = \"typo\"\n[test.series]\n\"web1.load.1\" = \"1 x3 2\"\n[[test.expect]]\nat = \"10s\"\nactive = []\n").unwrap();
     let (code, text) = run(&[Path::new("test"), &rules, &failing]);
     assert_eq!(code, Some(2), "{text}");
-    assert!(text.contains("failing.toml:4: test \"typo\": web1.load.1: \"x3\" is not a number"), "{text}");
+    assert!(
+        text.contains("failing.toml:4: test \"typo\": web1.load.1: \"x3\" is not a number"),
+        "{text}"
+    );
     std::fs::write(&failing, "[[test]]\nname = \"x\"\n[test.series]\n\"a\" = \"1\"\n[[test.expect]]\nat = \"soon\"\nactive = []\n").unwrap();
     let (code, text) = run(&[Path::new("test"), &rules, &failing]);
     assert_eq!(code, Some(2), "{text}");
@@ -577,9 +607,7 @@ fn the_dashboard_shows_alerts_by_severity_and_plots_a_key_with_its_thresholds() 
 
 #[test]
 fn a_severity_change_resolves_the_old_severity_in_alertmanager_at_once() {
-    let am = Alertmanager::start(
-        "route:\n  receiver: none\nreceivers:\n  - name: none\n",
-    );
+    let am = Alertmanager::start("route:\n  receiver: none\nreceivers:\n  - name: none\n");
     let dir = tempfile::tempdir().unwrap();
     // A long repeat: an alert left behind would stay active for minutes (endsAt = 4 repeats).
     let server = server_with_rules(
@@ -628,5 +656,44 @@ fn a_severity_change_resolves_the_old_severity_in_alertmanager_at_once() {
     ] {
         println!("{step}: {} ms", took.as_millis());
         assert!(took < Duration::from_secs(1), "{step} took {took:?}");
+    }
+}
+
+#[test]
+fn a_flapping_alert_in_alertmanager_carries_the_current_value() {
+    let am = Alertmanager::start("route:\n  receiver: none\nreceivers:\n  - name: none\n");
+    let dir = tempfile::tempdir().unwrap();
+    let server = server_with_rules(
+        dir.path(),
+        &format!(
+            "[[alert]]\nname = \"svc\"\nkeys = \"web1.up\"\ncrit = \"last > 5\"\n\
+             flapping = {{ changes = 2, window = \"10m\" }}\n\n\
+             [[notify]]\ntype = \"alertmanager\"\nurl = \"{}\"\nrepeat = \"1s\"\n",
+            am.url()
+        ),
+    );
+    for value in ["9", "1", "9"] {
+        set(&server, "web1.up", value);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wait_state(
+        &server,
+        "alert.svc.web1.up",
+        "flapping",
+        Duration::from_secs(5),
+    );
+    set(&server, "web1.up", "7");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let alerts = am.alerts();
+        let value = alerts
+            .iter()
+            .find(|a| a["labels"]["severity"] == "flapping")
+            .map(|a| a["annotations"]["value"].clone());
+        if value == Some("7".into()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Alertmanager has {alerts:#?}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

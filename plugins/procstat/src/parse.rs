@@ -33,7 +33,9 @@ pub fn stat(text: &str) -> Stat<'_> {
                     .map(|(mode, ticks)| (*mode, ticks))
                     .collect();
             }
-            Some(word) if word.starts_with("cpu") && word[3..].bytes().all(|b| b.is_ascii_digit()) => {
+            Some(word)
+                if word.starts_with("cpu") && word[3..].bytes().all(|b| b.is_ascii_digit()) =>
+            {
                 stat.cpus += 1;
             }
             Some("ctxt") => stat.ctxt = number(&mut f),

@@ -186,7 +186,13 @@ impl Engine {
                 }
                 None => {
                     if let Some(rule) = old_rules.iter().find(|r| r.name == name) {
-                        out.push(absence_change(rule, Some(State::Nodata), State::Ok, now, since));
+                        out.push(absence_change(
+                            rule,
+                            Some(State::Nodata),
+                            State::Ok,
+                            now,
+                            since,
+                        ));
                     }
                 }
             }
@@ -210,7 +216,13 @@ impl Engine {
                 }
                 (true, Some(since)) => {
                     self.absences.remove(&rule.name);
-                    out.push(absence_change(rule, Some(State::Nodata), State::Ok, now, since));
+                    out.push(absence_change(
+                        rule,
+                        Some(State::Nodata),
+                        State::Ok,
+                        now,
+                        since,
+                    ));
                 }
                 _ => {}
             }
@@ -298,7 +310,11 @@ impl Engine {
 
     /// The state of one instance, if it exists (an absence is named by its rule's glob).
     pub fn state_of(&self, rule: &str, key: &str) -> Option<State> {
-        if let Some(r) = self.rules.iter().find(|r| r.name == rule && r.keys_text == key) {
+        if let Some(r) = self
+            .rules
+            .iter()
+            .find(|r| r.name == rule && r.keys_text == key)
+        {
             if r.absent.is_some() && !self.keys.contains_key(key) {
                 let absent = self.absences.contains_key(rule);
                 return Some(if absent { State::Nodata } else { State::Ok });
@@ -583,7 +599,8 @@ mod tests {
 
     #[test]
     fn a_window_is_looked_at_again_the_second_its_last_sample_leaves() {
-        let mut e = engine("[[alert]]\nname = \"gone\"\nkeys = \"k\"\ncrit = \"count(30s) == 0\"\n");
+        let mut e =
+            engine("[[alert]]\nname = \"gone\"\nkeys = \"k\"\ncrit = \"count(30s) == 0\"\n");
         let mut src = Fake::default();
         let mut out = Vec::new();
         src.0.insert("k".into(), vec![point(100, 1.0)]);
@@ -618,8 +635,9 @@ mod tests {
         e.evaluate("db1.up", 1040, &src, &mut out);
         e.tick(1040, &src, &mut out);
         assert!(
-            out.iter()
-                .any(|c| &*c.key == "db1.up" && c.before == Some(State::Nodata) && c.state == State::Ok),
+            out.iter().any(|c| &*c.key == "db1.up"
+                && c.before == Some(State::Nodata)
+                && c.state == State::Ok),
             "{out:?}"
         );
         assert_eq!(e.state_of("up", "db1.up"), Some(State::Ok));
@@ -634,11 +652,18 @@ mod tests {
         let mut src = Fake::default();
         let mut out = Vec::new();
         for (host, available) in [("web1", 50.0), ("web2", 900.0)] {
-            src.0.insert(format!("{host}.mem.total_kb"), vec![point(10, 1000.0)]);
-            src.0.insert(format!("{host}.mem.available_kb"), vec![point(10, available)]);
+            src.0
+                .insert(format!("{host}.mem.total_kb"), vec![point(10, 1000.0)]);
+            src.0.insert(
+                format!("{host}.mem.available_kb"),
+                vec![point(10, available)],
+            );
             e.evaluate(&format!("{host}.mem.available_kb"), 10, &src, &mut out);
         }
-        assert_eq!(e.state_of("mem", "web1.mem.available_kb"), Some(State::Warning));
+        assert_eq!(
+            e.state_of("mem", "web1.mem.available_kb"),
+            Some(State::Warning)
+        );
         assert_eq!(e.state_of("mem", "web2.mem.available_kb"), Some(State::Ok));
     }
 }

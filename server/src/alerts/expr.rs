@@ -620,10 +620,7 @@ fn lex(text: &str) -> Result<Vec<Token>, ExprError> {
                 let end = at + bytes[at..].iter().take_while(|b| is_key(b)).count();
                 return Err(ExprError {
                     at: start,
-                    message: format!(
-                        "a key goes in quotes: key(\"{}\")",
-                        &text[start..end]
-                    ),
+                    message: format!("a key goes in quotes: key(\"{}\")", &text[start..end]),
                 });
             }
             return Err(ExprError {

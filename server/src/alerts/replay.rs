@@ -217,7 +217,11 @@ fn plan(test: &Spanned<Test>, text: &str, path: &Path) -> Result<Plan, Vec<Strin
                             .value
                             .iter()
                             .map(|v| ("annotation value".to_string(), v.clone()))
-                            .chain(x.labels.iter().map(|(k, v)| (format!("label {k}"), v.clone())))
+                            .chain(
+                                x.labels
+                                    .iter()
+                                    .map(|(k, v)| (format!("label {k}"), v.clone())),
+                            )
                             .chain(
                                 x.annotations
                                     .iter()

@@ -208,7 +208,15 @@ const RULE_FIELDS: &[&str] = &[
     "flapping",
 ];
 const RECEIVER_FIELDS: &[&str] = &[
-    "name", "type", "url", "command", "repeat", "match", "timeout", "queue", "retry_for",
+    "name",
+    "type",
+    "url",
+    "command",
+    "repeat",
+    "match",
+    "timeout",
+    "queue",
+    "retry_for",
 ];
 
 /// Every field the file's tables do not know, each with its line: said with the other
@@ -225,7 +233,10 @@ fn unknown_fields(p: &mut Problems<'_>) {
             found.push((at, "the file".into(), key.to_string(), TOP_FIELDS));
         }
     }
-    for (array, fields, what) in [("alert", RULE_FIELDS, "[[alert]]"), ("notify", RECEIVER_FIELDS, "[[notify]]")] {
+    for (array, fields, what) in [
+        ("alert", RULE_FIELDS, "[[alert]]"),
+        ("notify", RECEIVER_FIELDS, "[[notify]]"),
+    ] {
         let Some(tables) = table.get(array).and_then(|i| i.as_array_of_tables()) else {
             continue;
         };
@@ -243,7 +254,10 @@ fn unknown_fields(p: &mut Problems<'_>) {
         p.add(
             at,
             &whose,
-            format!("unknown field `{key}`; the fields are {}", fields.join(", ")),
+            format!(
+                "unknown field `{key}`; the fields are {}",
+                fields.join(", ")
+            ),
         );
     }
 }
@@ -696,7 +710,9 @@ repeat = "1h"
         let e = parse("[[alert]]\nname = \"a\"\nkeys = \"x\"\nwarn = \"last > 1\"\nwran = 1\n")
             .unwrap_err();
         assert!(
-            e.problems[0].starts_with("alerts.toml:5: [[alert]] a: unknown field `wran`; the fields are name, keys, warn"),
+            e.problems[0].starts_with(
+                "alerts.toml:5: [[alert]] a: unknown field `wran`; the fields are name, keys, warn"
+            ),
             "{e}"
         );
         // Every problem at once: an unknown field does not hide the others.
@@ -709,18 +725,32 @@ repeat = "1h"
         .unwrap_err();
         let p = &e.problems;
         assert_eq!(p.len(), 5, "{p:#?}");
-        assert!(p.iter().any(|l| l.starts_with("alerts.toml:5: [[alert]] a: unknown field `wran`")), "{p:#?}");
-        assert!(p.iter().any(|l| l.starts_with("alerts.toml:4: [[alert]] a: warn")), "{p:#?}");
         assert!(
-            p.iter().any(|l| l.starts_with("alerts.toml:10: [[alert]] b: crit") && l.contains("5mins") && l.contains("5m")),
+            p.iter()
+                .any(|l| l.starts_with("alerts.toml:5: [[alert]] a: unknown field `wran`")),
             "{p:#?}"
         );
         assert!(
-            p.iter().any(|l| l.starts_with("alerts.toml:15: [[alert]] c: crit") && l.contains("key(\"box.mem.total_kb\")")),
+            p.iter()
+                .any(|l| l.starts_with("alerts.toml:4: [[alert]] a: warn")),
             "{p:#?}"
         );
         assert!(
-            p.iter().any(|l| l.starts_with("alerts.toml:21: [[alert]] d: labels")),
+            p.iter()
+                .any(|l| l.starts_with("alerts.toml:10: [[alert]] b: crit")
+                    && l.contains("5mins")
+                    && l.contains("5m")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("alerts.toml:15: [[alert]] c: crit")
+                    && l.contains("key(\"box.mem.total_kb\")")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|l| l.starts_with("alerts.toml:21: [[alert]] d: labels")),
             "{p:#?}"
         );
         let e = parse("[[alert]]\nname = \"a\"\nkeys = \"x\"\nwarn = \"last > 1\"\n[[alert]]\nname = \"a\"\nkeys = \"y\"\ncrit = \"last > 1\"\n").unwrap_err();
