@@ -351,12 +351,24 @@ fn procstat_reads_the_machine_as_proc_does() {
     });
     host.wait_for("box.net.lo.rx_bytes_per_s", T, |v| v.parse::<f64>().is_ok());
     let mut c = host.connect();
-    let cpu: f64 = c
-        .get("box.cpu.*")
+    let lines = c.get("box.cpu.*");
+    // The modes' shares, not `cpu.count` beside them.
+    let cpu: f64 = lines
         .iter()
+        .filter(|l| !l.contains("box.cpu.count "))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert!((cpu - 100.0).abs() < 1.0, "CPU modes add up to {cpu}");
+    let count: usize = host.wait_for("box.cpu.count", T, |_| true).parse().unwrap();
+    let online = std::fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
+    assert_eq!(
+        count, online,
+        "cpu.count against the cpuN lines of /proc/stat"
+    );
 }
 
 #[test]
