@@ -109,6 +109,9 @@ pub struct Engine {
     loaded_at: Option<u64>,
     /// Rules with `absent` that no key has matched in time, by name: since when.
     absences: HashMap<String, u64>,
+    /// Rules with `absent` a key has matched since the rules were taken: nothing more to
+    /// look for (a key that stops is `nodata`'s).
+    present: hashbrown::HashSet<String>,
 }
 
 /// Keys whose rules read other keys are looked at again this often while all is ok, and
@@ -126,6 +129,7 @@ impl Engine {
             scratch: Vec::new(),
             loaded_at: None,
             absences: HashMap::new(),
+            present: hashbrown::HashSet::new(),
         }
     }
 
@@ -173,6 +177,7 @@ impl Engine {
         }
         self.keys.retain(|_, t| !t.instances.is_empty());
         self.loaded_at = Some(now);
+        self.present.clear();
         // An absence whose rule is gone, or no longer asks for presence, resolves.
         let absences = std::mem::take(&mut self.absences);
         for (name, since) in absences {
@@ -186,13 +191,7 @@ impl Engine {
                 }
                 None => {
                     if let Some(rule) = old_rules.iter().find(|r| r.name == name) {
-                        out.push(absence_change(
-                            rule,
-                            Some(State::Nodata),
-                            State::Ok,
-                            now,
-                            since,
-                        ));
+                        out.push(absence_resolved(rule, now, since));
                     }
                 }
             }
@@ -205,26 +204,22 @@ impl Engine {
         let loaded = *self.loaded_at.get_or_insert(now);
         for (index, rule) in self.rules.iter().enumerate() {
             let Some(wait) = rule.absent else { continue };
+            if self.present.contains(&rule.name) {
+                continue;
+            }
             let present = self
                 .keys
                 .values()
                 .any(|t| t.instances.iter().any(|(r, _)| *r as usize == index));
-            match (present, self.absences.get(&rule.name).copied()) {
-                (false, None) if now >= loaded.saturating_add(wait) => {
-                    self.absences.insert(rule.name.clone(), now);
-                    out.push(absence_change(rule, None, State::Nodata, now, now));
+            if present {
+                self.present.insert(rule.name.clone());
+                if let Some(since) = self.absences.remove(&rule.name) {
+                    out.push(absence_resolved(rule, now, since));
                 }
-                (true, Some(since)) => {
-                    self.absences.remove(&rule.name);
-                    out.push(absence_change(
-                        rule,
-                        Some(State::Nodata),
-                        State::Ok,
-                        now,
-                        since,
-                    ));
-                }
-                _ => {}
+            } else if !self.absences.contains_key(&rule.name) && now >= loaded.saturating_add(wait)
+            {
+                self.absences.insert(rule.name.clone(), now);
+                out.push(absence_change(rule, None, State::Nodata, now, now));
             }
         }
     }
@@ -349,6 +344,11 @@ fn absence_change(
         active_since,
         value: None,
     }
+}
+
+/// A rule's absence resolved: a matching key came (or the rule went).
+fn absence_resolved(rule: &Arc<Rule>, now: u64, since: u64) -> Change {
+    absence_change(rule, Some(State::Nodata), State::Ok, now, since)
 }
 
 /// The values a next set may bring without any instance of the key changing state: only

@@ -109,6 +109,7 @@ impl Alerts {
             server: server.downgrade(),
             inbox,
             file: alerts.path.as_deref().and_then(file_stamp),
+            told: std::collections::HashMap::new(),
         };
         std::thread::Builder::new()
             .name("alerts".into())
@@ -323,6 +324,8 @@ struct Runner {
     inbox: Inbox<Box<str>>,
     /// The rules file as last seen.
     file: Option<FileStamp>,
+    /// Each firing alert's value as receivers last had it (see `every_second`).
+    told: std::collections::HashMap<String, String>,
 }
 
 /// Keys evaluated under one hold of the engine's lock.
@@ -392,18 +395,28 @@ impl Runner {
                 ),
             }
         }
-        // Firing alerts as they are now: a repeat carries the current value (a flapping
-        // alert's too), not the one it had when it changed.
-        let firing: Vec<Notice> = self
+        // Firing alerts whose value moved: receivers' stored notices are brought up to date,
+        // so a repeat carries the current value (a flapping alert's too), not the one it had
+        // when it changed.
+        let mut told = std::collections::HashMap::new();
+        let mut firing: Vec<Notice> = Vec::new();
+        for row in self
             .alerts
             .active(None)
             .iter()
             .filter(|r| r.state.is_firing())
-            .map(|r| Notice {
-                refresh: true,
-                ..notice_of_row(r)
-            })
-            .collect();
+        {
+            let notice = notice_of_row(row);
+            let value = notice.annotations.get("value").cloned().unwrap_or_default();
+            if self.told.get(&notice.id) != Some(&value) {
+                firing.push(Notice {
+                    refresh: true,
+                    ..notice.clone()
+                });
+            }
+            told.insert(notice.id, value);
+        }
+        self.told = told;
         if !firing.is_empty() {
             let receivers = self.alerts.receivers.lock();
             for notice in &firing {
