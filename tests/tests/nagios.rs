@@ -81,8 +81,16 @@ fn monitoring_plugins_basic_status_output_and_perfdata_as_stored() {
 
     assert_eq!(host.wait_for("hot.status", T, |_| true), "warning");
 
-    // check_disk's perfdata in MB, stored in bytes; `/` becomes the key `_`.
-    assert_eq!(host.wait_for("disk.status", T, |_| true), "ok");
+    // check_disk's perfdata in MB, stored in bytes; `/` becomes the key `_`. Its status is
+    // judged against check_disk run directly: a nearly full disk warns on both sides.
+    let stored = host.wait_for("disk.status", T, |_| true);
+    let direct = Command::new(&disk)
+        .args(["-w", "1%", "-c", "0%", "-p", "/"])
+        .status()
+        .unwrap();
+    let direct =
+        ["ok", "warning", "critical", "unknown"][direct.code().unwrap_or(3).clamp(0, 3) as usize];
+    assert_eq!(stored, direct, "check_disk said {direct} when run directly");
     let used: f64 = host.wait_for("disk._", T, |_| true).parse().unwrap();
     let max: f64 = newest(&mut c, "disk._.max").unwrap().parse().unwrap();
     assert!(
