@@ -1,6 +1,6 @@
 //! `spud-bench`: the stat server's figures, each beside its reference, measured in one run.
 //!
-//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|durability|memory|new-keys|host|reload|reload-growth|http|isolation|isolation-reloads|alerts|munin|statsd|graphite|influx|collectd|fleet]`. Starts the release `spud-server`,
+//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|durability|memory|new-keys|host|reload|reload-growth|http|isolation|isolation-reloads|alerts|munin|statsd|graphite|influx|collectd|fleet|footprint]`. Starts the release `spud-server`,
 //! Debian's `redis-server` (spoken to by this program's own client) and the original Perl server from the
 //! seed; a reference that cannot run here is reported as missing, not guessed.
 //! Every throughput figure is the median of several trials; the machine is shared.
@@ -10,6 +10,7 @@ mod common;
 mod durability;
 mod fanout;
 mod fleet;
+mod footprint;
 mod host;
 mod http;
 mod ingest;
@@ -109,6 +110,9 @@ fn main() -> Result<()> {
     }
     if wanted("reload-growth") {
         reload::reload_growth(&scale, &mut report)?;
+    }
+    if wanted("footprint") {
+        footprint::footprint(quick, &mut report)?;
     }
     if wanted("fleet") {
         fleet::fleet(&scale, &mut report)?;
