@@ -3,6 +3,11 @@
 //! workspace in its plugins folder, as `scripts/run` publishes them), for a host pushing to
 //! a remote server, and for Debian's collectd collecting the same every 5 s (cpu, load,
 //! memory, interface, disk, statsd, csv), all in the same run.
+//!
+//! Where a host's bytes go, read from `/proc/PID/smaps` of a host pushing to a remote server
+//! with one procstat job and the 17 workspace plugins in its folder: about 17 MB of heap,
+//! 7.6 MB of its own binary, 9.8 MB of plugin copies in `/dev/shm` (every `.so` is copied
+//! and mapped, 0.5–1.5 MB each, though one is used), 1.3 MB of libc.
 
 use std::path::Path;
 use std::process::Command;
