@@ -228,6 +228,26 @@ pub const SOCKETS_SYMBOL: &[u8] = b"spud_plugin_accept_sockets\0";
 /// the plugin was built.
 pub const SOCKETS_LAYOUT_SYMBOL: &[u8] = b"spud_plugin_sockets_layout\0";
 
+/// Since 0.1.6: the ELF section holding the plugin's declared name (its `Plugin::NAME`, then
+/// a NUL). The host reads it from the file without mapping it, and maps only the plugins
+/// that jobs and helpers name; a plugin without the section is mapped to learn its name.
+pub const NAME_SECTION: &str = ".spud_plugin_name";
+
+/// `name` and a NUL, as an array of `N` bytes (`N` = its length + 1): the content of
+/// [`NAME_SECTION`].
+#[doc(hidden)]
+pub const fn declared_name<const N: usize>(name: &str) -> [u8; N] {
+    let bytes = name.as_bytes();
+    assert!(bytes.len() + 1 == N, "N is the name's length plus its NUL");
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < bytes.len() {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
+}
+
 /// The symbol of `extern "C" fn() -> TypedModRef`.
 pub const TYPED_SYMBOL: &[u8] = b"spud_plugin_typed_module\0";
 /// The symbol of `extern "C" fn() -> *const TypeLayout`: the layout of [`TypedModRef`] as

@@ -76,7 +76,8 @@
 //! 1.0, the same major. The root module keeps its 0.1.0 layout (abi_stable refuses a library
 //! whose root module has fewer fields than the host's); new capabilities come as symbols of
 //! their own, such as the typed module of 0.1.2 ([`ffi::TypedMod`]) and the socket hook of
-//! 0.1.5 ([`ffi::SocketsHook`]), so a plugin built against an older compatible version keeps
+//! 0.1.5 ([`ffi::SocketsHook`]), or data of their own, such as the declared name of 0.1.6
+//! ([`ffi::NAME_SECTION`]), so a plugin built against an older compatible version keeps
 //! loading. (Nor may a type the host hands a plugin, such as [`ffi::HostApi`], grow: abi_stable
 //! checks it the same way.)
 #![deny(missing_docs)]

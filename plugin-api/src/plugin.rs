@@ -251,6 +251,14 @@ macro_rules! export_plugin {
             <$crate::ffi::SocketsHook as $crate::abi_stable::StableAbi>::LAYOUT
         }
 
+        // The name, where the host reads it without mapping the library. Exported, so that
+        // the linker keeps it.
+        #[doc(hidden)]
+        #[export_name = "spud_plugin_name"]
+        #[link_section = ".spud_plugin_name"]
+        pub static __SPUD_PLUGIN_NAME: [u8; <$plugin as $crate::Plugin>::NAME.len() + 1] =
+            $crate::ffi::declared_name(<$plugin as $crate::Plugin>::NAME);
+
         #[doc(hidden)]
         #[export_name = "_1as_0lib_1header_0root_bmodule_bloader"]
         pub static __SPUD_LIB_HEADER: $crate::abi_stable::library::LibHeader = {

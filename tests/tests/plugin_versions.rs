@@ -162,3 +162,75 @@ fn a_library_that_is_no_spud_plugin_is_refused_as_exactly_that() {
     );
     assert!(!line.contains("incompatible"), "{line}");
 }
+
+/// The file names (before `-N.so`) of the plugin copies `pid` has mapped.
+fn mapped_plugins(pid: u32) -> std::collections::BTreeSet<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let copies = format!("/spud-host-{pid}/");
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter_map(|path| path.split_once(&copies).map(|(_, file)| file))
+        .filter_map(|file| file.rsplit_once('-').map(|(stem, _)| stem.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_host_maps_only_the_plugins_jobs_name_and_finds_the_others_by_their_declared_name() {
+    const T: Duration = Duration::from_secs(20);
+    // A plugin older than 0.1.6 declares no name in its file: it is mapped to learn it.
+    let old = plugin_from_commit("api-0-1-1", API_0_1_1);
+    let config = "[[job]]\nname = \"box\"\nplugin = \"procstat\"\ninterval = \"1s\"\n";
+    let dir = SpudHost::prepare(&["procstat", "memcached", "graphite"], config);
+    spud_tests::install_plugin(&old, &dir.path().join("plugins/chaos.so"));
+    let host = SpudHost::start_in(dir);
+    host.wait_for("box.cpu.count", T, |_| true);
+    let pid = host.process.pid();
+    let expected = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+    assert_eq!(mapped_plugins(pid), expected(&["chaos", "procstat"]));
+    for unused in ["memcached", "graphite"] {
+        assert_eq!(
+            host.wait_for(&format!("host.plugin.{unused}.status"), T, |_| true),
+            "unused"
+        );
+    }
+    assert!(!std::fs::read_dir(format!("/dev/shm/spud-host-{pid}"))
+        .unwrap()
+        .any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("memcached")));
+
+    // A plugin dropped in later, under a file name that is not its name: noted, not mapped.
+    let plugins = host.dir.path().join("plugins");
+    spud_tests::install_plugin(&spud_tests::plugin("test"), &plugins.join("zz-later.so"));
+    host.wait_for("host.plugin.test.status", T, |v| v == "unused");
+    assert_eq!(mapped_plugins(pid), expected(&["chaos", "procstat"]));
+
+    // A job names it: found by its declared name, loaded, and its job runs; so does a job
+    // of a plugin that was there from the start.
+    std::fs::write(
+        host.dir.path().join("gatherer.toml"),
+        std::fs::read_to_string(host.dir.path().join("gatherer.toml")).unwrap()
+            + "\n[[job]]\nname = \"beat\"\nplugin = \"test\"\ninterval = \"1s\"\n\n[[job]]\nname = \"graphite\"\nplugin = \"graphite\"\ninterval = \"1s\"\noptions = { listen = \"127.0.0.1:0\" }\n",
+    )
+    .unwrap();
+    host.wait_for("test.beat", T, |v| v == "1");
+    assert_eq!(
+        host.wait_for("host.plugin.test.status", T, |_| true),
+        "loaded"
+    );
+    assert_eq!(
+        host.wait_for("host.job.graphite.state", T, |_| true),
+        "running"
+    );
+    assert_eq!(
+        mapped_plugins(pid),
+        expected(&["chaos", "graphite", "procstat", "zz-later"])
+    );
+    let log = host.process.log();
+    assert!(
+        log.contains("found plugin memcached in") && log.contains("zz-later.so"),
+        "{log}"
+    );
+}

@@ -118,13 +118,16 @@ fn ask(
     timeout: Duration,
 ) -> Option<Vec<spud_plugin_api::ffi::JobDef>> {
     let name = helper.called();
-    let plugin = gatherer.state().plugins.get(&helper.plugin).cloned();
-    let Some(plugin) = plugin else {
-        tracing::warn!(
-            "helper {name}: no plugin declares the name {:?} (yet)",
-            helper.plugin
-        );
-        return None;
+    let plugin = {
+        let mut state = gatherer.state();
+        gatherer.plugin(&mut state, &helper.plugin)
+    };
+    let plugin = match plugin {
+        Ok(plugin) => plugin,
+        Err(failure) => {
+            tracing::warn!("helper {name}: {failure}");
+            return None;
+        }
     };
     let spec = spud_plugin_api::ffi::JobSpec {
         name: name.into(),

@@ -18,11 +18,12 @@ use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use crate::config::Config;
 use crate::diff::ConfigDiff;
-use crate::gatherer::state::{Owner, Published, State, Wanted};
+use crate::gatherer::state::{KnownFile, Owner, Published, State, Wanted};
 use crate::gatherer::stop::Stop;
 use crate::jobs::job::Job;
 use crate::jobs::job_host::Context;
 use crate::jobs::scheduler::Scheduler;
+use crate::loading::loader::{self, Plugin};
 use crate::model::{Failure, JobSpec};
 use crate::sinks::outputs::{self, OutputConfig, Started};
 use crate::sinks::{Sink, Target};
@@ -173,16 +174,68 @@ impl Gatherer {
     /// Starts `spec`, or replaces the running job of that name. A new job is made (and its
     /// options accepted) before the old one stops; if it cannot be made, the old one keeps
     /// running and the error is reported. Returns whether the new job runs.
-    pub fn start(&self, state: &State, spec: &JobSpec) -> bool {
-        let made = match state.plugins.get(&spec.plugin) {
-            None => Err(Failure::error(format!(
-                "no plugin declares the name {:?} (loaded: {})",
-                spec.plugin,
-                state.plugin_names()
-            ))),
-            Some(plugin) => Job::create(spec.clone(), Arc::clone(plugin), &self.ctx),
-        };
+    pub fn start(&self, state: &mut State, spec: &JobSpec) -> bool {
+        let made = self
+            .plugin(state, &spec.plugin)
+            .and_then(|plugin| Job::create(spec.clone(), plugin, &self.ctx));
         self.install(spec, made)
+    }
+
+    /// The plugin that declares `name`: loaded already, or loaded now from the file that
+    /// declares it, which nothing had named before.
+    pub fn plugin(&self, state: &mut State, name: &str) -> Result<Arc<Plugin>, Failure> {
+        if let Some(plugin) = state.plugins.get(name) {
+            return Ok(Arc::clone(plugin));
+        }
+        let Some(file) = state.file_declaring(name) else {
+            return Err(Failure::error(format!(
+                "no plugin declares the name {name:?} (loaded: {})",
+                state.plugin_names()
+            )));
+        };
+        let plugin = loader::load(&file, state.config.probe())
+            .map_err(|e| Failure::error(format!("plugin {name}: {e}")))?;
+        if plugin.name != name {
+            return Err(Failure::error(format!(
+                "plugin {name}: {} now declares {:?}",
+                file.display(),
+                plugin.name
+            )));
+        }
+        let plugin = Arc::new(plugin);
+        self.loaded(state, &plugin);
+        tracing::info!(
+            "loaded plugin {name} {} ({}) from {} in {:?} (generation {}), now that a job names it",
+            plugin.version,
+            plugin.description,
+            file.display(),
+            plugin.load_time,
+            plugin.generation
+        );
+        Ok(plugin)
+    }
+
+    /// Records a plugin just loaded, by name and by file, and in its figures. Returns the
+    /// generation it replaces, if any.
+    pub fn loaded(&self, state: &mut State, plugin: &Arc<Plugin>) -> Option<Arc<Plugin>> {
+        let name = plugin.name.clone();
+        state.failed_files.remove(&plugin.file);
+        state.files.insert(
+            plugin.file.clone(),
+            KnownFile {
+                hash: plugin.hash,
+                name: name.clone(),
+            },
+        );
+        let key = |what: &str| format!("host.plugin.{name}.{what}");
+        self.report(&key("status"), "loaded");
+        self.report(&key("version"), &plugin.version);
+        self.report(&key("generation"), plugin.generation);
+        self.report(
+            &key("load_ms"),
+            format_args!("{:.3}", plugin.load_time.as_secs_f64() * 1000.0),
+        );
+        state.plugins.insert(name, Arc::clone(plugin))
     }
 
     /// Puts a newly made job in place of the running one; or, if it could not be made,

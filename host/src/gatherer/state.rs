@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::gatherer::stop::Stop;
-use crate::loading::loader::Plugin;
+use crate::loading::loader::{Plugin, Stamp};
 use crate::model::JobSpec;
 
 /// Who wants a job.
@@ -25,9 +25,10 @@ pub struct Wanted {
     pub owner: Owner,
 }
 
-/// A plugin file as last loaded.
+/// A plugin file as last read: loaded, or only its declared name noted while nothing
+/// names it.
 #[derive(Debug, Clone)]
-pub struct LoadedFile {
+pub struct KnownFile {
     pub hash: u64,
     pub name: String,
 }
@@ -36,10 +37,15 @@ pub struct LoadedFile {
 pub struct State {
     pub config: Config,
     pub config_hash: u64,
+    /// The plugins loaded, by name.
     pub plugins: HashMap<String, Arc<Plugin>>,
-    pub files: HashMap<PathBuf, LoadedFile>,
+    /// Every plugin file read, by path; one whose name is not in `plugins` is unused.
+    pub files: HashMap<PathBuf, KnownFile>,
     /// Content hashes of files that did not load, so a poll does not report them again.
     pub failed_files: HashMap<PathBuf, u64>,
+    /// Each plugin file's stamp when it was last read whole: the safety-net poll reads only
+    /// the files whose stamp moved.
+    pub stamps: HashMap<PathBuf, Stamp>,
     pub wanted: BTreeMap<String, Wanted>,
     /// Running helpers by name, with what stops each one's thread.
     pub helpers: HashMap<String, Arc<Stop>>,
@@ -54,6 +60,7 @@ impl State {
             plugins: HashMap::new(),
             files: HashMap::new(),
             failed_files: HashMap::new(),
+            stamps: HashMap::new(),
             wanted: BTreeMap::new(),
             helpers: HashMap::new(),
         }
@@ -64,6 +71,20 @@ impl State {
         let mut names: Vec<&str> = self.plugins.keys().map(String::as_str).collect();
         names.sort();
         names.join(", ")
+    }
+
+    /// Whether a job or a helper names the plugin `name`.
+    pub fn needs(&self, name: &str) -> bool {
+        self.wanted.values().any(|w| w.spec.plugin == name)
+            || self.config.helpers.iter().any(|h| h.plugin == name)
+    }
+
+    /// The file that declares the plugin `name`, loaded or not.
+    pub fn file_declaring(&self, name: &str) -> Option<PathBuf> {
+        self.files
+            .iter()
+            .find(|(_, f)| f.name == name)
+            .map(|(path, _)| path.clone())
     }
 
     /// The names of the jobs `owner` wants.
@@ -82,6 +103,8 @@ impl State {
 pub struct Published {
     pub wanted: Vec<Wanted>,
     pub plugins: Vec<PluginSummary>,
+    /// Plugins found but not loaded (nothing names them): name and file.
+    pub unused: Vec<(String, PathBuf)>,
 }
 
 /// A loaded plugin, as the views show it.
@@ -107,9 +130,17 @@ impl Published {
             })
             .collect();
         plugins.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut unused: Vec<(String, PathBuf)> = state
+            .files
+            .iter()
+            .filter(|(_, f)| !state.plugins.contains_key(&f.name))
+            .map(|(path, f)| (f.name.clone(), path.clone()))
+            .collect();
+        unused.sort();
         Published {
             wanted: state.wanted.values().cloned().collect(),
             plugins,
+            unused,
         }
     }
 

@@ -98,21 +98,25 @@ pub fn jobs(gatherer: &Gatherer) -> serde_json::Value {
     jobs.into()
 }
 
-/// The loaded plugins for the HTTP API.
+/// The plugins for the HTTP API: those loaded, then those found that nothing names.
 pub fn plugins(gatherer: &Gatherer) -> serde_json::Value {
-    gatherer
-        .published()
-        .plugins
-        .iter()
-        .map(|p| {
-            serde_json::json!({
-                "name": p.name,
-                "version": p.version,
-                "generation": p.generation,
-                "file": p.file.display().to_string(),
-                "helper": p.is_helper,
-            })
+    let published = gatherer.published();
+    let loaded = published.plugins.iter().map(|p| {
+        serde_json::json!({
+            "name": p.name,
+            "loaded": true,
+            "version": p.version,
+            "generation": p.generation,
+            "file": p.file.display().to_string(),
+            "helper": p.is_helper,
         })
-        .collect::<Vec<_>>()
-        .into()
+    });
+    let unused = published.unused.iter().map(|(name, file)| {
+        serde_json::json!({
+            "name": name,
+            "loaded": false,
+            "file": file.display().to_string(),
+        })
+    });
+    loaded.chain(unused).collect::<Vec<_>>().into()
 }

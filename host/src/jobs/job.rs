@@ -182,15 +182,22 @@ impl Job {
         }
     }
 
-    /// Reports its running figures (the reporter calls this every few seconds).
-    pub fn report_figures(&self) {
+    /// Its running figures, by key (the reporter stores them every few seconds).
+    pub fn figures(&self) -> Vec<(String, String)> {
+        let key = |what: &str| format!("host.job.{}.{what}", self.spec.name);
         let us = self.last_collect_us.load(Ordering::Relaxed);
-        self.report("collect_ms", format_args!("{:.3}", us as f64 / 1000.0));
-        self.report("samples", self.host.samples.load(Ordering::Relaxed));
+        let mut figures = vec![
+            (key("collect_ms"), format!("{:.3}", us as f64 / 1000.0)),
+            (
+                key("samples"),
+                self.host.samples.load(Ordering::Relaxed).to_string(),
+            ),
+        ];
         let skipped = self.skipped.load(Ordering::Relaxed);
         if skipped > 0 {
-            self.report("skipped", skipped);
+            figures.push((key("skipped"), skipped.to_string()));
         }
+        figures
     }
 
     /// Records a failed collect or run.

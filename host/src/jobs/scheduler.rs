@@ -1,8 +1,9 @@
 //! Running jobs on time. A pull job collects as soon as it (re)starts, then ticks on its
 //! interval, aligned to the clock (each job at a fixed offset within its interval, derived
 //! from its name, so that thousands of jobs do not all fire in the same millisecond), on a
-//! bounded pool of threads: collectors may block
-//! on sockets. A tick that finds the previous collect still running is skipped and counted,
+//! bounded pool of threads: collectors may block on sockets. The pool holds one thread
+//! while collects are quick; a collect that waits a millisecond adds one, up to `[host]
+//! workers`, and a thread idle for `IDLE_EXIT` ends. A tick that finds the previous collect still running is skipped and counted,
 //! never stacked. A collect that overruns its timeout is recorded as a timeout and the job
 //! is marked wedged until that call returns. Services get a thread each.
 //!
@@ -25,6 +26,8 @@ use crate::jobs::job::Job;
 /// Crashes in a row after which a job is parked.
 pub const PARK_AFTER: u64 = 5;
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// A collect thread beyond the first ends after this long without work.
+const IDLE_EXIT: Duration = Duration::from_secs(30);
 
 enum Kind {
     /// The first tick of a job just (re)started: due at once.
@@ -78,6 +81,8 @@ struct Shared {
     lateness: Mutex<Vec<u32>>,
     /// Collects started since the scheduler started.
     collects: std::sync::atomic::AtomicU64,
+    /// The most collect threads at once (`[host] workers`).
+    max_workers: usize,
 }
 
 #[derive(Default)]
@@ -85,19 +90,47 @@ struct Queue {
     /// With when each was queued.
     tasks: std::collections::VecDeque<(Instant, Task)>,
     closed: bool,
+    /// Collect threads running, and how many of them wait for work.
+    workers: usize,
+    idle: usize,
+    /// Collect threads started so far, for their names.
+    started: usize,
 }
 
 /// A collect that waited a millisecond means the awake workers are busy (a collector
-/// blocking on a socket, say): wake one more. Returns whether anything is waiting.
-fn help_backlog(shared: &Shared, now: Instant) -> bool {
-    let queue = shared.queue.lock();
+/// blocking on a socket, say): wake an idle one, or start one more. Returns whether
+/// anything is waiting.
+fn help_backlog(shared: &Arc<Shared>, now: Instant) -> bool {
+    let mut queue = shared.queue.lock();
     let Some((queued_at, _)) = queue.tasks.front() else {
         return false;
     };
     if now.saturating_duration_since(*queued_at) >= Duration::from_millis(1) {
-        shared.queued.notify_one();
+        if queue.idle > 0 {
+            shared.queued.notify_one();
+        } else if queue.workers < shared.max_workers {
+            add_worker(shared, &mut queue);
+        }
     }
     true
+}
+
+/// Starts one more collect thread.
+fn add_worker(shared: &Arc<Shared>, queue: &mut Queue) {
+    let n = queue.started;
+    let spawned = std::thread::Builder::new()
+        .name(format!("collect-{n}"))
+        .spawn({
+            let shared = Arc::clone(shared);
+            move || worker_loop(&shared)
+        });
+    match spawned {
+        Ok(_) => {
+            queue.workers += 1;
+            queue.started += 1;
+        }
+        Err(e) => tracing::warn!("cannot start a collect thread: {e}"),
+    }
 }
 
 /// The scheduler: a timer thread and a pool of collect threads.
@@ -120,14 +153,9 @@ impl Scheduler {
             queued: Condvar::new(),
             lateness: Mutex::new(Vec::new()),
             collects: Default::default(),
+            max_workers: workers.max(1),
         });
-        for n in 0..workers.max(1) {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name(format!("collect-{n}"))
-                .spawn(move || worker_loop(&shared))
-                .expect("spawn a collect thread");
-        }
+        add_worker(&shared, &mut shared.queue.lock());
         let timer_shared = Arc::clone(&shared);
         let timer = std::thread::Builder::new()
             .name("scheduler".into())
@@ -248,7 +276,7 @@ fn stop_job(job: &Job) {
 
 /// Sleeps in whole milliseconds and hands every collect that fell due to the workers as
 /// one batch: thousands of jobs cost a thousand wake-ups a second, not one per job.
-fn timer_loop(shared: &Shared) {
+fn timer_loop(shared: &Arc<Shared>) {
     let mut state = shared.state.lock();
     let mut batch = Vec::new();
     loop {
@@ -366,9 +394,16 @@ fn worker_loop(shared: &Shared) {
                     break task;
                 }
                 if queue.closed {
+                    queue.workers -= 1;
                     return;
                 }
-                shared.queued.wait(&mut queue);
+                queue.idle += 1;
+                let waited = shared.queued.wait_for(&mut queue, IDLE_EXIT);
+                queue.idle -= 1;
+                if waited.timed_out() && queue.tasks.is_empty() && queue.workers > 1 {
+                    queue.workers -= 1;
+                    return;
+                }
             }
         };
         collect(shared, task);

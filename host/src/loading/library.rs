@@ -16,6 +16,7 @@ use spud_plugin_api::ffi::{
     self, CollectorBox, HostBox, JobDef, PluginInfo, PluginModRef, SocketsHook, TypedModRef,
 };
 
+use crate::loading::elf::{self, ElfError};
 use crate::model::{Failure, FailureKind};
 
 /// A private copy of a plugin file, removed when dropped.
@@ -23,13 +24,66 @@ use crate::model::{Failure, FailureKind};
 pub struct PrivateCopy(PathBuf);
 
 impl PrivateCopy {
-    /// Writes `data`, read from `file`, to a new private copy.
-    pub fn write(file: &Path, data: &[u8]) -> std::io::Result<PrivateCopy> {
-        write_copy(file, data).map(PrivateCopy)
+    /// Copies `len` bytes of `source` (opened from `file`) to a new private copy, in the
+    /// kernel: nothing of it passes through this process's memory. The copy's debugging
+    /// information is dropped (see `release_debug_info`).
+    pub fn of(file: &Path, mut source: std::fs::File, len: u64) -> std::io::Result<PrivateCopy> {
+        use std::io::{Read, Seek};
+        let (path, mut written) = new_copy_file(file)?;
+        let copy = PrivateCopy(path);
+        source.seek(std::io::SeekFrom::Start(0))?;
+        let copied = std::io::copy(&mut source.take(len), &mut written)?;
+        if copied != len {
+            return Err(std::io::Error::other(format!(
+                "the file shrank while being copied ({copied} of {len} bytes)"
+            )));
+        }
+        copy.release_debug_info(&written);
+        Ok(copy)
     }
 
     pub fn path(&self) -> &Path {
         &self.0
+    }
+
+    /// Checks that the copy is a whole ELF shared object, reading only its headers.
+    pub fn check(&self) -> Result<(), ElfError> {
+        let file = std::fs::File::open(&self.0).map_err(|_| ElfError::NotElf)?;
+        elf::check(&object::ReadCache::new(&file))
+    }
+
+    /// Frees the copy's debugging information: never mapped, it is most of a library built
+    /// with `debug` on (11 of 13 MB), and a copy in memory would hold it for the host's
+    /// life. The file keeps its size and layout (holes read as zeros).
+    fn release_debug_info(&self, copy: &std::fs::File) {
+        use std::os::fd::AsRawFd;
+        const PAGE: u64 = 4096;
+        for range in elf::debug_ranges(&object::ReadCache::new(copy)) {
+            // Whole pages only: a page shared with a section that is kept stays.
+            let start = range.start.div_ceil(PAGE) * PAGE;
+            let end = range.end / PAGE * PAGE;
+            if end <= start {
+                continue;
+            }
+            // SAFETY: a plain system call on a file descriptor this process owns.
+            let punched = unsafe {
+                libc::fallocate(
+                    copy.as_raw_fd(),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    start as libc::off_t,
+                    (end - start) as libc::off_t,
+                )
+            };
+            if punched != 0 {
+                // A file system without holes: the copy keeps those bytes, nothing else.
+                tracing::debug!(
+                    "{}: debug information kept: {}",
+                    self.0.display(),
+                    std::io::Error::last_os_error()
+                );
+                return;
+            }
+        }
     }
 }
 
@@ -39,12 +93,13 @@ impl Drop for PrivateCopy {
     }
 }
 
-/// Copies `data` to a new file of its own, preferably in memory (tmpfs: `$XDG_RUNTIME_DIR`
-/// or `/dev/shm`, five times faster than a disk-backed temporary directory for a large
-/// library). Every copy has a name never used before: glibc would take a second library
-/// under a name it has loaded for the one it has. It lives as long as its generation (see
-/// `PrivateCopy`): workers started later load it, whatever happened to the watched file.
-fn write_copy(file: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
+/// Makes a new, empty file for a copy of `file`, preferably in memory (tmpfs:
+/// `$XDG_RUNTIME_DIR` or `/dev/shm`, five times faster than a disk-backed temporary
+/// directory for a large library). Every copy has a name never used before: glibc would
+/// take a second library under a name it has loaded for the one it has. It lives as long as
+/// its generation (see `PrivateCopy`): workers started later load it, whatever happened to
+/// the watched file.
+fn new_copy_file(file: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     static COPIES: AtomicU64 = AtomicU64::new(0);
     let stem = file
@@ -56,25 +111,22 @@ fn write_copy(file: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
     for base in copy_places() {
         let dir = base.join(format!("{COPY_DIR_PREFIX}{}", std::process::id()));
         let copy = dir.join(format!("{stem}-{n}.so"));
-        let written = std::fs::DirBuilder::new()
+        // No fsync: the copy lives only as long as this process.
+        let made = std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&dir)
             .and_then(|()| {
                 std::fs::OpenOptions::new()
+                    .read(true)
                     .write(true)
                     .create_new(true)
                     .mode(0o700)
                     .open(&copy)
-            })
-            // No fsync: the copy lives only until dlopen has mapped it.
-            .and_then(|mut out| std::io::Write::write_all(&mut out, data));
-        match written {
-            Ok(()) => return Ok(copy),
-            Err(e) => {
-                let _ = std::fs::remove_file(&copy);
-                last_error = Some(e);
-            }
+            });
+        match made {
+            Ok(out) => return Ok((copy, out)),
+            Err(e) => last_error = Some(e),
         }
     }
     Err(last_error.unwrap_or_else(|| std::io::Error::other("no place for a copy")))

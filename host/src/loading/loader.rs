@@ -4,6 +4,10 @@
 //! module per type for the whole process, making a second plugin silently the first).
 //! abi_stable never unloads a library; each load is a generation that stays mapped.
 //!
+//! A plugin built against plugin-api 0.1.6 or later declares its name in its file, where
+//! `open` reads it without copying or mapping anything: the gatherer loads only the plugins
+//! that jobs and helpers name, and keeps the others' names until one is wanted.
+//!
 //! With process isolation on the host (`[host] isolation = "process"`) the host maps
 //! nothing: a short-lived worker reads the plugin's declaration, the jobs run in workers of
 //! their own, and the host maps a plugin only when an in-process job or a helper needs it.
@@ -25,6 +29,8 @@ pub struct Plugin {
     pub is_helper: bool,
     /// The file it was loaded from (the watched path, not the private copy).
     pub file: PathBuf,
+    /// That file's content hash when it was loaded.
+    pub hash: u64,
     /// The private copy, kept while this generation lives: workers load it, and the host
     /// maps it when first needed.
     pub copy: Arc<PrivateCopy>,
@@ -100,55 +106,113 @@ pub enum ReadError {
     Refused(String),
 }
 
-/// Reads a plugin file, checking the directory that holds it, and its owner and mode on the
-/// very file read (no window for a swap between the check and the read). Every read checks
-/// the directory: a single file event is enough to load a file.
-pub fn read(file: &Path) -> Result<Vec<u8>, ReadError> {
+/// What tells that a file changed without reading it: its size, inode, and the times of
+/// its last write and last change (a chmod, a rename over it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    len: u64,
+    ino: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl Stamp {
+    pub fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            len: meta.len(),
+            ino: meta.ino(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// The stamp of the file at `path` now; None if it is gone.
+    pub fn read(path: &Path) -> Option<Stamp> {
+        std::fs::metadata(path).ok().map(|m| Stamp::of(&m))
+    }
+}
+
+/// A plugin file, opened and found safe to load, not yet read whole.
+#[derive(Debug)]
+pub struct PluginFile {
+    pub path: PathBuf,
+    file: std::fs::File,
+    len: u64,
+    /// Its stamp when opened.
+    pub stamp: Stamp,
+    /// Its content's hash, to tell whether it changed.
+    pub hash: u64,
+    /// The name it declares in its ELF file; None for a plugin older than plugin-api 0.1.6
+    /// (which is mapped to learn its name).
+    pub declared: Option<String>,
+}
+
+/// Opens a plugin file, checking the directory that holds it, and its owner and mode on
+/// the very file opened (no window for a swap between the check and the read). Every open
+/// checks the directory: a single file event is enough to load a file. Reads the file once,
+/// a block at a time, for its hash; nothing of it stays in memory.
+pub fn open(path: &Path) -> Result<PluginFile, ReadError> {
     use std::io::Read;
-    if let Some(dir) = file.parent().filter(|d| d.is_dir()) {
+    if let Some(dir) = path.parent().filter(|d| d.is_dir()) {
         safety::check_dir(dir).map_err(ReadError::Refused)?;
     }
-    let mut f = std::fs::File::open(file).map_err(|e| match e.kind() {
+    let unreadable = |e: std::io::Error| ReadError::Refused(format!("cannot read: {e}"));
+    let mut file = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ReadError::Missing,
-        _ => ReadError::Refused(format!("cannot read: {e}")),
+        _ => unreadable(e),
     })?;
-    let meta = f
-        .metadata()
-        .map_err(|e| ReadError::Refused(format!("cannot read: {e}")))?;
-    if let Some(problem) = safety::problem(file, &meta, false) {
+    let meta = file.metadata().map_err(unreadable)?;
+    if let Some(problem) = safety::problem(path, &meta, false) {
         return Err(ReadError::Refused(problem));
     }
-    let mut data = Vec::with_capacity(meta.len() as usize);
-    f.read_to_end(&mut data)
-        .map_err(|e| ReadError::Refused(format!("cannot read: {e}")))?;
-    Ok(data)
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut block = vec![0u8; 64 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut block).map_err(unreadable)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&block[..n]);
+        len += n as u64;
+    }
+    let declared = elf::declared_name(&object::ReadCache::new(&file));
+    Ok(PluginFile {
+        path: path.to_path_buf(),
+        file,
+        len,
+        stamp: Stamp::of(&meta),
+        hash: hasher.digest(),
+        declared,
+    })
 }
 
 /// Loads one plugin file.
 pub fn load(file: &Path, probe: Probe) -> Result<Plugin, LoadError> {
-    let data = read(file).map_err(|e| LoadError {
+    let opened = open(file).map_err(|e| LoadError {
         file: file.to_path_buf(),
         reason: match e {
             ReadError::Missing => "cannot read: it is gone".into(),
             ReadError::Refused(reason) => reason,
         },
     })?;
-    load_data(file, &data, probe)
+    load_opened(opened, probe)
 }
 
-/// Loads a plugin from the bytes just read from `file`.
-pub fn load_data(file: &Path, data: &[u8], probe: Probe) -> Result<Plugin, LoadError> {
+/// Loads a plugin file just opened.
+pub fn load_opened(opened: PluginFile, probe: Probe) -> Result<Plugin, LoadError> {
+    let file = opened.path.clone();
     let err = |reason: String| LoadError {
-        file: file.to_path_buf(),
+        file: file.clone(),
         reason,
     };
     let started = Instant::now();
-    elf::check(data).map_err(|e| err(e.to_string()))?;
-
-    // The copy is what gets mapped: whatever happens to the watched file later (a `cp` over
-    // it, a truncation) cannot touch the running code.
-    let copy = PrivateCopy::write(file, data)
+    // The copy is what gets checked and mapped: whatever happens to the watched file later
+    // (a `cp` over it, a truncation) cannot touch the running code.
+    let copy = PrivateCopy::of(&file, opened.file, opened.len)
         .map_err(|e| err(format!("cannot make a private copy: {e}")))?;
+    copy.check().map_err(|e| err(e.to_string()))?;
     let copied = started.elapsed();
     let module = OnceLock::new();
     let info = match probe {
@@ -159,8 +223,14 @@ pub fn load_data(file: &Path, data: &[u8], probe: Probe) -> Result<Plugin, LoadE
         }
         Probe::Worker => crate::loading::worker::probe(copy.path()).map_err(err)?,
     };
+    if let Some(declared) = opened.declared.filter(|d| *d != info.name) {
+        return Err(err(format!(
+            "its file declares the name {declared:?} but the plugin says {:?}",
+            info.name
+        )));
+    }
     tracing::debug!(
-        "{}: checked and copied in {copied:?}, declaration read at {:?}",
+        "{}: copied and checked in {copied:?}, declaration read at {:?}",
         file.display(),
         started.elapsed()
     );
@@ -171,7 +241,8 @@ pub fn load_data(file: &Path, data: &[u8], probe: Probe) -> Result<Plugin, LoadE
         version: info.version,
         description: info.description,
         is_helper: info.is_helper,
-        file: file.to_path_buf(),
+        file,
+        hash: opened.hash,
         copy: Arc::new(copy),
         module,
         generation,

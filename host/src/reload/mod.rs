@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use crate::config::Config;
 use crate::diff::{config_diff, running};
 use crate::gatherer::helpers;
-use crate::gatherer::state::{content_hash, LoadedFile, Owner, State, Wanted};
+use crate::gatherer::state::{content_hash, KnownFile, Owner, State, Wanted};
 use crate::gatherer::Gatherer;
 use crate::jobs::job::{Job, Runner};
 use crate::loading::loader::{self, Plugin};
@@ -67,7 +67,7 @@ pub fn startup(gatherer: &Arc<Gatherer>) {
         .map(|w| w.spec.clone())
         .collect();
     for spec in waiting {
-        gatherer.start(&state, &spec);
+        gatherer.start(&mut state, &spec);
     }
     for helper in state.config.helpers.clone() {
         helpers::start(gatherer, &mut state, helper);
@@ -95,11 +95,7 @@ pub fn run(gatherer: &Arc<Gatherer>, changes: &Receiver<Change>) {
             })
             .collect();
         if everything {
-            match loader::plugin_files(&gatherer.plugins_dir) {
-                Ok(files) => paths.extend(files),
-                Err(e) => tracing::error!("{e}"),
-            }
-            paths.extend(gatherer.state().files.keys().cloned());
+            paths.extend(moved_files(gatherer));
         }
         paths.sort();
         paths.dedup();
@@ -110,6 +106,22 @@ pub fn run(gatherer: &Arc<Gatherer>, changes: &Receiver<Change>) {
             }
         }
     }
+}
+
+/// The plugin files, listed or known, whose stamp is not the one they had when last read:
+/// new, changed or gone. The others are not read again.
+fn moved_files(gatherer: &Gatherer) -> Vec<PathBuf> {
+    let mut candidates = match loader::plugin_files(&gatherer.plugins_dir) {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::error!("{e}");
+            Vec::new()
+        }
+    };
+    let state = gatherer.state();
+    candidates.extend(state.files.keys().cloned());
+    candidates.retain(|path| state.stamps.get(path) != loader::Stamp::read(path).as_ref());
+    candidates
 }
 
 /// Waits until the file's size, modification time and inode stay the same for `SETTLE`.
@@ -140,10 +152,12 @@ fn settle(path: &Path) -> bool {
     }
 }
 
-/// Loads (or reloads) the plugin at `path`, or notices it is gone.
+/// Loads (or reloads) the plugin at `path`, or notices it is gone. A plugin that declares
+/// its name in its file and that no job or helper names is not loaded: its name is noted,
+/// and it is loaded when something names it (`Gatherer::plugin`).
 fn load_file(gatherer: &Gatherer, state: &mut State, path: &Path, starting: bool) {
-    let data = match loader::read(path) {
-        Ok(data) => data,
+    let opened = match loader::open(path) {
+        Ok(opened) => opened,
         Err(loader::ReadError::Missing) => return removed(gatherer, state, path),
         Err(loader::ReadError::Refused(reason)) => {
             // Said once per reason; the running version (if any) stays.
@@ -157,7 +171,8 @@ fn load_file(gatherer: &Gatherer, state: &mut State, path: &Path, starting: bool
             return;
         }
     };
-    let content = content_hash(&data);
+    let content = opened.hash;
+    state.stamps.insert(path.to_path_buf(), opened.stamp);
     if state.files.get(path).is_some_and(|f| f.hash == content) {
         tracing::debug!("{}: content unchanged", path.display());
         return;
@@ -166,7 +181,19 @@ fn load_file(gatherer: &Gatherer, state: &mut State, path: &Path, starting: bool
         return; // Already said why this content does not load.
     }
     let known = state.files.get(path).map(|f| f.name.clone());
-    let plugin = match loader::load_data(path, &data, state.config.probe()) {
+    // A new version of a running plugin is loaded whatever it declares: it goes through
+    // every check, and a failure is the running plugin's.
+    let running = known
+        .as_ref()
+        .is_some_and(|name| state.plugins.contains_key(name));
+    if let Some(name) = opened
+        .declared
+        .clone()
+        .filter(|name| !running && !state.plugins.contains_key(name) && !state.needs(name))
+    {
+        return note_unused(gatherer, state, path, name, content, known);
+    }
+    let plugin = match loader::load_opened(opened, state.config.probe()) {
         Ok(plugin) => plugin,
         Err(e) => {
             state.failed_files.insert(path.to_path_buf(), content);
@@ -185,59 +212,72 @@ fn load_file(gatherer: &Gatherer, state: &mut State, path: &Path, starting: bool
             return;
         }
     };
-    state.failed_files.remove(path);
-    if let Some((other, _)) = state
-        .files
-        .iter()
-        .find(|(p, f)| f.name == plugin.name && p.as_path() != path)
-    {
-        tracing::error!(
-            "{} and {} both declare the plugin {:?}; keeping {}",
-            other.display(),
-            path.display(),
-            plugin.name,
-            other.display()
-        );
+    if !declared_once(state, path, &plugin.name) {
         return;
     }
     if let Some(old) = known.filter(|old| *old != plugin.name) {
-        tracing::info!(
-            "{} now declares {:?} instead of {old:?}",
-            path.display(),
-            plugin.name
-        );
-        plugin_gone(gatherer, state, &old);
+        renamed(gatherer, state, path, &old, &plugin.name);
     }
-    install(gatherer, state, plugin, path, content, starting);
+    install(gatherer, state, plugin, path, starting);
+}
+
+/// Whether no other file declares `name`; if one does, it keeps the name and this says so.
+fn declared_once(state: &State, path: &Path, name: &str) -> bool {
+    match state.file_declaring(name).filter(|other| other != path) {
+        Some(other) => {
+            tracing::error!(
+                "{} and {} both declare the plugin {name:?}; keeping {}",
+                other.display(),
+                path.display(),
+                other.display()
+            );
+            false
+        }
+        None => true,
+    }
+}
+
+/// The file at `path` declared `old` and now declares `new`: `old`'s jobs stop.
+fn renamed(gatherer: &Gatherer, state: &mut State, path: &Path, old: &str, new: &str) {
+    tracing::info!("{} now declares {new:?} instead of {old:?}", path.display());
+    plugin_gone(gatherer, state, old);
+}
+
+/// A plugin nothing names: its file and name are noted, nothing of it is loaded.
+fn note_unused(
+    gatherer: &Gatherer,
+    state: &mut State,
+    path: &Path,
+    name: String,
+    content: u64,
+    known: Option<String>,
+) {
+    state.failed_files.remove(path);
+    if !declared_once(state, path, &name) {
+        return;
+    }
+    if let Some(old) = known.filter(|old| *old != name) {
+        renamed(gatherer, state, path, &old, &name);
+    }
+    tracing::info!(
+        "found plugin {name} in {}; it loads when a job or a helper names it",
+        path.display()
+    );
+    gatherer.report(&format!("host.plugin.{name}.status"), "unused");
+    state.files.insert(
+        path.to_path_buf(),
+        KnownFile {
+            hash: content,
+            name,
+        },
+    );
 }
 
 /// Makes the new generation's jobs first, then swaps them in.
-fn install(
-    gatherer: &Gatherer,
-    state: &mut State,
-    plugin: Plugin,
-    path: &Path,
-    content: u64,
-    starting: bool,
-) {
+fn install(gatherer: &Gatherer, state: &mut State, plugin: Plugin, path: &Path, starting: bool) {
     let plugin = Arc::new(plugin);
     let name = plugin.name.clone();
-    let previous = state.plugins.insert(name.clone(), Arc::clone(&plugin));
-    state.files.insert(
-        path.to_path_buf(),
-        LoadedFile {
-            hash: content,
-            name: name.clone(),
-        },
-    );
-    let key = |what: &str| format!("host.plugin.{name}.{what}");
-    gatherer.report(&key("status"), "loaded");
-    gatherer.report(&key("version"), &plugin.version);
-    gatherer.report(&key("generation"), plugin.generation);
-    gatherer.report(
-        &key("load_ms"),
-        format_args!("{:.3}", plugin.load_time.as_secs_f64() * 1000.0),
-    );
+    let previous = gatherer.loaded(state, &plugin);
 
     let specs: Vec<JobSpec> = state
         .wanted
@@ -293,6 +333,7 @@ fn install(
 /// The file is gone: its jobs stop until it is back.
 fn removed(gatherer: &Gatherer, state: &mut State, path: &Path) {
     state.failed_files.remove(path);
+    state.stamps.remove(path);
     let Some(file) = state.files.remove(path) else {
         return;
     };
