@@ -125,11 +125,7 @@ impl Plugin for Collectd {
             socket,
             level,
             users,
-            names: Names {
-                db,
-                last: HashMap::new(),
-                max_keys: o.max_keys,
-            },
+            names: Names::new(db, o.max_keys),
             interval: job.interval,
             intake: Intake::new(&job.name, host.clone()),
             host,
@@ -189,42 +185,110 @@ impl Service for Receiver {
 impl Receiver {
     fn store(&mut self, list: &ValueList) {
         let time = list.time as u64;
-        let count = list.values.len();
-        for (i, value) in list.values.iter().enumerate() {
-            self.intake.received(1);
-            let key = self.names.key(list, i, count);
-            match self.names.value(&key, *value, list.time, list.interval) {
-                Stored::Value(v) => self.host.set_at(&key, v, time),
-                Stored::First => {}
-                Stored::Full => self.intake.dropped(
-                    1,
-                    "too many counters",
-                    format_args!(
-                        "{} counters are followed (max_keys); {key} is not",
-                        self.names.max_keys
-                    ),
-                ),
-            }
-        }
+        self.intake.received(list.values.len() as u64);
+        let Receiver {
+            names,
+            host,
+            intake,
+            ..
+        } = self;
+        names.each(list, |key, stored| match stored {
+            Stored::Value(v) => host.set_at(key, v, time),
+            Stored::First => {}
+            Stored::Full(max_keys) => intake.dropped(
+                1,
+                "too many counters",
+                format_args!("{max_keys} counters are followed (max_keys); {key} is not"),
+            ),
+        });
     }
 }
 
-/// Keys, and the last value of each counter for its rate.
+/// The keys of each value list's identity, made once, and the last value of each counter
+/// for its rate: a receiver meets the same few thousand identities every interval.
 struct Names {
     db: TypesDb,
-    last: HashMap<String, (Value, f64)>,
+    lists: HashMap<String, Sources>,
+    /// Counters followed, at most `max_keys`; identities kept, at most `max_keys` too.
+    counters: usize,
     max_keys: usize,
+    /// The identity being looked up, in a buffer of its own.
+    id: String,
+}
+
+/// One identity's keys, one per value, and each counter's last value and time.
+struct Sources {
+    keys: Vec<String>,
+    last: Vec<Option<(Value, f64)>>,
 }
 
 enum Stored {
     Value(f64),
     /// A counter's first value: a rate needs two.
     First,
-    /// A new counter beyond `max_keys`.
-    Full,
+    /// A new counter beyond `max_keys` (which it says).
+    Full(usize),
 }
 
 impl Names {
+    fn new(db: TypesDb, max_keys: usize) -> Names {
+        Names {
+            db,
+            lists: HashMap::new(),
+            counters: 0,
+            max_keys,
+            id: String::new(),
+        }
+    }
+
+    /// Calls `f` with each value's key and what to store for it.
+    fn each(&mut self, list: &ValueList, mut f: impl FnMut(&str, Stored)) {
+        self.id.clear();
+        for part in [
+            &list.host,
+            &list.plugin,
+            &list.plugin_instance,
+            &list.kind,
+            &list.type_instance,
+        ] {
+            self.id.push_str(part);
+            self.id.push('\0');
+        }
+        let count = list.values.len();
+        let known = self
+            .lists
+            .get(self.id.as_str())
+            .is_some_and(|s| s.keys.len() == count);
+        if !known {
+            if self.lists.len() >= self.max_keys && !self.lists.contains_key(self.id.as_str()) {
+                // Past the bound: gauges are still stored, keys made each time.
+                for (i, value) in list.values.iter().enumerate() {
+                    let key = self.key(list, i, count);
+                    f(&key, Self::value(None, &mut 0, self.max_keys, *value, list));
+                }
+                return;
+            }
+            let sources = Sources {
+                keys: (0..count).map(|i| self.key(list, i, count)).collect(),
+                last: vec![None; count],
+            };
+            if let Some(old) = self.lists.insert(self.id.clone(), sources) {
+                self.counters -= old.last.iter().flatten().count();
+            }
+        }
+        let sources = self.lists.get_mut(self.id.as_str()).expect("just made");
+        for (i, value) in list.values.iter().enumerate() {
+            let stored = Self::value(
+                Some(&mut sources.last[i]),
+                &mut self.counters,
+                self.max_keys,
+                *value,
+                list,
+            );
+            f(&sources.keys[i], stored);
+        }
+    }
+
     fn key(&self, list: &ValueList, index: usize, count: usize) -> String {
         let mut key = part(&list.host);
         key.push('.');
@@ -238,27 +302,35 @@ impl Names {
         key
     }
 
-    /// The value to store for `value` at `time`.
-    fn value(&mut self, key: &str, value: Value, time: f64, interval: f64) -> Stored {
-        let previous = match value {
+    /// The value to store for `value`, with `last` the slot of its counter's last value
+    /// (None where no slot can be kept).
+    fn value(
+        last: Option<&mut Option<(Value, f64)>>,
+        counters: &mut usize,
+        max_keys: usize,
+        value: Value,
+        list: &ValueList,
+    ) -> Stored {
+        let (time, interval) = (list.time, list.interval);
+        match value {
             Value::Gauge(g) if g.is_nan() => return Stored::First,
             Value::Gauge(g) => return Stored::Value(g),
             Value::Absolute(a) => {
                 return Stored::Value(a as f64 / if interval > 0.0 { interval } else { 1.0 })
             }
-            Value::Counter(_) | Value::Derive(_) => {
-                let full = self.last.len() >= self.max_keys;
-                match self.last.get_mut(key) {
-                    Some(slot) => std::mem::replace(slot, (value, time)),
-                    None if full => return Stored::Full,
-                    None => {
-                        self.last.insert(key.to_string(), (value, time));
-                        return Stored::First;
-                    }
-                }
-            }
+            Value::Counter(_) | Value::Derive(_) => {}
+        }
+        let Some(slot) = last else {
+            return Stored::Full(max_keys);
         };
-        let (before, then) = previous;
+        let Some((before, then)) = slot.replace((value, time)) else {
+            if *counters >= max_keys {
+                *slot = None;
+                return Stored::Full(max_keys);
+            }
+            *counters += 1;
+            return Stored::First;
+        };
         let seconds = time - then;
         if seconds <= 0.0 {
             return Stored::First;
@@ -305,11 +377,32 @@ mod tests {
 
     fn names() -> Names {
         let (db, _) = TypesDb::parse("load shortterm:GAUGE:0:U, midterm:GAUGE:0:U, longterm:GAUGE:0:U\nif_octets rx:DERIVE:0:U, tx:DERIVE:0:U\n");
-        Names {
-            db,
-            last: HashMap::new(),
-            max_keys: 2,
-        }
+        Names::new(db, 2)
+    }
+
+    /// What `each` stores for one value of `instance` at `time`: Some(value), None for a
+    /// first counter, Err for a counter past the bound.
+    fn one(n: &mut Names, instance: &str, value: Value, time: f64) -> Result<Option<f64>, ()> {
+        let list = ValueList {
+            host: "h".into(),
+            plugin: "p".into(),
+            kind: "k".into(),
+            type_instance: instance.into(),
+            time,
+            interval: 10.0,
+            values: vec![value],
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        n.each(&list, |key, stored| {
+            assert_eq!(key, format!("h.p.k-{instance}"));
+            out.push(match stored {
+                Stored::Value(v) => Ok(Some(v)),
+                Stored::First => Ok(None),
+                Stored::Full(_) => Err(()),
+            })
+        });
+        out.pop().unwrap()
     }
 
     #[test]
@@ -343,31 +436,15 @@ mod tests {
     #[test]
     fn rates_wraps_and_bounds() {
         let mut n = names();
-        let rate = |s: Stored| match s {
-            Stored::Value(v) => Some(v),
-            _ => None,
-        };
-        assert_eq!(rate(n.value("d", Value::Derive(100), 10.0, 10.0)), None);
-        assert_eq!(
-            rate(n.value("d", Value::Derive(50), 20.0, 10.0)),
-            Some(-5.0)
-        );
-        assert_eq!(
-            rate(n.value("c", Value::Counter(u64::from(u32::MAX) - 9), 0.0, 10.0)),
-            None
-        );
-        assert_eq!(
-            rate(n.value("c", Value::Counter(10), 10.0, 10.0)),
-            Some(2.0)
-        );
-        assert!(matches!(
-            n.value("e", Value::Counter(1), 0.0, 10.0),
-            Stored::Full
-        ));
-        assert_eq!(
-            rate(n.value("a", Value::Absolute(30), 0.0, 10.0)),
-            Some(3.0)
-        );
-        assert_eq!(rate(n.value("g", Value::Gauge(0.5), 0.0, 10.0)), Some(0.5));
+        assert_eq!(one(&mut n, "d", Value::Derive(100), 10.0), Ok(None));
+        assert_eq!(one(&mut n, "d", Value::Derive(50), 20.0), Ok(Some(-5.0)));
+        let almost = u64::from(u32::MAX) - 9;
+        assert_eq!(one(&mut n, "c", Value::Counter(almost), 0.0), Ok(None));
+        assert_eq!(one(&mut n, "c", Value::Counter(10), 10.0), Ok(Some(2.0)));
+        // Two counters are followed already (max_keys 2).
+        assert_eq!(one(&mut n, "e", Value::Counter(1), 0.0), Err(()));
+        assert_eq!(one(&mut n, "a", Value::Absolute(30), 0.0), Ok(Some(3.0)));
+        // Identities past the bound: gauges still stored.
+        assert_eq!(one(&mut n, "g", Value::Gauge(0.5), 0.0), Ok(Some(0.5)));
     }
 }
