@@ -170,9 +170,7 @@ pub fn footprint(quick: bool, report: &mut Vec<String>) -> Result<()> {
         Path::new("/usr/sbin/collectd").exists(),
         "collectd is missing: scripts/setup-test-deps installs it"
     );
-    if std::env::var_os("SPUD_BENCH_SKIP_IDLE").is_none() {
-        idle(quick, report)?;
-    }
+    idle(quick, report)?;
     per_sample(quick, report)
 }
 

@@ -565,3 +565,56 @@ fn views_answer_while_a_reload_is_busy_starting_a_job() {
     );
     host.wait_for("sleepy.tick", T, |_| true);
 }
+
+/// The threads of `pid` whose name starts with `prefix`.
+fn threads_named(pid: u32, prefix: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .filter(|name| name.starts_with(prefix))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn an_idle_receiver_removed_from_the_config_stops_at_once() {
+    // Idle receivers' reads wait a second between looks at their stop flag; the host wakes
+    // them when it stops them, so they end well within that.
+    let (tcp, udp) = (spud_tests::free_port(), spud_tests::free_port());
+    let host = SpudHost::start(
+        &["graphite", "statsd"],
+        &format!(
+            "[[job]]\nname = \"g\"\nplugin = \"graphite\"\noptions = {{ listen = \"{tcp}\" }}\n\n\
+             [[job]]\nname = \"s\"\nplugin = \"statsd\"\noptions = {{ listen = \"{udp}\" }}\n"
+        ),
+    );
+    let pid = host.process.pid();
+    assert_eq!(host.wait_for("host.job.g.state", T, |_| true), "running");
+    assert_eq!(host.wait_for("host.job.s.state", T, |_| true), "running");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(threads_named(pid, "service-") > 2);
+    let config = host.dir.path().join("gatherer.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let removed = text[..text.find("[[job]]").unwrap()].to_string();
+    let edited = Instant::now();
+    std::fs::write(&config, removed).unwrap();
+    while threads_named(pid, "service-") > 0 {
+        assert!(
+            edited.elapsed() < Duration::from_secs(3),
+            "the receivers did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = edited.elapsed();
+    eprintln!("the receivers stopped in {took:?}");
+    // The edit is noticed and applied within a few tens of milliseconds; a receiver left
+    // to its own look at the stop flag would take up to a second more.
+    assert!(
+        took < Duration::from_millis(400),
+        "the receivers took {took:?} to stop"
+    );
+    assert_eq!(host.wait_for("host.job.s.state", T, |_| true), "stopped");
+}

@@ -88,6 +88,8 @@ pub struct Job {
     pub paused: AtomicBool,
     /// Stopped for good (removed, or the host is stopping).
     pub stopped: AtomicBool,
+    /// A service's run is under way.
+    pub serving: AtomicBool,
 }
 
 impl Job {
@@ -150,6 +152,7 @@ impl Job {
             timeouts: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             stopped: AtomicBool::new(false),
+            serving: AtomicBool::new(false),
         }))
     }
 

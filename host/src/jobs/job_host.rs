@@ -97,6 +97,11 @@ impl Outlet for JobHost {
 }
 
 impl JobHost {
+    /// The sockets this generation holds.
+    pub fn held_sockets(&self) -> Vec<Arc<socket2::Socket>> {
+        self.held.lock().clone()
+    }
+
     /// A descriptor of the listening socket kept for this job on `address` (see
     /// `jobs::sockets`), which this generation keeps open while it lives.
     pub fn held_socket(

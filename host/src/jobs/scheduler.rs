@@ -269,9 +269,36 @@ impl Scheduler {
     }
 }
 
-fn stop_job(job: &Job) {
+fn stop_job(job: &Arc<Job>) {
     job.stopped.store(true, Ordering::Relaxed);
     job.runner.stop(&job.host);
+    if job.style == JobStyle::Service {
+        wake_receivers(job);
+    }
+}
+
+/// A service blocked on a socket the host keeps for it sees its stop only when the socket
+/// wakes it: it is sent nothing (an empty datagram, a connection closed at once) until its
+/// run returns, for two seconds at most. Its next generation may share the socket and take
+/// a wake-up instead, which it ignores; so the wake-ups go on until this one is out. Thanks
+/// to them, an idle receiver's reads wait a second, not 100 ms (`kit::listen`).
+fn wake_receivers(job: &Arc<Job>) {
+    let sockets = job.host.held_sockets();
+    if sockets.is_empty() {
+        return;
+    }
+    let job = Arc::clone(job);
+    let _ = std::thread::Builder::new()
+        .name("wake".into())
+        .spawn(move || {
+            let until = Instant::now() + Duration::from_secs(2);
+            while job.serving.load(Ordering::Relaxed) && Instant::now() < until {
+                for socket in &sockets {
+                    crate::jobs::sockets::wake(socket);
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
 }
 
 /// Sleeps in whole milliseconds and hands every collect that fell due to the workers as
@@ -478,7 +505,9 @@ fn crashed(job: &Job) -> bool {
 fn run_service(job: &Job) {
     while !job.stopped.load(Ordering::Relaxed) {
         let started = Instant::now();
+        job.serving.store(true, Ordering::Relaxed);
         let result = job.runner.run();
+        job.serving.store(false, Ordering::Relaxed);
         if job.stopped.load(Ordering::Relaxed) {
             break;
         }

@@ -5,8 +5,10 @@
 //! made on this thread at that moment, whose generation then keeps the socket open.
 
 use std::cell::RefCell;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::IntoRawFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 use abi_stable::std_types::{RErr, RNone, ROk, ROption, RResult, RSome, RStr, RString};
 use spud_plugin_api::ffi::SocketsHook;
@@ -43,5 +45,34 @@ extern "C" fn held_socket(
     match host.held_socket(tcp, address.as_str(), recv_buffer) {
         Ok(fd) => RSome(ROk(fd.into_raw_fd())),
         Err(e) => RSome(RErr(e.into())),
+    }
+}
+
+/// Wakes a reader blocked on `socket`: an empty datagram to a UDP socket, a connection
+/// closed at once to a TCP listener. A receiver takes either as nothing.
+pub fn wake(socket: &socket2::Socket) {
+    let Some(mut to) = socket.local_addr().ok().and_then(|a| a.as_socket()) else {
+        return;
+    };
+    if to.ip().is_unspecified() {
+        to.set_ip(match to {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    match socket.r#type() {
+        Ok(socket2::Type::DGRAM) => {
+            let from: SocketAddr = match to {
+                SocketAddr::V4(_) => (Ipv4Addr::LOCALHOST, 0).into(),
+                SocketAddr::V6(_) => (Ipv6Addr::LOCALHOST, 0).into(),
+            };
+            if let Ok(udp) = UdpSocket::bind(from) {
+                let _ = udp.send_to(&[], to);
+            }
+        }
+        Ok(socket2::Type::STREAM) => {
+            let _ = TcpStream::connect_timeout(&to, Duration::from_millis(50));
+        }
+        _ => {}
     }
 }

@@ -22,6 +22,11 @@ use crate::Error;
 /// How long a blocking `recv` or `accept` waits before its loop looks at the stop flag.
 pub const POLL: Duration = Duration::from_millis(100);
 
+/// The same, on a socket the host keeps: a host of plugin-api 0.1.6 or later wakes a
+/// stopping job's reads itself (an empty datagram, a connection closed at once; a receiver
+/// takes either as nothing), so an idle receiver wakes once a second, not ten times.
+pub const HELD_POLL: Duration = Duration::from_secs(1);
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Udp,
@@ -86,7 +91,7 @@ impl<T> std::ops::Deref for Held<T> {
 }
 
 /// A UDP socket on `address` for `job`, the one its other generations hold if any does.
-/// Reads time out after [`POLL`]. `recv_buffer` asks the kernel for a receive buffer of that
+/// Reads time out after [`HELD_POLL`] (the host keeps the socket) or [`POLL`]. `recv_buffer` asks the kernel for a receive buffer of that
 /// many bytes (it may grant less: `net.core.rmem_max`).
 pub fn udp(address: &str, job: &str, recv_buffer: Option<usize>) -> Result<Held<UdpSocket>, Error> {
     let (socket, shared) = match from_host(false, address, job, recv_buffer) {
@@ -101,7 +106,7 @@ pub fn udp(address: &str, job: &str, recv_buffer: Option<usize>) -> Result<Held<
     };
     let socket: UdpSocket = socket.into();
     socket
-        .set_read_timeout(Some(POLL))
+        .set_read_timeout(Some(poll(&shared)))
         .map_err(|e| io(address, e))?;
     Ok(Held {
         socket,
@@ -110,7 +115,7 @@ pub fn udp(address: &str, job: &str, recv_buffer: Option<usize>) -> Result<Held<
 }
 
 /// A TCP listener on `address` for `job`, the one its other generations hold if any does.
-/// `accept` times out after [`POLL`].
+/// `accept` times out after [`HELD_POLL`] (the host keeps the socket) or [`POLL`].
 pub fn tcp(address: &str, job: &str) -> Result<Held<TcpListener>, Error> {
     let (socket, shared) = match from_host(true, address, job, None) {
         Some(socket) => (socket?, None),
@@ -123,12 +128,20 @@ pub fn tcp(address: &str, job: &str) -> Result<Held<TcpListener>, Error> {
         }
     };
     socket
-        .set_read_timeout(Some(POLL))
+        .set_read_timeout(Some(poll(&shared)))
         .map_err(|e| io(address, e))?;
     Ok(Held {
         socket: socket.into(),
         _shared: shared,
     })
+}
+
+/// How long reads wait: `HELD_POLL` on a socket the host keeps (and wakes), else `POLL`.
+fn poll(own: &Option<Arc<Socket>>) -> Duration {
+    match own {
+        None => HELD_POLL,
+        Some(_) => POLL,
+    }
 }
 
 impl Sockets {
