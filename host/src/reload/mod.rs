@@ -124,20 +124,14 @@ fn moved_files(gatherer: &Gatherer) -> Vec<PathBuf> {
     candidates
 }
 
-/// Waits until the file's size, modification time and inode stay the same for `SETTLE`.
+/// Waits until the file's stamp (size, inode, times) stays the same for `SETTLE`.
 /// True once settled, or once it is gone (a removal is a change too).
 fn settle(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let look = || {
-        std::fs::metadata(path)
-            .ok()
-            .map(|m| (m.len(), m.mtime(), m.mtime_nsec(), m.ino()))
-    };
     let started = Instant::now();
-    let mut before = look();
+    let mut before = loader::Stamp::read(path);
     loop {
         std::thread::sleep(SETTLE);
-        let now = look();
+        let now = loader::Stamp::read(path);
         if now == before {
             return true;
         }
