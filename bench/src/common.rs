@@ -151,3 +151,11 @@ pub fn cpu_time_with_children(pid: &str) -> Result<Duration> {
         .unwrap_or(100);
     Ok(Duration::from_secs_f64(ticks as f64 / per_sec as f64))
 }
+
+/// A folder for collectd: not hidden, for its csv plugin refuses to write under a name
+/// that begins with a dot (`tempfile`'s default).
+pub fn collectd_dir() -> anyhow::Result<tempfile::TempDir> {
+    Ok(tempfile::Builder::new()
+        .prefix("spud-bench-collectd-")
+        .tempdir()?)
+}

@@ -24,6 +24,10 @@ use crate::common::*;
 /// One process's footprint.
 struct Footprint {
     rss_kib: u64,
+    /// Of which anonymous (heap, stacks) and file-backed (the binary's and libraries'
+    /// pages, shared with the page cache).
+    anon_kib: u64,
+    file_kib: u64,
     threads: u64,
     cpu_s: f64,
     /// Bytes of plugin copies in tmpfs.
@@ -75,6 +79,8 @@ fn measure(pid: u32, warm: Duration, window: Duration) -> Result<Footprint> {
     anyhow::ensure!(after > 0, "process {pid} is gone");
     Ok(Footprint {
         rss_kib: status_field(pid, "VmRSS:"),
+        anon_kib: status_field(pid, "RssAnon:"),
+        file_kib: status_field(pid, "RssFile:") + status_field(pid, "RssShmem:"),
         threads: status_field(pid, "Threads:"),
         cpu_s: (after - before) as f64 / 1e9,
         copies: disk_bytes(Path::new(&format!("/dev/shm/spud-host-{pid}"))),
@@ -148,14 +154,6 @@ fn collectd_config(dir: &Path, interval: u64, statsd: bool) -> String {
     )
 }
 
-/// A folder for collectd: not hidden, for its csv plugin refuses to write under a name
-/// that begins with a dot (`tempfile`'s default).
-fn collectd_dir() -> Result<tempfile::TempDir> {
-    Ok(tempfile::Builder::new()
-        .prefix("spud-bench-collectd-")
-        .tempdir()?)
-}
-
 fn start_collectd(dir: &Path, interval: u64, statsd: bool) -> Result<Process> {
     let conf = dir.join("collectd.conf");
     std::fs::write(&conf, collectd_config(dir, interval, statsd))?;
@@ -212,8 +210,10 @@ fn idle(quick: bool, report: &mut Vec<String>) -> Result<()> {
         ),
     ] {
         println!(
-            "  {what}: {:.1} MB resident, {} threads, {:.3} CPU-s, plugin copies in tmpfs {:.1} MB",
+            "  {what}: {:.1} MB resident ({:.1} MB anonymous, {:.1} MB of files), {} threads, {:.3} CPU-s, plugin copies in tmpfs {:.1} MB",
             mb(f),
+            f.anon_kib as f64 / 1024.0,
+            f.file_kib as f64 / 1024.0,
             f.threads,
             f.cpu_s,
             f.copies as f64 / 1_048_576.0
@@ -230,6 +230,12 @@ fn idle(quick: bool, report: &mut Vec<String>) -> Result<()> {
         mb(&pushing),
         mb(&theirs),
         mb(&pushing) / mb(&theirs)
+    ));
+    report.push(format!(
+        "| of which anonymous, shipped config / pushing | {:.1} / {:.1} MB | collectd {:.1} MB | |",
+        ours.anon_kib as f64 / 1024.0,
+        pushing.anon_kib as f64 / 1024.0,
+        theirs.anon_kib as f64 / 1024.0
     ));
     report.push(format!(
         "| plugin copies in tmpfs, shipped config / pushing | {:.1} / {:.1} MB | | |",

@@ -1,7 +1,9 @@
-//! Set-to-push latency at a steady 10k sets/s.
+//! Set-to-push latency at a steady 10k sets/s; set latency while the store fills and while
+//! it writes snapshots.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -74,6 +76,144 @@ pub fn latency(report: &mut Vec<String>) -> Result<()> {
         "| set→push latency at 10k sets/s, 10 subscribers | p50 {:.3} ms, p99 {:.3} ms | (no reference named) | |",
         p(0.5),
         p(0.99)
+    ));
+    Ok(())
+}
+
+/// Keys the fill stores, all new.
+const FILL_KEYS: usize = 1_000_000;
+
+/// Round trips of `set` (to its `OK`), one a millisecond on a connection of its own, until
+/// `done` says stop; in milliseconds.
+fn probe(addr: std::net::SocketAddr, mut done: impl FnMut() -> bool) -> Result<Vec<f64>> {
+    let mut conn = TcpStream::connect(addr)?;
+    conn.set_nodelay(true)?;
+    let mut reply = BufReader::new(conn.try_clone()?);
+    let (mut out, mut line) = (Vec::new(), String::new());
+    let t0 = Instant::now();
+    for n in 0u64.. {
+        if done() {
+            break;
+        }
+        if let Some(wait) = (t0 + Duration::from_millis(n)).checked_duration_since(Instant::now()) {
+            thread::sleep(wait);
+        }
+        let start = Instant::now();
+        write!(conn, "set lat.probe {n}\r\n")?;
+        line.clear();
+        reply.read_line(&mut line)?;
+        if !line.starts_with("OK") {
+            bail!("set answered {line:?}");
+        }
+        out.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    out.sort_unstable_by(f64::total_cmp);
+    Ok(out)
+}
+
+/// Stores FILL_KEYS new keys as fast as one pipelining connection goes (`qset`, checked
+/// by a `get` at the end); returns how long it took.
+fn fill(addr: std::net::SocketAddr) -> Result<Duration> {
+    let mut conn = TcpStream::connect(addr)?;
+    let start = Instant::now();
+    let mut batch = Vec::with_capacity(1 << 20);
+    for chunk in (0..FILL_KEYS).collect::<Vec<_>>().chunks(20_000) {
+        batch.clear();
+        for i in chunk {
+            writeln!(batch, "qset fill.k{i:07} {i}\r").unwrap();
+        }
+        conn.write_all(&batch)?;
+    }
+    write!(conn, "get fill.k{:07}\r\n", FILL_KEYS - 1)?;
+    let mut reply = BufReader::new(conn);
+    let mut line = String::new();
+    reply.read_line(&mut line)?;
+    if !line.contains(&(FILL_KEYS - 1).to_string()) {
+        bail!("the fill's last key reads {line:?}");
+    }
+    Ok(start.elapsed())
+}
+
+/// `set` latency while the store works: beside a server doing nothing else, while a
+/// million new keys fill it (shards grow and pack their blocks under their locks), and while
+/// snapshots of those million keys are written (one a second).
+pub fn latency_under_work(report: &mut Vec<String>) -> Result<()> {
+    println!("== set latency (one a millisecond, to its OK) beside a quiet server, while 1,000,000 keys fill, while snapshots are written");
+    let dir = tempfile::tempdir()?;
+    let state = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let quiet = SpudServer::start(&["--state", &state("quiet")]);
+    let until = Instant::now() + Duration::from_secs(5);
+    let neither = probe(quiet.addr, || Instant::now() > until)?;
+    drop(quiet);
+
+    let filled = SpudServer::start(&["--state", &state("fill")]);
+    let done = AtomicBool::new(false);
+    let (took, during_fill) = thread::scope(|s| -> Result<_> {
+        let probing = s.spawn(|| probe(filled.addr, || done.load(Ordering::Relaxed)));
+        let took = fill(filled.addr);
+        done.store(true, Ordering::Relaxed);
+        let samples = probing.join().expect("probe")?;
+        Ok((took?, samples))
+    })?;
+    drop(filled);
+
+    let snapshotting = SpudServer::start(&["--state", &state("snap"), "--snapshot-every", "1"]);
+    fill(snapshotting.addr)?;
+    let snapshot = dir.path().join("snap");
+    let inode = || {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(&snapshot).map(|m| m.ino()).ok()
+    };
+    let (mut written, mut last) = (0, inode());
+    let until = Instant::now() + Duration::from_secs(6);
+    let during_snapshots = probe(snapshotting.addr, || {
+        // A snapshot is written to a new file and renamed over the old one.
+        let now = inode();
+        if now != last {
+            (written, last) = (written + 1, now);
+        }
+        Instant::now() > until
+    })?;
+    let size = std::fs::metadata(&snapshot).map_or(0, |m| m.len());
+    let row = |what: &str, v: &[f64], beside: &str| {
+        println!(
+            "  {what}: {} sets, p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+            v.len(),
+            percentile(v, 0.5),
+            percentile(v, 0.99),
+            percentile(v, 1.0)
+        );
+        format!(
+            "| set latency {what} | p50 {:.3} ms, p99 {:.3} ms | {beside} | target p99 < 2 ms |",
+            percentile(v, 0.5),
+            percentile(v, 0.99),
+        )
+    };
+    let quiet_row = format!(
+        "a quiet server: p50 {:.3} ms, p99 {:.3} ms",
+        percentile(&neither, 0.5),
+        percentile(&neither, 0.99)
+    );
+    report.push(row(
+        "on a quiet server (one a ms, to its OK)",
+        &neither,
+        "(the reference of the next two)",
+    ));
+    report.push(row(
+        &format!(
+            "while 1,000,000 new keys fill ({:.1} s, one pipelining connection)",
+            took.as_secs_f64()
+        ),
+        &during_fill,
+        &quiet_row,
+    ));
+    report.push(row(
+        &format!(
+            "while snapshots of 1,000,000 keys are written ({written} in 6 s, {:.0} MB each)",
+            size as f64 / 1e6
+        ),
+        &during_snapshots,
+        &quiet_row,
     ));
     Ok(())
 }

@@ -67,6 +67,7 @@ fn main() -> Result<()> {
     }
     if wanted("latency") {
         latency::latency(&mut report)?;
+        latency::latency_under_work(&mut report)?;
     }
     if wanted("durability") {
         durability::durability(quick, &mut report)?;

@@ -14,12 +14,22 @@ pub fn is_valid_key(key: &str) -> bool {
 
 /// `text` made fit to stand in a key: every character a key cannot hold becomes `_`.
 pub fn key_safe(text: &str) -> String {
-    text.chars()
-        .map(|c| match u8::try_from(c) {
-            Ok(b) if is_key_byte(b) => c,
-            _ => '_',
-        })
-        .collect()
+    let mut key = String::with_capacity(text.len());
+    push_key_safe(&mut key, text);
+    key
+}
+
+/// Appends `text` made fit to stand in a key to `key` (no allocation beyond its growth: for
+/// receivers that build many keys in one buffer).
+pub fn push_key_safe(key: &mut String, text: &str) {
+    if is_valid_key(text) {
+        key.push_str(text);
+        return;
+    }
+    key.extend(text.chars().map(|c| match u8::try_from(c) {
+        Ok(b) if is_key_byte(b) => c,
+        _ => '_',
+    }));
 }
 
 #[cfg(test)]

@@ -91,7 +91,7 @@ mod plugin;
 pub use abi_stable;
 pub use ffi::Level;
 pub use host::Host;
-pub use key::{is_key_byte, is_valid_key, key_safe};
+pub use key::{is_key_byte, is_valid_key, key_safe, push_key_safe};
 pub use plugin::{
     guard, job_def_to_ffi, plugin_info, typed_collect, typed_run, untyped, Collector, Error, Job,
     JobDef, Plugin, Pull, Service,

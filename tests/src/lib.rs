@@ -14,6 +14,7 @@ pub mod collectd;
 pub mod etsy;
 pub mod http;
 pub mod nats;
+pub mod netdata;
 pub mod prometheus;
 pub mod victoria;
 pub mod webdriver;

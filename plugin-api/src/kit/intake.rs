@@ -132,18 +132,45 @@ impl Intake {
 /// names, every character a key cannot hold made `_`. `cpu{host=web1,cpu=0}` is
 /// `cpu.cpu:0.host:web1`; a tag without a value (DogStatsD's `#canary`) is `.canary`.
 pub fn tagged_key<'a>(name: &str, tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
-    let mut tags: Vec<(&str, &str)> = tags.into_iter().collect();
-    tags.sort_unstable();
-    let mut key = crate::key_safe(name);
-    for (tag, value) in tags {
-        key.push('.');
-        key.push_str(&crate::key_safe(tag));
-        if !value.is_empty() {
-            key.push(':');
-            key.push_str(&crate::key_safe(value));
+    let mut key = String::new();
+    push_tagged_key(&mut key, name, tags);
+    key
+}
+
+/// [`tagged_key`] appended to `key`: a receiver that builds one key per metric reuses one
+/// buffer, and a metric with up to 16 tags sorts them on the stack.
+pub fn push_tagged_key<'a>(
+    key: &mut String,
+    name: &str,
+    tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+) {
+    const FEW: usize = 16;
+    let mut few = [("", ""); FEW];
+    let (mut n, mut more) = (0, Vec::new());
+    for tag in tags {
+        if n < FEW {
+            few[n] = tag;
+            n += 1;
+        } else {
+            more.push(tag);
         }
     }
-    key
+    let tags = if more.is_empty() {
+        &mut few[..n]
+    } else {
+        more.extend_from_slice(&few);
+        &mut more[..]
+    };
+    tags.sort_unstable();
+    crate::push_key_safe(key, name);
+    for (tag, value) in tags.iter() {
+        key.push('.');
+        crate::push_key_safe(key, tag);
+        if !value.is_empty() {
+            key.push(':');
+            crate::push_key_safe(key, value);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -161,5 +188,11 @@ mod tests {
             "req_time.canary.path:_a_b"
         );
         assert!(crate::is_valid_key(&tagged_key("é", [("ü", "ß")])));
+        let many: Vec<String> = (0..20).rev().map(|i| format!("t{i:02}")).collect();
+        let key = tagged_key("m", many.iter().map(|t| (t.as_str(), "")));
+        assert!(
+            key.starts_with("m.t00.t01.") && key.ends_with(".t18.t19"),
+            "{key}"
+        );
     }
 }

@@ -13,8 +13,12 @@
 //!
 //! A counter or timer with nothing in an interval stores a count of 0 (as Etsy's statsd
 //! does); a name idle for `forget_after` flushes is forgotten, gauges included.
+//!
+//! Counters, timers and sets do not depend on the order their metrics come in, so each
+//! reading thread gathers them in a [`Pending`] of its own, side by side with the others,
+//! and a flush adds them into the [`Aggregate`]. Gauges do depend on it (`5|g` then `+1|g`):
+//! they go straight to the one aggregate.
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 
 use hashbrown::hash_map::EntryRef;
@@ -53,6 +57,102 @@ struct Timer {
     count: f64,
 }
 
+impl Timer {
+    /// Adds one value, or only its count once `samples` (held by all timers) reaches the
+    /// bound.
+    fn add(
+        &mut self,
+        value: f64,
+        rate: f64,
+        samples: &mut usize,
+        limits: &Limits,
+        dropped: &mut Dropped,
+    ) {
+        self.count += 1.0 / rate;
+        if *samples < limits.samples {
+            self.values.push(value);
+            *samples += 1;
+        } else {
+            dropped.samples += 1;
+        }
+    }
+}
+
+/// Adds `member` to `set` unless the set is at its bound (a member it holds is no news).
+fn add_member(set: &mut HashSet<Box<str>>, member: &str, limits: &Limits, dropped: &mut Dropped) {
+    if set.contains(member) {
+        return;
+    }
+    if set.len() < limits.members {
+        set.insert(member.into());
+    } else {
+        dropped.members += 1;
+    }
+}
+
+/// One name's figures in a [`Pending`], and how many metrics made them (what a limit drops
+/// if the aggregate cannot take the name).
+#[derive(Default)]
+struct Taken<T> {
+    value: T,
+    metrics: u64,
+}
+
+/// What one reading thread took of counters, timers and sets since the last flush, within
+/// the same limits as the aggregate.
+#[derive(Default)]
+pub struct Pending {
+    counters: HashMap<String, Taken<f64>>,
+    timers: HashMap<String, Taken<Timer>>,
+    sets: HashMap<String, Taken<HashSet<Box<str>>>>,
+    samples: usize,
+}
+
+impl Pending {
+    /// Takes one counter, timer or set (a gauge belongs to the aggregate).
+    pub fn add(&mut self, m: &Metric<'_>, limits: &Limits, dropped: &mut Dropped) {
+        let full = self.counters.len() + self.timers.len() + self.sets.len() >= limits.keys;
+        match m.kind {
+            Kind::Counter => {
+                if let Some(t) = taken(&mut self.counters, m.key, full, dropped) {
+                    t.value += m.value / m.rate;
+                }
+            }
+            Kind::Timer => {
+                if let Some(t) = taken(&mut self.timers, m.key, full, dropped) {
+                    t.value
+                        .add(m.value, m.rate, &mut self.samples, limits, dropped);
+                }
+            }
+            Kind::Set => {
+                if let Some(t) = taken(&mut self.sets, m.key, full, dropped) {
+                    add_member(&mut t.value, m.text, limits, dropped);
+                }
+            }
+            Kind::Gauge => debug_assert!(false, "gauges go to the aggregate"),
+        }
+    }
+}
+
+/// The entry for `key`, made if the limit allows; counts the metric.
+fn taken<'m, T: Default>(
+    map: &'m mut HashMap<String, Taken<T>>,
+    key: &str,
+    full: bool,
+    dropped: &mut Dropped,
+) -> Option<&'m mut Taken<T>> {
+    let t = match map.entry_ref(key) {
+        EntryRef::Occupied(o) => o.into_mut(),
+        EntryRef::Vacant(_) if full => {
+            dropped.keys += 1;
+            return None;
+        }
+        EntryRef::Vacant(v) => v.insert(Taken::default()),
+    };
+    t.metrics += 1;
+    Some(t)
+}
+
 struct Slot<T> {
     value: T,
     idle: u32,
@@ -74,9 +174,8 @@ impl Aggregate {
     }
 
     /// Takes one metric; says in `dropped` what a limit refused.
-    pub fn add(&mut self, m: Metric<'_>, limits: &Limits, dropped: &mut Dropped) {
+    pub fn add(&mut self, m: &Metric<'_>, limits: &Limits, dropped: &mut Dropped) {
         let full = self.names() >= limits.keys;
-        let samples = self.samples;
         match m.kind {
             Kind::Counter => {
                 if let Some(slot) = slot(&mut self.counters, m.key, full, dropped) {
@@ -94,25 +193,53 @@ impl Aggregate {
             }
             Kind::Timer => {
                 if let Some(slot) = slot(&mut self.timers, m.key, full, dropped) {
-                    slot.value.count += 1.0 / m.rate;
-                    if samples < limits.samples {
-                        slot.value.values.push(m.value);
-                        self.samples += 1;
-                    } else {
-                        dropped.samples += 1;
-                    }
+                    slot.value
+                        .add(m.value, m.rate, &mut self.samples, limits, dropped);
                 }
             }
             Kind::Set => {
                 if let Some(slot) = slot(&mut self.sets, m.key, full, dropped) {
-                    if slot.value.len() < limits.members {
-                        slot.value.insert(m.text.into());
-                    } else if !slot.value.contains(m.text) {
-                        dropped.members += 1;
-                    }
+                    add_member(&mut slot.value, m.text, limits, dropped);
                 }
             }
         }
+    }
+
+    /// Adds what a reading thread took (and leaves it empty), within the same limits.
+    pub fn take(&mut self, pending: &mut Pending, limits: &Limits, dropped: &mut Dropped) {
+        for (name, t) in pending.counters.drain() {
+            let full = self.names() >= limits.keys;
+            match slot(&mut self.counters, &name, full, dropped) {
+                Some(slot) => slot.value += t.value,
+                None => dropped.keys += t.metrics - 1,
+            }
+        }
+        for (name, t) in pending.timers.drain() {
+            let full = self.names() >= limits.keys;
+            match slot(&mut self.timers, &name, full, dropped) {
+                Some(slot) => {
+                    let room = limits.samples.saturating_sub(self.samples);
+                    let kept = t.value.values.len().min(room);
+                    slot.value.values.extend_from_slice(&t.value.values[..kept]);
+                    slot.value.count += t.value.count;
+                    self.samples += kept;
+                    dropped.samples += (t.value.values.len() - kept) as u64;
+                }
+                None => dropped.keys += t.metrics - 1,
+            }
+        }
+        for (name, t) in pending.sets.drain() {
+            let full = self.names() >= limits.keys;
+            match slot(&mut self.sets, &name, full, dropped) {
+                Some(slot) => {
+                    for member in t.value {
+                        add_member(&mut slot.value, &member, limits, dropped);
+                    }
+                }
+                None => dropped.keys += t.metrics - 1,
+            }
+        }
+        pending.samples = 0;
     }
 
     /// Ends the interval: calls `store(key, value)` for everything a flush stores (see the
@@ -155,12 +282,12 @@ impl Aggregate {
 /// The slot for `key`, made if the limit allows.
 fn slot<'m, T: Default>(
     map: &'m mut HashMap<String, Slot<T>>,
-    key: Cow<'_, str>,
+    key: &str,
     full: bool,
     dropped: &mut Dropped,
 ) -> Option<&'m mut Slot<T>> {
     // A name seen before is found without copying it (the common case, by far).
-    let slot = match map.entry_ref(&*key) {
+    let slot = match map.entry_ref(key) {
         EntryRef::Occupied(o) => o.into_mut(),
         EntryRef::Vacant(_) if full => {
             dropped.keys += 1;
@@ -231,12 +358,12 @@ mod tests {
 
     fn feed(agg: &mut Aggregate, lines: &[&str]) -> Dropped {
         let mut dropped = Dropped::default();
+        let mut key = String::new();
         for l in lines {
-            let mut ms = Vec::new();
-            parse::line(l.as_bytes(), &mut ms).unwrap();
-            for m in ms {
-                agg.add(m, &LIMITS, &mut dropped);
-            }
+            parse::line(l.as_bytes(), &mut key, |m| {
+                agg.add(&m, &LIMITS, &mut dropped)
+            })
+            .unwrap();
         }
         dropped
     }
@@ -312,5 +439,57 @@ mod tests {
         assert_eq!(flush(&mut agg)["k0.count"], 0.0);
         assert_eq!(flush(&mut agg)["k0.count"], 0.0);
         assert!(flush(&mut agg).is_empty());
+    }
+
+    #[test]
+    fn readers_shares_add_up_to_what_one_would_have_taken() {
+        let mut key = String::new();
+        let mut shares = [Pending::default(), Pending::default()];
+        let mut dropped = Dropped::default();
+        for (i, l) in [
+            "c:1|c", "c:2|c", "t:1|ms", "t:3|ms", "u:a|s", "u:b|s", "u:a|s",
+        ]
+        .iter()
+        .enumerate()
+        {
+            parse::line(l.as_bytes(), &mut key, |m| {
+                shares[i % 2].add(&m, &LIMITS, &mut dropped)
+            })
+            .unwrap();
+        }
+        let mut agg = Aggregate::default();
+        for share in &mut shares {
+            agg.take(share, &LIMITS, &mut dropped);
+        }
+        let out = flush(&mut agg);
+        assert_eq!(
+            (
+                out["c.count"],
+                out["t.count"],
+                out["t.mean"],
+                out["u.count"]
+            ),
+            (3.0, 2.0, 2.0, 2.0)
+        );
+        assert_eq!(dropped, Dropped::default());
+    }
+
+    #[test]
+    fn a_share_beyond_the_names_bound_is_dropped_metric_by_metric() {
+        let mut agg = Aggregate::default();
+        let lines: Vec<String> = (0..10).map(|i| format!("k{i}:1|c")).collect();
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        feed(&mut agg, &lines);
+        let (mut share, mut dropped, mut key) =
+            (Pending::default(), Dropped::default(), String::new());
+        for l in ["new:1|c", "new:1|c", "new:1|c", "k0:1|c"] {
+            parse::line(l.as_bytes(), &mut key, |m| {
+                share.add(&m, &LIMITS, &mut dropped)
+            })
+            .unwrap();
+        }
+        agg.take(&mut share, &LIMITS, &mut dropped);
+        assert_eq!(dropped.keys, 3);
+        assert_eq!(flush(&mut agg)["k0.count"], 2.0);
     }
 }

@@ -37,7 +37,8 @@ use spud_plugin_api::kit::listen::{self, Held};
 use spud_plugin_api::serde::Deserialize;
 use spud_plugin_api::{export_plugin, Collector, Error, Host, Job, Plugin, Service};
 
-use aggregate::{Aggregate, Dropped, Limits};
+use aggregate::{Aggregate, Dropped, Limits, Pending};
+use parse::Kind;
 
 /// The StatsD server.
 pub struct Statsd;
@@ -103,7 +104,6 @@ fn udp_threads() -> usize {
 
 struct Server {
     udp: Option<Held<UdpSocket>>,
-    udp_threads: usize,
     tcp: Option<Held<TcpListener>>,
     bounds: Bounds,
     percentiles: Vec<f64>,
@@ -116,35 +116,70 @@ struct State {
     host: Host,
     intake: Arc<Intake>,
     limits: Limits,
+    /// Gauges, and everything at a flush.
     aggregate: Mutex<Aggregate>,
+    /// One per UDP reading thread: its counters, timers and sets since the last flush.
+    pending: Vec<Mutex<Pending>>,
 }
 
 impl State {
-    /// Takes the lines of one datagram (complete: no line goes on in the next one).
-    fn take_datagram(&self, bytes: &[u8], max_line: usize) {
-        let mut metrics = Vec::new();
-        for line in bytes.split(|&b| b == b'\n') {
-            if line.len() > max_line {
+    /// Takes the lines of one datagram (complete: no line goes on in the next one) into
+    /// the reading thread's `pending`; `key` is its scratch space for keys.
+    fn take_datagram(
+        &self,
+        bytes: &[u8],
+        max_line: usize,
+        pending: &Mutex<Pending>,
+        key: &mut String,
+    ) {
+        let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut taken, mut dropped) = (0, Dropped::default());
+        let mut take = |line: Result<&str, &[u8]>| {
+            let len = line.map_or_else(<[u8]>::len, str::len);
+            if len > max_line {
                 self.intake.bad(
                     "line too long",
-                    format_args!(
-                        "a line of {} bytes (the bound is {max_line}) was skipped",
-                        line.len()
-                    ),
+                    format_args!("a line of {len} bytes (the bound is {max_line}) was skipped"),
                 );
-            } else if let Err(parse::Bad(kind, text)) = parse::line(line, &mut metrics) {
+                return;
+            }
+            let each = |m: parse::Metric<'_>| {
+                taken += 1;
+                match m.kind {
+                    Kind::Gauge => self.aggregate().add(&m, &self.limits, &mut dropped),
+                    _ => pending.add(&m, &self.limits, &mut dropped),
+                }
+            };
+            let parsed = match line {
+                Ok(text) => parse::text_line(text, key, each),
+                Err(bytes) => parse::line(bytes, key, each),
+            };
+            if let Err(parse::Bad(kind, text)) = parsed {
                 self.intake.bad(kind, format_args!("{text:?}"));
             }
+        };
+        // Checked as UTF-8 once, not line by line (a `\n` never splits a character).
+        match std::str::from_utf8(bytes) {
+            Ok(text) => text.split('\n').for_each(|l| take(Ok(l))),
+            Err(_) => bytes.split(|&b| b == b'\n').for_each(|l| take(Err(l))),
         }
-        let taken = self.add(metrics);
+        drop(pending);
+        self.report(&dropped);
         self.intake.received(taken);
     }
 
     /// Takes one line read over TCP; says how many metrics it held (the caller counts).
     fn take_line(&self, line: &[u8]) -> u64 {
-        let mut metrics = Vec::new();
-        match parse::line(line, &mut metrics) {
-            Ok(()) => self.add(metrics),
+        let (mut taken, mut dropped, mut key) = (0, Dropped::default(), String::new());
+        let mut aggregate = self.aggregate();
+        let parsed = parse::line(line, &mut key, |m| {
+            taken += 1;
+            aggregate.add(&m, &self.limits, &mut dropped);
+        });
+        drop(aggregate);
+        self.report(&dropped);
+        match parsed {
+            Ok(()) => taken,
             Err(parse::Bad(kind, text)) => {
                 self.intake.bad(kind, format_args!("{text:?}"));
                 0
@@ -152,19 +187,12 @@ impl State {
         }
     }
 
-    /// Aggregates `metrics`; returns how many there were.
-    fn add(&self, metrics: Vec<parse::Metric<'_>>) -> u64 {
-        let taken = metrics.len() as u64;
-        if metrics.is_empty() {
-            return 0;
-        }
-        let mut dropped = Dropped::default();
-        {
-            let mut aggregate = self.aggregate.lock().unwrap_or_else(|e| e.into_inner());
-            for m in metrics {
-                aggregate.add(m, &self.limits, &mut dropped);
-            }
-        }
+    fn aggregate(&self) -> std::sync::MutexGuard<'_, Aggregate> {
+        self.aggregate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts and logs (once a kind) what the limits let go.
+    fn report(&self, dropped: &Dropped) {
         if dropped.keys > 0 {
             self.intake.dropped(
                 dropped.keys,
@@ -192,17 +220,27 @@ impl State {
                 ),
             );
         }
-        taken
     }
 
     fn flush(&self, seconds: f64, percentiles: &[f64]) {
-        let mut out = Vec::new();
-        self.aggregate
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .flush(seconds, percentiles, self.limits.forget_after, |k, v| {
+        // Each reader's share is taken out first, so no lock is held while waiting for
+        // another (a reader holds its own while it may wait for the aggregate's).
+        let shares: Vec<Pending> = self
+            .pending
+            .iter()
+            .map(|p| std::mem::take(&mut *p.lock().unwrap_or_else(|e| e.into_inner())))
+            .collect();
+        let (mut out, mut dropped) = (Vec::new(), Dropped::default());
+        {
+            let mut aggregate = self.aggregate();
+            for mut share in shares {
+                aggregate.take(&mut share, &self.limits, &mut dropped);
+            }
+            aggregate.flush(seconds, percentiles, self.limits.forget_after, |k, v| {
                 out.push((k, v))
             });
+        }
+        self.report(&dropped);
         for (key, value) in out {
             self.host.set(&key, value);
         }
@@ -232,7 +270,6 @@ impl Plugin for Statsd {
         };
         Ok(Collector::service(Server {
             udp,
-            udp_threads: o.udp_threads.max(1),
             tcp,
             bounds: Bounds {
                 connections: o.max_connections,
@@ -250,6 +287,9 @@ impl Plugin for Statsd {
                     forget_after: o.forget_after,
                 },
                 aggregate: Mutex::new(Aggregate::default()),
+                pending: (0..o.udp_threads.max(1))
+                    .map(|_| Mutex::default())
+                    .collect(),
             }),
         }))
     }
@@ -264,14 +304,14 @@ impl Service for Server {
         let mut next = last + self.interval;
         std::thread::scope(|scope| {
             if let Some(udp) = &self.udp {
-                // Readers of the one socket parse side by side; they meet only at the
-                // aggregate's lock, once per datagram.
-                for _ in 0..self.udp_threads {
+                // Readers of the one socket parse and count side by side; they meet only
+                // at the aggregate's lock, for a gauge.
+                for pending in &state.pending {
                     scope.spawn(move || {
-                        let mut buf = vec![0u8; 65536];
+                        let (mut buf, mut key) = (vec![0u8; 65536], String::new());
                         while !host.stop_requested(Duration::ZERO) {
                             if let Ok(n) = udp.recv(&mut buf) {
-                                state.take_datagram(&buf[..n], max_line);
+                                state.take_datagram(&buf[..n], max_line, pending, &mut key);
                             }
                         }
                     });

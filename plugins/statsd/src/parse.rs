@@ -1,9 +1,9 @@
 //! StatsD lines: `name:value|type[|@rate][|#tag:v,tag2]`, several `value|type` after one
-//! name (`a:1|c:2|c`), several lines per datagram.
+//! name (`a:1|c:2|c`), several lines per datagram. Parsing allocates nothing: a metric's
+//! key borrows the line, or a buffer of the caller's when tags or unsafe characters make
+//! it differ from the name.
 
-use std::borrow::Cow;
-
-use spud_plugin_api::kit::intake::tagged_key;
+use spud_plugin_api::kit::intake::push_tagged_key;
 
 /// The kinds of metric.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -22,7 +22,7 @@ pub enum Kind {
 #[derive(Debug, PartialEq)]
 pub struct Metric<'a> {
     /// The key: the name made safe, DogStatsD tags added by the tag rule.
-    pub key: Cow<'a, str>,
+    pub key: &'a str,
     /// Its kind.
     pub kind: Kind,
     /// The value's text (a set's member; a number otherwise).
@@ -39,11 +39,22 @@ pub struct Metric<'a> {
 #[derive(Debug, PartialEq)]
 pub struct Bad(pub &'static str, pub String);
 
-/// Parses one line into `out` (which may gain several metrics). Blank lines add nothing.
-pub fn line<'a>(bytes: &'a [u8], out: &mut Vec<Metric<'a>>) -> Result<(), Bad> {
+/// Parses one line, giving each of its metrics to `each` (a line may hold several; a line
+/// with one bad value gives none). `key` is scratch space for keys built from the name.
+/// Blank lines give nothing.
+pub fn line(bytes: &[u8], key: &mut String, each: impl FnMut(Metric<'_>)) -> Result<(), Bad> {
     let text = std::str::from_utf8(bytes)
-        .map_err(|_| Bad("not UTF-8", String::from_utf8_lossy(bytes).into_owned()))?
-        .trim();
+        .map_err(|_| Bad("not UTF-8", String::from_utf8_lossy(bytes).into_owned()))?;
+    text_line(text, key, each)
+}
+
+/// [`line`] for text already known to be UTF-8 (a whole datagram is checked at once).
+pub fn text_line(
+    text: &str,
+    key: &mut String,
+    mut each: impl FnMut(Metric<'_>),
+) -> Result<(), Bad> {
+    let text = text.trim();
     if text.is_empty() {
         return Ok(());
     }
@@ -51,113 +62,187 @@ pub fn line<'a>(bytes: &'a [u8], out: &mut Vec<Metric<'a>>) -> Result<(), Bad> {
     if text.starts_with("_e{") || text.starts_with("_sc|") {
         return Err(bad("DogStatsD events and service checks are not taken"));
     }
-    let (name, rest) = text
-        .split_once(':')
+    let colon = text
+        .bytes()
+        .position(|b| b == b':')
         .ok_or_else(|| bad("no ':' after the name"))?;
+    let (name, rest) = (&text[..colon], &text[colon + 1..]);
     if name.is_empty() {
         return Err(bad("empty name"));
     }
-    let start = out.len();
-    // `a:1|c:2|c` is two values of `a`; a `:` inside `|#tag:v` is not a separator, so each
-    // piece is cut at the `:` that follows a complete `value|type…`.
-    for piece in values(rest) {
-        let mut fields = piece.split('|');
-        let value = fields.next().unwrap_or("");
-        let kind = match fields.next() {
-            Some("c") => Kind::Counter,
-            Some("g") => Kind::Gauge,
-            Some("ms" | "h" | "d") => Kind::Timer,
-            Some("s") => Kind::Set,
-            Some(_) => {
-                out.truncate(start);
-                return Err(bad("unknown metric type"));
-            }
-            None => {
-                out.truncate(start);
-                return Err(bad("no '|type'"));
-            }
-        };
-        let mut rate = 1.0;
-        let mut tags = None;
-        for extra in fields {
-            if let Some(r) = extra.strip_prefix('@') {
-                match r.parse::<f64>() {
-                    Ok(r) if r > 0.0 && r <= 1.0 => rate = r,
-                    _ => {
-                        out.truncate(start);
-                        return Err(bad("sample rate not in (0, 1]"));
-                    }
-                }
-            } else if let Some(t) = extra.strip_prefix('#') {
-                tags = Some(t);
-            }
-            // Other DogStatsD fields (`c:` container, `T` timestamp) are let be.
+    // `a:1|c:2|c` is taken whole or not at all: its pieces are checked before any is given.
+    if Pieces::of(rest).nth(1).is_some() {
+        for piece in Pieces::of(rest) {
+            Value::of(piece).map_err(bad)?;
         }
-        let (number, delta) = match kind {
-            Kind::Set => (0.0, false),
-            _ => match value.parse::<f64>() {
-                Ok(v) if v.is_finite() => (v, kind == Kind::Gauge && value.starts_with(['+', '-'])),
-                _ => {
-                    out.truncate(start);
-                    return Err(bad("value is not a number"));
-                }
-            },
-        };
-        if value.is_empty() {
-            out.truncate(start);
-            return Err(bad("empty value"));
-        }
-        let key = match tags {
+    }
+    let name_is_key = spud_plugin_api::is_valid_key(name);
+    for piece in Pieces::of(rest) {
+        let v = Value::of(piece).map_err(bad)?;
+        let key: &str = match v.tags {
             // Most names are keys already: borrowed, not copied.
-            None if spud_plugin_api::is_valid_key(name) => Cow::Borrowed(name),
-            None => Cow::Owned(spud_plugin_api::key_safe(name)),
-            Some(tags) => Cow::Owned(tagged_key(
-                name,
-                tags.split(',')
-                    .filter(|t| !t.is_empty())
-                    .map(|t| t.split_once(':').unwrap_or((t, ""))),
-            )),
+            None if name_is_key => name,
+            None => {
+                key.clear();
+                spud_plugin_api::push_key_safe(key, name);
+                key
+            }
+            Some(tags) => {
+                key.clear();
+                push_tagged_key(
+                    key,
+                    name,
+                    tags.split(',')
+                        .filter(|t| !t.is_empty())
+                        .map(|t| t.split_once(':').unwrap_or((t, ""))),
+                );
+                key
+            }
         };
-        out.push(Metric {
+        each(Metric {
             key,
-            kind,
-            text: value,
-            value: number,
-            delta,
-            rate,
+            kind: v.kind,
+            text: v.text,
+            value: v.value,
+            delta: v.delta,
+            rate: v.rate,
         });
     }
     Ok(())
 }
 
-/// `1|c:2|c|@0.5:3|g` → `1|c`, `2|c|@0.5`, `3|g`: a `:` starts a new value only where the
-/// text after it looks like `value|type`, so tags' own `:` stay inside their piece.
-fn values(rest: &str) -> impl Iterator<Item = &str> {
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    let bytes = rest.as_bytes();
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b':' && i > start && !in_tags(&rest[start..i]) {
-            pieces.push(&rest[start..i]);
-            start = i + 1;
-        }
-    }
-    pieces.push(&rest[start..]);
-    pieces.into_iter()
+/// One `value|type[|@rate][|#tags]` piece.
+struct Value<'a> {
+    kind: Kind,
+    text: &'a str,
+    value: f64,
+    delta: bool,
+    rate: f64,
+    tags: Option<&'a str>,
 }
 
-/// Whether `piece` has reached its `|#tags` part (where `:` belongs to a tag).
-fn in_tags(piece: &str) -> bool {
-    piece.contains("|#")
+impl<'a> Value<'a> {
+    fn of(piece: &'a str) -> Result<Value<'a>, &'static str> {
+        let mut fields = Fields(Some(piece));
+        let text = fields.next().unwrap_or("");
+        // Matched as bytes: a type is one or two of them.
+        let kind = match fields.next().map(str::as_bytes) {
+            Some(b"c") => Kind::Counter,
+            Some(b"g") => Kind::Gauge,
+            Some(b"ms" | b"h" | b"d") => Kind::Timer,
+            Some(b"s") => Kind::Set,
+            Some(_) => return Err("unknown metric type"),
+            None => return Err("no '|type'"),
+        };
+        let (mut rate, mut tags) = (1.0, None);
+        for extra in fields {
+            match extra.as_bytes().first() {
+                Some(b'@') => match extra[1..].parse::<f64>() {
+                    Ok(r) if r > 0.0 && r <= 1.0 => rate = r,
+                    _ => return Err("sample rate not in (0, 1]"),
+                },
+                Some(b'#') => tags = Some(&extra[1..]),
+                // Other DogStatsD fields (`c:` container, `T` timestamp) are let be.
+                _ => {}
+            }
+        }
+        if text.is_empty() {
+            return Err("empty value");
+        }
+        let (value, delta) = match kind {
+            Kind::Set => (0.0, false),
+            _ => match text.parse::<f64>() {
+                Ok(v) if v.is_finite() => (v, kind == Kind::Gauge && text.starts_with(['+', '-'])),
+                _ => return Err("value is not a number"),
+            },
+        };
+        Ok(Value {
+            kind,
+            text,
+            value,
+            delta,
+            rate,
+            tags,
+        })
+    }
+}
+
+/// The `|`-separated fields of a piece, found byte by byte (they are a few bytes long).
+struct Fields<'a>(Option<&'a str>);
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.0.take()?;
+        match rest.bytes().position(|b| b == b'|') {
+            Some(i) => {
+                self.0 = Some(&rest[i + 1..]);
+                Some(&rest[..i])
+            }
+            None => Some(rest),
+        }
+    }
+}
+
+/// `1|c:2|c|@0.5:3|g` → `1|c`, `2|c|@0.5`, `3|g`: a `:` starts a new value only where the
+/// text before it has not reached its `|#tags` (where `:` belongs to a tag).
+struct Pieces<'a>(Option<&'a str>);
+
+impl<'a> Pieces<'a> {
+    fn of(rest: &'a str) -> Pieces<'a> {
+        Pieces(Some(rest))
+    }
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let rest = self.0.take()?;
+        let bytes = rest.as_bytes();
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'#' if i > 0 && bytes[i - 1] == b'|' => break,
+                b':' if i > 0 => {
+                    self.0 = Some(&rest[i + 1..]);
+                    return Some(&rest[..i]);
+                }
+                _ => {}
+            }
+        }
+        Some(rest)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(text: &'static str) -> Result<Vec<Metric<'static>>, &'static str> {
-        let mut out = Vec::new();
-        line(text.as_bytes(), &mut out).map_err(|b| b.0)?;
+    /// What `line` gives, with keys owned (the test's view of a metric).
+    #[derive(Debug, PartialEq)]
+    struct Owned {
+        key: String,
+        kind: Kind,
+        text: String,
+        value: f64,
+        delta: bool,
+        rate: f64,
+    }
+
+    fn parse(text: &'static str) -> Result<Vec<Owned>, &'static str> {
+        let (mut out, mut key) = (Vec::new(), String::new());
+        line(text.as_bytes(), &mut key, |m| {
+            out.push(Owned {
+                key: m.key.to_string(),
+                kind: m.kind,
+                text: m.text.to_string(),
+                value: m.value,
+                delta: m.delta,
+                rate: m.rate,
+            })
+        })
+        .map_err(|b| b.0)?;
         Ok(out)
     }
 

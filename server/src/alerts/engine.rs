@@ -6,10 +6,11 @@
 use hashbrown::HashMap;
 use std::sync::Arc;
 
-use super::expr::{Point, Scope};
+use super::expr::{Outlook, Point, Scope};
 use super::glob::KeyGlob;
 use super::instance::{Instance, State, Verdict};
 use super::rules::Rule;
+use crate::store::keyspace::{Quiet, QUIET_HORIZON};
 
 /// Where the evaluator reads samples.
 pub trait Source {
@@ -19,9 +20,9 @@ pub trait Source {
     fn newest(&self, key: &str) -> Option<f64>;
     /// Another key's newest value as text.
     fn newest_text(&self, key: &str) -> Option<String>;
-    /// After an evaluation: sets of a number within `band` cannot change any state of
-    /// this key's instances (None: any set may).
-    fn set_quiet(&self, _key: &str, _band: Option<(f64, f64)>) {}
+    /// After an evaluation: the sets that cannot change any state of this key's instances
+    /// (None: any set may).
+    fn set_quiet(&self, _key: &str, _quiet: Option<Quiet>) {}
 }
 
 /// A state change of one instance (or its first evaluation), for the state key and the
@@ -250,7 +251,17 @@ impl Engine {
         let mut points = std::mem::take(&mut self.scratch);
         source.points(key, &mut points);
         evaluate_key(&self.rules, key, tracked, &points, now, source, out);
-        source.set_quiet(key, quiet_band(&self.rules, tracked, &points));
+        let proof = quiet(&self.rules, tracked, &points, now);
+        if let Some(Quiet {
+            sets: Some(_),
+            until,
+            ..
+        }) = proof
+        {
+            // Looked at again when a limited proof ends, so that its mark is renewed.
+            tracked.due = tracked.due.min(until);
+        }
+        source.set_quiet(key, proof);
         self.scratch = points;
     }
 
@@ -351,10 +362,14 @@ fn absence_resolved(rule: &Arc<Rule>, now: u64, since: u64) -> Change {
     absence_change(rule, Some(State::Nodata), State::Ok, now, since)
 }
 
-/// The values a next set may bring without any instance of the key changing state: only
-/// while every instance is `ok`, and every condition that could fire one has a band that
-/// holds all the stored samples (see `Condition::quiet_band`).
-fn quiet_band(rules: &[Arc<Rule>], tracked: &Tracked, points: &[Point]) -> Option<(f64, f64)> {
+/// The sets that cannot change any instance of the key, only while every instance is `ok`:
+/// - any number of sets, at any time, of values within a band every condition proves it
+///   cannot fire in while it holds all the samples (`Condition::quiet_band`: conditions of
+///   `last`, `avg`, `min`, `max`);
+/// - else, for the other conditions, a few sets (`LIMITED_SETS`) of values near the stored
+///   ones, before the key's next look (`due`, when a sample leaves a window by time), if
+///   every condition proves it cannot fire with them (`Condition::cannot_fire`).
+fn quiet(rules: &[Arc<Rule>], tracked: &Tracked, points: &[Point], now: u64) -> Option<Quiet> {
     let mut lo = f64::INFINITY;
     let mut hi = f64::NEG_INFINITY;
     for p in points {
@@ -362,19 +377,55 @@ fn quiet_band(rules: &[Arc<Rule>], tracked: &Tracked, points: &[Point]) -> Optio
         lo = lo.min(v);
         hi = hi.max(v);
     }
-    let mut band = (f64::NEG_INFINITY, f64::INFINITY);
-    for (index, instance) in &tracked.instances {
-        if instance.state != State::Ok {
-            return None;
-        }
-        let rule = &rules[*index as usize];
-        for condition in rule.warn.iter().chain(&rule.crit) {
-            let (a, b) = condition.quiet_band(lo, hi)?;
-            band = (band.0.max(a), band.1.min(b));
+    if tracked.instances.iter().any(|(_, i)| i.state != State::Ok) {
+        return None;
+    }
+    let conditions = || {
+        tracked.instances.iter().flat_map(|(index, _)| {
+            let rule = &rules[*index as usize];
+            rule.warn.iter().chain(&rule.crit)
+        })
+    };
+    let unlimited = conditions().try_fold((f64::NEG_INFINITY, f64::INFINITY), |band, c| {
+        let (a, b) = c.quiet_band(lo, hi)?;
+        Some((band.0.max(a), band.1.min(b)))
+    });
+    if let Some(band) = unlimited {
+        return Some(Quiet {
+            band,
+            sets: None,
+            until: 0,
+        });
+    }
+    let until = tracked.due.min(now + QUIET_HORIZON);
+    if until <= now || points.is_empty() {
+        return None;
+    }
+    // Values as far again from the stored ones as they spread (or are from 0), not below
+    // 0 if none is (a counter stays one); failing that, the stored range itself for one set.
+    let reach = (hi - lo).max(lo.abs()).max(hi.abs()).max(1.0);
+    let floor = if lo >= 0.0 { 0.0 } else { f64::NEG_INFINITY };
+    let near = ((lo - reach).max(floor), hi + reach);
+    for (band, sets) in [(near, LIMITED_SETS), ((lo, hi), 1)] {
+        let outlook = Outlook {
+            points,
+            now,
+            band,
+            sets: sets as usize,
+        };
+        if conditions().all(|c| c.cannot_fire(&outlook)) {
+            return Some(Quiet {
+                band,
+                sets: Some(sets),
+                until,
+            });
         }
     }
-    Some(band)
+    None
 }
+
+/// Sets a limited proof covers: each evaluation then stands for this many sets.
+const LIMITED_SETS: u8 = 64;
 
 fn evaluate_key(
     rules: &[Arc<Rule>],
@@ -467,7 +518,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     #[derive(Default)]
-    struct Fake(BTreeMap<String, Vec<Point>>);
+    struct Fake(
+        BTreeMap<String, Vec<Point>>,
+        std::cell::RefCell<Vec<Option<Quiet>>>,
+    );
 
     impl Source for Fake {
         fn points(&self, key: &str, into: &mut Vec<Point>) {
@@ -480,6 +534,38 @@ mod tests {
         fn newest_text(&self, _: &str) -> Option<String> {
             None
         }
+        fn set_quiet(&self, _: &str, quiet: Option<Quiet>) {
+            self.1.borrow_mut().push(quiet);
+        }
+    }
+
+    #[test]
+    fn rules_without_a_band_get_a_proof_for_the_next_sets_until_a_window_moves() {
+        let mut src = Fake::default();
+        let history: Vec<Point> = (0..10)
+            .map(|i| Point {
+                time: 100 + i,
+                value: Some(i as f64),
+            })
+            .collect();
+        src.0.insert("k".into(), history);
+        let mut out = Vec::new();
+        let mut proof = |warn: &str| {
+            let mut e = engine(&format!(
+                "[[alert]]\nname = \"r\"\nkeys = \"k\"\nwarn = \"{warn}\"\n"
+            ));
+            e.evaluate("k", 109, &src, &mut out);
+            src.1.borrow_mut().pop().unwrap()
+        };
+        // Far from its threshold: 64 sets near the stored values (none below 0), until
+        // the oldest sample leaves the minute's window.
+        let q = proof("rate(1m) > 1e6").expect("a proof");
+        assert_eq!((q.band, q.sets, q.until), ((0.0, 18.0), Some(64), 161));
+        // Near it: not even one set of the stored range is proven.
+        assert_eq!(proof("delta(1m) > 8.5"), None);
+        // Bounded conditions keep their unlimited band.
+        let q = proof("avg(1m) > 50").expect("a band");
+        assert_eq!((q.band, q.sets), ((f64::NEG_INFINITY, 50.0), None));
     }
 
     fn engine(text: &str) -> Engine {

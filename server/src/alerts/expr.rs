@@ -261,6 +261,16 @@ impl Condition {
         band(&self.root, lo, hi)
     }
 
+    /// Whether the condition surely stays not true (false or unknown) while the key takes
+    /// up to `outlook.sets` more samples within `outlook.band`, before any sample leaves one
+    /// of its windows by time (the caller stops trusting it at `next_window_change`). For
+    /// the conditions `quiet_band` cannot bound — `rate`, `delta`, `sum`, `count`, `stddev`,
+    /// arithmetic — by what those samples can make of each term: the samples pushed out of
+    /// a window by newer ones are the oldest, at most one per new sample.
+    pub fn cannot_fire(&self, outlook: &Outlook<'_>) -> bool {
+        outcomes(&self.root, outlook) & TRUE == 0
+    }
+
     /// Whether it reads another key, whose changes do not trigger an evaluation.
     pub fn reads_other_keys(&self) -> bool {
         fn walk(node: &Node) -> bool {
@@ -275,6 +285,232 @@ impl Condition {
         }
         walk(&self.root)
     }
+}
+
+/// What the next sets of a key may bring, as `Condition::cannot_fire` takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Outlook<'a> {
+    /// The key's samples now, newest first, every one a number.
+    pub points: &'a [Point],
+    /// Unix seconds of the proof.
+    pub now: u64,
+    /// The values the next samples bring.
+    pub band: (f64, f64),
+    /// How many samples (at least one).
+    pub sets: usize,
+}
+
+// What a condition may come to, as a set of three-valued outcomes.
+const TRUE: u8 = 1;
+const FALSE: u8 = 2;
+const UNKNOWN: u8 = 4;
+const ANY: u8 = TRUE | FALSE | UNKNOWN;
+
+fn outcomes(node: &Node, o: &Outlook<'_>) -> u8 {
+    let kleene = |a: u8, b: u8, and: bool| {
+        let mut out = 0;
+        for x in [TRUE, FALSE, UNKNOWN].into_iter().filter(|x| a & x != 0) {
+            for y in [TRUE, FALSE, UNKNOWN].into_iter().filter(|y| b & y != 0) {
+                let (win, lose) = if and { (FALSE, TRUE) } else { (TRUE, FALSE) };
+                out |= if x == win || y == win {
+                    win
+                } else if x == lose && y == lose {
+                    lose
+                } else {
+                    UNKNOWN
+                };
+            }
+        }
+        out
+    };
+    match node {
+        Node::Cmp(op, a, b) => {
+            let (Some(x), Some(y)) = (span(a, o), span(b, o)) else {
+                return ANY;
+            };
+            let overlap = x.lo <= y.hi && y.lo <= x.hi;
+            let one_point = x.lo == x.hi && y.lo == y.hi && x.lo == y.lo;
+            let (can_be_true, can_be_false) = match op {
+                Cmp::Gt => (x.hi > y.lo, x.lo <= y.hi),
+                Cmp::Ge => (x.hi >= y.lo, x.lo < y.hi),
+                Cmp::Lt => (x.lo < y.hi, x.hi >= y.lo),
+                Cmp::Le => (x.lo <= y.hi, x.hi > y.lo),
+                Cmp::Eq => (overlap, !one_point),
+                Cmp::Ne => (!one_point, overlap),
+            };
+            let mut out = 0;
+            if x.unknown || y.unknown {
+                out |= UNKNOWN;
+            }
+            if can_be_true {
+                out |= TRUE;
+            }
+            if can_be_false {
+                out |= FALSE;
+            }
+            out
+        }
+        Node::And(a, b) => kleene(outcomes(a, o), outcomes(b, o), true),
+        Node::Or(a, b) => kleene(outcomes(a, o), outcomes(b, o), false),
+        Node::Not(a) => {
+            let x = outcomes(a, o);
+            let mut out = x & UNKNOWN;
+            if x & TRUE != 0 {
+                out |= FALSE;
+            }
+            if x & FALSE != 0 {
+                out |= TRUE;
+            }
+            out
+        }
+        _ => ANY,
+    }
+}
+
+/// The values a number may take: within `[lo, hi]`, or unknown if `unknown`.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    lo: f64,
+    hi: f64,
+    unknown: bool,
+}
+
+/// What a number of the expression may come to under `o`; None when it cannot be said.
+fn span(node: &Node, o: &Outlook<'_>) -> Option<Span> {
+    let known = |lo, hi| Span {
+        lo,
+        hi,
+        unknown: false,
+    };
+    let s = match node {
+        Node::Number(n) => known(*n, *n),
+        // The newest sample is one of the new ones.
+        Node::Last => known(o.band.0, o.band.1),
+        Node::Func(func, window) => func_span(*func, *window, o)?,
+        Node::Neg(a) => {
+            let a = span(a, o)?;
+            Span {
+                lo: -a.hi,
+                hi: -a.lo,
+                ..a
+            }
+        }
+        Node::Arith(op, a, b) => {
+            let (a, b) = (span(a, o)?, span(b, o)?);
+            let corners = |f: fn(f64, f64) -> f64| {
+                let c = [f(a.lo, b.lo), f(a.lo, b.hi), f(a.hi, b.lo), f(a.hi, b.hi)];
+                (
+                    c.into_iter().fold(f64::INFINITY, f64::min),
+                    c.into_iter().fold(f64::NEG_INFINITY, f64::max),
+                )
+            };
+            let (lo, hi) = match op {
+                Arith::Add => (a.lo + b.lo, a.hi + b.hi),
+                Arith::Sub => (a.lo - b.hi, a.hi - b.lo),
+                Arith::Mul => corners(|x, y| x * y),
+                // A divisor that may be 0 makes the quotient anything.
+                Arith::Div if b.lo <= 0.0 && b.hi >= 0.0 => return None,
+                Arith::Div => corners(|x, y| x / y),
+                Arith::Rem => return None,
+            };
+            Span {
+                lo,
+                hi,
+                unknown: a.unknown || b.unknown,
+            }
+        }
+        _ => return None,
+    };
+    if s.lo.is_nan() || s.hi.is_nan() {
+        return None;
+    }
+    // A result beyond the floats is unknown to the evaluator.
+    let unknown = s.unknown || !s.lo.is_finite() || !s.hi.is_finite();
+    Some(Span { unknown, ..s })
+}
+
+fn func_span(func: Func, window: Window, o: &Outlook<'_>) -> Option<Span> {
+    let taken = match window {
+        Window::Samples(n) => n,
+        Window::All => o.points.len(),
+        Window::Seconds(s) => {
+            let from = o.now.saturating_sub(s);
+            o.points.partition_point(|p| p.time >= from)
+        }
+    };
+    let old: Vec<f64> = o.points[..taken.min(o.points.len())]
+        .iter()
+        .map(|p| p.value)
+        .collect::<Option<_>>()?;
+    let (a, b) = o.band;
+    let (n, k) = (old.len(), o.sets.max(1));
+    // Old samples surely still in the window: each new one pushes out at most one.
+    let kept = n.saturating_sub(k);
+    let (lo, hi) = old
+        .iter()
+        .fold((a, b), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let known = |lo, hi| Span {
+        lo,
+        hi,
+        unknown: false,
+    };
+    Some(match func {
+        Func::Avg | Func::Min | Func::Max => known(lo, hi),
+        // Popoviciu: a spread of values within [lo, hi] has a deviation of at most half its
+        // width (widened a hair for the evaluator's rounding).
+        Func::Stddev => known(0.0, (hi - lo) / 2.0 * (1.0 + 1e-9) + f64::EPSILON),
+        Func::Count => {
+            let cap = match window {
+                Window::Samples(n) => n as f64,
+                _ => f64::INFINITY,
+            };
+            known(((kept + 1) as f64).min(cap), ((n + k) as f64).min(cap))
+        }
+        Func::Sum => {
+            // The newest m old samples stay, m in kept..=n; 1..=k new ones come.
+            let mut prefix = old.iter().take(kept).sum::<f64>();
+            let (mut pl, mut ph) = (prefix, prefix);
+            for v in &old[kept..] {
+                prefix += v;
+                (pl, ph) = (pl.min(prefix), ph.max(prefix));
+            }
+            let kf = k as f64;
+            known(pl + a.min(kf * a), ph + b.max(kf * b))
+        }
+        Func::Delta => {
+            // Newest minus oldest: the newest is new; the oldest is an old sample that may
+            // still be there, or a new one (and one sample alone gives no delta).
+            let (mut ol, mut oh) = (f64::INFINITY, f64::NEG_INFINITY);
+            for v in &old[kept.max(1) - 1..] {
+                (ol, oh) = (ol.min(*v), oh.max(*v));
+            }
+            if kept == 0 {
+                (ol, oh) = (ol.min(a), oh.max(b));
+            }
+            Span {
+                lo: a - oh,
+                hi: b - ol,
+                unknown: kept == 0,
+            }
+        }
+        Func::Rate => {
+            // Increases are summed, a drop counted from 0: with no negative sample, a new
+            // one adds at most its own value. The time between the oldest and the newest is
+            // a whole second at least (none gives no rate).
+            if lo < 0.0 {
+                return None;
+            }
+            let increase: f64 = old
+                .windows(2)
+                .map(|w| if w[0] >= w[1] { w[0] - w[1] } else { w[0] })
+                .sum();
+            Span {
+                lo: 0.0,
+                hi: increase + k as f64 * b,
+                unknown: true,
+            }
+        }
+    })
 }
 
 impl fmt::Display for Condition {
@@ -916,6 +1152,136 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every way up to `sets` samples from `grid` (within the band) may come, one a second
+    /// or several in a second, into a store of `cap` samples: the condition is never true.
+    fn never_fires(
+        c: &Condition,
+        stored: &[Point],
+        now: u64,
+        grid: &[f64],
+        sets: usize,
+        cap: usize,
+    ) -> bool {
+        let scope = |points: &[Point], now: u64| -> Option<bool> {
+            let lookup = |_: &str| None;
+            let text = |_: &str| None;
+            c.eval(&Scope {
+                now,
+                points,
+                lookup: &lookup,
+                key: "k",
+                text: &text,
+                captures: &[],
+            })
+        };
+        let mut stack = vec![(stored.to_vec(), now, 0usize)];
+        while let Some((points, at, taken)) = stack.pop() {
+            if taken == sets {
+                continue;
+            }
+            for &v in grid {
+                for later in [0, 1] {
+                    let mut next = points.clone();
+                    next.insert(
+                        0,
+                        Point {
+                            time: at + later,
+                            value: Some(v),
+                        },
+                    );
+                    next.truncate(cap);
+                    if scope(&next, at + later) == Some(true) {
+                        return false;
+                    }
+                    stack.push((next, at + later, taken + 1));
+                }
+            }
+        }
+        true
+    }
+
+    #[test]
+    fn a_proof_for_a_few_sets_holds_for_every_way_they_may_come() {
+        let now = 1_000;
+        let histories: [&[f64]; 4] = [
+            &[3.0, 5.0, 4.0, 6.0],
+            &[10.0, 2.0, 7.0],
+            &[1.0],
+            &[0.0, 0.0, 8.0, 1.0, 1.0],
+        ];
+        let conditions = [
+            "rate(1m) > 20",
+            "rate(1m) > 1e9",
+            "delta(1m) > 6",
+            "delta(3) < -5",
+            "sum(1m) > 30",
+            "sum(2) >= 14",
+            "count(1m) > 7",
+            "count(3) >= 3",
+            "stddev(1m) > 3",
+            "avg(1m) * 2 > 19",
+            "last - min(1m) > 8",
+            "rate(1m) > 5 or delta(1m) > 9",
+            "not (sum(1m) < 50)",
+            "count(1m) == 6 and last > 1",
+        ];
+        let (mut proven, mut refused) = (0, 0);
+        for text in conditions {
+            let c = Condition::parse(text).unwrap();
+            for history in histories {
+                let stored = points(now, history);
+                let lo = history.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = history.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                for sets in [1, 2, 3] {
+                    let band = (lo, hi);
+                    let outlook = Outlook {
+                        points: &stored,
+                        now,
+                        band,
+                        sets,
+                    };
+                    if c.cannot_fire(&outlook) {
+                        proven += 1;
+                        let grid = [lo, (lo + hi) / 2.0, hi];
+                        assert!(
+                            never_fires(&c, &stored, now, &grid, sets, history.len() + 1),
+                            "`{text}` over {history:?}: proven for {sets} sets in {band:?}, but fires"
+                        );
+                    } else {
+                        refused += 1;
+                    }
+                }
+            }
+        }
+        // The analysis proves most of these, and refuses the ones that can fire.
+        assert!(
+            proven > 60 && refused > 10,
+            "proven {proven}, refused {refused}"
+        );
+        let stored = points(now, &[3.0, 5.0, 4.0]);
+        let huge = Condition::parse("rate(1m) > 1e9").unwrap();
+        assert!(huge.cannot_fire(&Outlook {
+            points: &stored,
+            now,
+            band: (0.0, 10.0),
+            sets: 64
+        }));
+        let small = Condition::parse("rate(1m) > 1").unwrap();
+        assert!(!small.cannot_fire(&Outlook {
+            points: &stored,
+            now,
+            band: (0.0, 10.0),
+            sets: 1
+        }));
+        let other = Condition::parse("last > key(\"x\")").unwrap();
+        assert!(!other.cannot_fire(&Outlook {
+            points: &stored,
+            now,
+            band: (3.0, 5.0),
+            sets: 1
+        }));
+    }
 
     fn points(now: u64, values: &[f64]) -> Vec<Point> {
         // values oldest first, one a second, the newest at `now`.

@@ -29,7 +29,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver as Inbox, RecvTimeoutError, Sender};
 use parking_lot::{Mutex, RwLock};
 
-use crate::store::keyspace::EntryMut;
+use crate::store::keyspace::{EntryMut, Quiet};
 use crate::store::server::WeakServer;
 use crate::store::watcher::Watcher;
 use crate::Server;
@@ -128,25 +128,25 @@ impl Alerts {
 
 impl Watcher for Alerts {
     /// Under the key's shard lock, on every set of `number` (None: text): queues the key
-    /// if a rule watches it, it is not queued already, and the value is not within the
-    /// band the alerts thread proved quiet for it.
-    fn note_set(&self, entry: &mut EntryMut<'_>, number: Option<f64>) {
+    /// if a rule watches it, it is not queued already, and the set is not one the alerts
+    /// thread proved quiet (see `AlertMark::take_quiet`).
+    fn note_set(&self, entry: &mut EntryMut<'_>, number: Option<f64>, taken: Option<u64>) {
         let generation = self.generation.load(Ordering::Acquire);
         let watched = (entry.alert.generation != generation)
             .then(|| self.matcher.read().is_match(entry.key()));
         let mark = &mut entry.alert;
         if let Some(watched) = watched {
-            mark.watched = watched;
+            mark.set_watched(watched);
             mark.set_quiet(None);
             mark.generation = generation;
         }
-        if !mark.watched || mark.queued {
+        if !mark.watched() || mark.queued() {
             return;
         }
-        if number.is_some_and(|n| mark.is_quiet(n)) {
+        if number.is_some_and(|n| mark.take_quiet(n, taken)) {
             return;
         }
-        mark.queued = true;
+        mark.set_queued(true);
         let _ = self.dirty.send(entry.key().into());
     }
 
@@ -632,7 +632,7 @@ impl Source for StoreSource<'_> {
         into.clear();
         self.0.keyspace().read_mut(key, |entry| {
             // Cleared under the lock the setter queues under: a set after this queues again.
-            entry.alert.queued = false;
+            entry.alert.set_queued(false);
             into.extend(entry.history().oldest_first().map(|(time, value)| Point {
                 time,
                 value: value.number(),
@@ -656,7 +656,7 @@ impl Source for StoreSource<'_> {
             .flatten()
     }
 
-    fn set_quiet(&self, key: &str, band: Option<(f64, f64)>) {
+    fn set_quiet(&self, key: &str, band: Option<Quiet>) {
         self.0.keyspace().read_mut(key, |entry| {
             entry.alert.set_quiet(band);
         });

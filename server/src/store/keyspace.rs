@@ -33,15 +33,34 @@ pub(crate) struct Entry {
 pub(crate) struct AlertMark {
     /// The rules' generation `watched` and `quiet` were worked out for.
     pub(crate) generation: u32,
-    /// Whether some rule watches this key.
-    pub(crate) watched: bool,
-    /// Waiting for the alerts thread to evaluate it.
-    pub(crate) queued: bool,
+    /// `WATCHED`: some rule watches this key; `QUEUED`: waiting for the alerts thread to
+    /// evaluate it. (Bits, so that a mark fits 16 bytes.)
+    flags: u8,
+    /// How many more sets within `quiet` the proof covers: `UNLIMITED` for a proof that
+    /// holds for any number of them at any time (conditions of `last`, `avg`, `min`,
+    /// `max`); else that many, stamped by the server before `until`.
+    quiet_sets: u8,
+    /// Unix seconds modulo 2^16 when a limited proof ends: never more than
+    /// `QUIET_HORIZON` ahead of the proof (and the alerts thread looks at the key again
+    /// then), so the wrapping difference tells before from after.
+    quiet_until: u16,
     /// A set of a number within `[quiet.0, quiet.1]` provably changes no alert state: no
     /// evaluation needed. Empty (`lo > hi`) unless the alerts thread proved one. Kept in
     /// `f32`, rounded inwards (see `set_quiet`): a narrower band is still proven.
     quiet: (f32, f32),
 }
+
+/// What the alerts thread proved of a key: sets of a number within `band` change no alert
+/// state — any number of them (`sets` None), or the next `sets` stamped before `until`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quiet {
+    pub band: (f64, f64),
+    pub sets: Option<u8>,
+    pub until: u64,
+}
+
+/// The furthest ahead a limited proof may reach (see `AlertMark::quiet_until`).
+pub const QUIET_HORIZON: u64 = 30_000;
 
 /// An entry as its readers see it: its fields, and its key and samples from its shard's
 /// blocks.
@@ -120,26 +139,70 @@ fn is_for(entry: &Entry, blocks: &Blocks, key: &str) -> bool {
 
 impl AlertMark {
     const NOT_QUIET: (f32, f32) = (f32::INFINITY, f32::NEG_INFINITY);
+    const UNLIMITED: u8 = u8::MAX;
+    const WATCHED: u8 = 1;
+    const QUEUED: u8 = 2;
 
-    /// Whether a set of `n` provably changes no alert state.
-    pub(crate) fn is_quiet(&self, n: f64) -> bool {
-        n >= f64::from(self.quiet.0) && n <= f64::from(self.quiet.1)
+    pub(crate) fn watched(&self) -> bool {
+        self.flags & AlertMark::WATCHED != 0
     }
 
-    /// Keeps `band` (None: no band), rounded inwards to `f32`.
-    pub(crate) fn set_quiet(&mut self, band: Option<(f64, f64)>) {
-        self.quiet = match band {
-            Some((lo, hi)) => {
-                let (mut lo32, mut hi32) = (lo as f32, hi as f32);
-                if f64::from(lo32) < lo {
-                    lo32 = lo32.next_up();
-                }
-                if f64::from(hi32) > hi {
-                    hi32 = hi32.next_down();
-                }
-                (lo32, hi32)
-            }
-            None => AlertMark::NOT_QUIET,
+    pub(crate) fn set_watched(&mut self, watched: bool) {
+        self.flag(AlertMark::WATCHED, watched);
+    }
+
+    pub(crate) fn queued(&self) -> bool {
+        self.flags & AlertMark::QUEUED != 0
+    }
+
+    pub(crate) fn set_queued(&mut self, queued: bool) {
+        self.flag(AlertMark::QUEUED, queued);
+    }
+
+    fn flag(&mut self, bit: u8, on: bool) {
+        self.flags = if on {
+            self.flags | bit
+        } else {
+            self.flags & !bit
+        };
+    }
+
+    /// Whether a set of `n`, stamped `taken` by the server (None: a time that came with
+    /// the sample), provably changes no alert state; a limited proof counts it.
+    pub(crate) fn take_quiet(&mut self, n: f64, taken: Option<u64>) -> bool {
+        if !(n >= f64::from(self.quiet.0) && n <= f64::from(self.quiet.1)) {
+            return false;
+        }
+        if self.quiet_sets == AlertMark::UNLIMITED {
+            return true;
+        }
+        let Some(time) = taken else { return false };
+        let before_until = (self.quiet_until.wrapping_sub(time as u16) as i16) > 0;
+        if self.quiet_sets == 0 || !before_until {
+            return false;
+        }
+        self.quiet_sets -= 1;
+        true
+    }
+
+    /// Keeps `quiet` (None: no proof), its band rounded inwards to `f32`.
+    pub(crate) fn set_quiet(&mut self, quiet: Option<Quiet>) {
+        let Some(q) = quiet else {
+            self.quiet = AlertMark::NOT_QUIET;
+            return;
+        };
+        let (lo, hi) = q.band;
+        let (mut lo32, mut hi32) = (lo as f32, hi as f32);
+        if f64::from(lo32) < lo {
+            lo32 = lo32.next_up();
+        }
+        if f64::from(hi32) > hi {
+            hi32 = hi32.next_down();
+        }
+        self.quiet = (lo32, hi32);
+        (self.quiet_sets, self.quiet_until) = match q.sets {
+            None => (AlertMark::UNLIMITED, 0),
+            Some(n) => (n.min(AlertMark::UNLIMITED - 1), q.until as u16),
         };
     }
 }
@@ -148,8 +211,9 @@ impl Default for AlertMark {
     fn default() -> AlertMark {
         AlertMark {
             generation: 0,
-            watched: false,
-            queued: false,
+            flags: 0,
+            quiet_sets: 0,
+            quiet_until: 0,
             quiet: AlertMark::NOT_QUIET,
         }
     }
@@ -363,6 +427,7 @@ mod tests {
     /// Every key has one: its size decides much of the memory a key takes beside its block.
     #[test]
     fn an_entry_is_48_bytes() {
+        assert_eq!(std::mem::size_of::<AlertMark>(), 16);
         assert_eq!(std::mem::size_of::<Entry>(), 48);
     }
 
@@ -405,12 +470,44 @@ mod tests {
     #[test]
     fn a_quiet_band_kept_in_f32_only_narrows() {
         let mut mark = AlertMark::default();
-        assert!(!mark.is_quiet(0.0));
-        mark.set_quiet(Some((0.1, 0.3)));
-        assert!(mark.is_quiet(0.2));
-        assert!(!mark.is_quiet(0.1 - 1e-12) && !mark.is_quiet(0.3 + 1e-12));
+        let band = |lo, hi| Quiet {
+            band: (lo, hi),
+            sets: None,
+            until: 0,
+        };
+        assert!(!mark.take_quiet(0.0, Some(0)));
+        mark.set_quiet(Some(band(0.1, 0.3)));
+        assert!(mark.take_quiet(0.2, None));
+        assert!(!mark.take_quiet(0.1 - 1e-12, None) && !mark.take_quiet(0.3 + 1e-12, None));
         assert!(f64::from(mark.quiet.0) >= 0.1 && f64::from(mark.quiet.1) <= 0.3);
         mark.set_quiet(None);
-        assert!(!mark.is_quiet(0.2));
+        assert!(!mark.take_quiet(0.2, None));
+    }
+
+    #[test]
+    fn a_limited_proof_covers_so_many_sets_stamped_before_its_end() {
+        let mut mark = AlertMark::default();
+        let now = 1_800_000_000;
+        mark.set_quiet(Some(Quiet {
+            band: (0.0, 10.0),
+            sets: Some(2),
+            until: now + 5,
+        }));
+        // A time that came with the sample is always looked at.
+        assert!(!mark.take_quiet(1.0, None));
+        assert!(mark.take_quiet(1.0, Some(now)));
+        assert!(!mark.take_quiet(1.0, Some(now + 5)));
+        assert!(mark.take_quiet(1.0, Some(now + 4)));
+        assert!(!mark.take_quiet(1.0, Some(now)), "two sets only");
+        // Across the wrap of the 16-bit seconds.
+        let wrap = (now | 0xffff) - 1;
+        mark.set_quiet(Some(Quiet {
+            band: (0.0, 10.0),
+            sets: Some(9),
+            until: wrap + 10,
+        }));
+        assert!(mark.take_quiet(1.0, Some(wrap + 3)));
+        assert!(!mark.take_quiet(1.0, Some(wrap + 10)));
+        assert!(!mark.take_quiet(1.0, Some(wrap - 40_000)));
     }
 }

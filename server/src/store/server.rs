@@ -184,16 +184,14 @@ impl Server {
         let now = unix_now();
         let done = self.set_unchecked(key, value, stamp);
         self.count_delivered(done, now);
-        // In-process sets are written out by the log's once-a-second flush; with `always`,
-        // each one waits for the disk.
+        // In-process sets (the host's collectors) are written out by the log's
+        // once-a-second flush, within what `everysec` promises, rather than each waking
+        // the writer: an idle host wakes it once a second. With `always`, each one waits
+        // for the disk.
         match (self.journal(), done.ticket) {
             (Some(journal), Some(ticket)) if journal.policy() == Fsync::Always => self
                 .commit_journal(ticket)
                 .map_err(|e| SetError::NotDurable(e.to_string())),
-            (Some(journal), Some(_)) => {
-                journal.nudge();
-                Ok(())
-            }
             _ => Ok(()),
         }
     }
@@ -291,7 +289,7 @@ impl Server {
             }
             entry.push(time, encoded, shared.config.history);
             if let Some(watcher) = shared.watcher.get() {
-                watcher.note_set(entry, encoded.number());
+                watcher.note_set(entry, encoded.number(), (!given).then_some(time));
             }
             // Logged under the key's lock: a key's records keep its order.
             if journal.is_some() {
