@@ -86,6 +86,8 @@ struct Shared {
     /// Held by the one sender taking from it.
     consumer: Mutex<()>,
     ready: Condvar,
+    /// Set by `wake`: the next `take` returns at once.
+    woken: AtomicBool,
     dropped: AtomicU64,
     closed: AtomicBool,
 }
@@ -185,13 +187,25 @@ impl Backlog {
         }
     }
 
-    /// Up to `max` records not yet taken, oldest first, waiting up to `wait` for one.
+    /// Up to `max` records not yet taken, oldest first, waiting up to `wait` for one (or a
+    /// `wake`).
     pub fn take(&self, max: usize, wait: Duration) -> Vec<Record> {
         let mut keep = self.shared.keep.lock();
-        if !keep.ready() && !wait.is_zero() {
+        // Looked at under the lock `wake` takes before it notifies: no wake is missed.
+        let woken = self.shared.woken.swap(false, Ordering::AcqRel);
+        if !keep.ready() && !woken && !wait.is_zero() {
             self.shared.ready.wait_for(&mut keep, wait);
         }
+        self.shared.woken.store(false, Ordering::Release);
         keep.take(max)
+    }
+
+    /// Ends a `take` that waits (or the next one) at once, empty if nothing came: for a
+    /// sender that must look at something else (its connection, a stop) without polling.
+    pub fn wake(&self) {
+        self.shared.woken.store(true, Ordering::Release);
+        let _keep = self.shared.keep.lock();
+        self.shared.ready.notify_all();
     }
 
     /// The `n` oldest taken records reached their destination: they are forgotten.
@@ -291,6 +305,7 @@ impl Shared {
             keep: Mutex::new(keep),
             consumer: Mutex::new(()),
             ready: Condvar::new(),
+            woken: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         })

@@ -291,7 +291,8 @@ fn wake_receivers(job: &Arc<Job>) {
     let _ = std::thread::Builder::new()
         .name("wake".into())
         .spawn(move || {
-            let until = Instant::now() + Duration::from_secs(2);
+            // Until the job's reads would have looked at the stop flag anyway.
+            let until = Instant::now() + spud_plugin_api::kit::listen::HELD_POLL;
             while job.serving.load(Ordering::Relaxed) && Instant::now() < until {
                 for socket in &sockets {
                     crate::jobs::sockets::wake(socket);

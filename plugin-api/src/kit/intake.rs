@@ -18,12 +18,18 @@ use crate::Host;
 /// At most one log line per kind of bad input per this.
 pub const LOG_EVERY: Duration = Duration::from_secs(1);
 
+/// Unchanged figures are stored again after this (for a server that lost them), as the
+/// host's own are: an idle receiver writes nothing in between.
+pub const REPUBLISH_EVERY: Duration = Duration::from_secs(300);
+
 /// A receiver's running figures. Shared by its threads (`&self` everywhere).
 pub struct Intake {
     job: String,
     host: Host,
     counts: Arc<Counts>,
     said: Mutex<HashMap<&'static str, Said>>,
+    /// What `publish` stored last, and when.
+    published: Mutex<Option<(Instant, (u64, u64, u64))>>,
 }
 
 #[derive(Default)]
@@ -64,6 +70,7 @@ impl Intake {
             host,
             counts: counts_of(job),
             said: Mutex::new(HashMap::new()),
+            published: Mutex::new(None),
         }
     }
 
@@ -115,9 +122,20 @@ impl Intake {
         )
     }
 
-    /// Stores the figures under `host.job.<job>.`. Call once per interval, not per item.
+    /// Stores the figures under `host.job.<job>.` when they changed (or every
+    /// [`REPUBLISH_EVERY`]). Call once per interval, not per item.
     pub fn publish(&self) {
-        let (received, bad, dropped) = self.figures();
+        let figures = self.figures();
+        {
+            let mut last = self.published.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, was)) = *last {
+                if was == figures && at.elapsed() < REPUBLISH_EVERY {
+                    return;
+                }
+            }
+            *last = Some((Instant::now(), figures));
+        }
+        let (received, bad, dropped) = figures;
         let job = &self.job;
         self.host
             .set_absolute(&format!("host.job.{job}.received"), received);

@@ -24,8 +24,9 @@ pub const POLL: Duration = Duration::from_millis(100);
 
 /// The same, on a socket the host keeps: a host of plugin-api 0.1.6 or later wakes a
 /// stopping job's reads itself (an empty datagram, a connection closed at once; a receiver
-/// takes either as nothing), so an idle receiver wakes once a second, not ten times.
-pub const HELD_POLL: Duration = Duration::from_secs(1);
+/// takes either as nothing, and the host wakes again until the job has stopped), so an
+/// idle receiver wakes once in five seconds, not ten times a second.
+pub const HELD_POLL: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {

@@ -19,8 +19,14 @@ use crate::client::endpoint::{Connection, Endpoint};
 /// Samples sent but not yet acknowledged, at most.
 const IN_FLIGHT: usize = 10_000;
 
-/// How long the writer waits for samples before it looks at its connection again.
-const IDLE: Duration = Duration::from_millis(100);
+/// How long the writer waits for acknowledgements when `IN_FLIGHT` are out (they notify
+/// it; this bounds a notification that came between its look and its wait).
+const FULL: Duration = Duration::from_millis(100);
+
+/// How long the writer waits for samples before it looks at its connection again (a
+/// broken connection, a stop or a new target wakes it sooner: an idle host's pusher
+/// sleeps).
+const IDLE: Duration = Duration::from_secs(5);
 
 /// A buffered, acknowledged pusher to one server.
 pub struct Pusher {
@@ -88,6 +94,7 @@ impl Pusher {
         let old_backlog = std::mem::replace(&mut *self.backlog.lock(), Arc::clone(&backlog));
         self.state.lock().target += 1;
         self.changed.notify_all();
+        old_backlog.wake();
         if !Arc::ptr_eq(&old_backlog, &backlog) {
             // Once the writer has let go of the old backlog, what it holds moves over, in
             // order.
@@ -152,6 +159,7 @@ impl Pusher {
         }
         self.stopping.store(true, Ordering::Relaxed);
         self.changed.notify_all();
+        backlog.wake();
         backlog.sync();
     }
 
@@ -257,7 +265,7 @@ impl Pusher {
             let room = IN_FLIGHT.saturating_sub(backlog.taken());
             if room == 0 {
                 let mut state = self.state.lock();
-                self.changed.wait_for(&mut state, IDLE);
+                self.changed.wait_for(&mut state, FULL);
                 continue;
             }
             let records = backlog.take(room, IDLE);
@@ -310,5 +318,6 @@ impl Pusher {
         }
         self.state.lock().broken = generation + 1;
         self.changed.notify_all();
+        backlog.wake();
     }
 }
