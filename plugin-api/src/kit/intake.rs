@@ -22,6 +22,9 @@ pub const LOG_EVERY: Duration = Duration::from_secs(1);
 /// host's own are: an idle receiver writes nothing in between.
 pub const REPUBLISH_EVERY: Duration = Duration::from_secs(300);
 
+/// (received, bad, dropped).
+type Figures = (u64, u64, u64);
+
 /// A receiver's running figures. Shared by its threads (`&self` everywhere).
 pub struct Intake {
     job: String,
@@ -29,7 +32,7 @@ pub struct Intake {
     counts: Arc<Counts>,
     said: Mutex<HashMap<&'static str, Said>>,
     /// What `publish` stored last, and when.
-    published: Mutex<Option<(Instant, (u64, u64, u64))>>,
+    published: Mutex<Option<(Instant, Figures)>>,
 }
 
 #[derive(Default)]
@@ -114,7 +117,7 @@ impl Intake {
     }
 
     /// The figures as they stand: (received, bad, dropped).
-    pub fn figures(&self) -> (u64, u64, u64) {
+    pub fn figures(&self) -> Figures {
         (
             self.counts.received.load(Ordering::Relaxed),
             self.counts.bad.load(Ordering::Relaxed),

@@ -29,7 +29,7 @@ pub mod types_db;
 
 use std::collections::HashMap;
 use std::net::UdpSocket;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use spud_plugin_api::kit::intake::Intake;
 use spud_plugin_api::kit::listen::{self, Held};
@@ -156,52 +156,58 @@ fn read_auth_file(path: &str) -> Result<Users, Error> {
 
 impl Service for Receiver {
     fn run(&mut self) -> Result<(), Error> {
-        let mut buf = vec![0u8; 65536];
-        let mut lists = Vec::new();
-        let mut next_publish = Instant::now() + self.interval;
-        while !self.host.stop_requested(Duration::ZERO) {
-            if Instant::now() >= next_publish {
-                self.intake.publish();
-                next_publish += self.interval;
+        let Receiver {
+            socket,
+            level,
+            users,
+            names,
+            interval,
+            intake,
+            host,
+        } = self;
+        let (host, intake) = (&*host, &*intake);
+        std::thread::scope(|scope| {
+            // The figures go out on a clock of their own: a reader idle in `recv` for a
+            // while (the host keeps the socket) would hold back the last interval's.
+            scope.spawn(move || {
+                let (mut buf, mut lists) = (vec![0u8; 65536], Vec::new());
+                while !host.stop_requested(Duration::ZERO) {
+                    let Ok(n) = socket.recv(&mut buf) else {
+                        continue;
+                    };
+                    lists.clear();
+                    if let Err(packet::Bad(kind, detail)) =
+                        packet::parse(&buf[..n], *level, users, &mut lists)
+                    {
+                        intake.bad(kind, detail);
+                    }
+                    for list in &lists {
+                        store(names, host, intake, list);
+                    }
+                }
+            });
+            while !host.stop_requested(*interval) {
+                intake.publish();
             }
-            let Ok(n) = self.socket.recv(&mut buf) else {
-                continue;
-            };
-            lists.clear();
-            if let Err(packet::Bad(kind, detail)) =
-                packet::parse(&buf[..n], self.level, &self.users, &mut lists)
-            {
-                self.intake.bad(kind, detail);
-            }
-            for list in &lists {
-                self.store(list);
-            }
-        }
-        self.intake.publish();
+        });
+        intake.publish();
         Ok(())
     }
 }
 
-impl Receiver {
-    fn store(&mut self, list: &ValueList) {
-        let time = list.time as u64;
-        self.intake.received(list.values.len() as u64);
-        let Receiver {
-            names,
-            host,
-            intake,
-            ..
-        } = self;
-        names.each(list, |key, stored| match stored {
-            Stored::Value(v) => host.set_at(key, v, time),
-            Stored::First => {}
-            Stored::Full(max_keys) => intake.dropped(
-                1,
-                "too many counters",
-                format_args!("{max_keys} counters are followed (max_keys); {key} is not"),
-            ),
-        });
-    }
+/// Stores one value list's values under their keys.
+fn store(names: &mut Names, host: &Host, intake: &Intake, list: &ValueList) {
+    let time = list.time as u64;
+    intake.received(list.values.len() as u64);
+    names.each(list, |key, stored| match stored {
+        Stored::Value(v) => host.set_at(key, v, time),
+        Stored::First => {}
+        Stored::Full(max_keys) => intake.dropped(
+            1,
+            "too many counters",
+            format_args!("{max_keys} counters are followed (max_keys); {key} is not"),
+        ),
+    });
 }
 
 /// The keys of each value list's identity, made once, and the last value of each counter
