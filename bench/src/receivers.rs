@@ -460,7 +460,15 @@ pub fn statsd(report: &mut Vec<String>) -> Result<()> {
     let netdata = {
         let daemon = Netdata::start_statsd();
         ladder("netdata", daemon.statsd, &datagrams, all, || {
-            daemon.statsd_totals().map_or(0, |(taken, _)| taken)
+            let mut tries = 0;
+            loop {
+                match daemon.statsd_totals() {
+                    Some((taken, _)) => break taken,
+                    None if tries < 20 => tries += 1,
+                    None => panic!("netdata's statsd figures cannot be read"),
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         })?
     };
     let etsy = {

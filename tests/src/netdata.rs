@@ -75,7 +75,8 @@ impl Netdata {
     }
 
     /// Its statsd self-charts' totals as collected: (metrics taken, by type summed; lines it
-    /// could not take, unknown types and errors). None before the plugin reports.
+    /// could not take, unknown types and errors). None before the plugin reports, or if an
+    /// answer cannot be read whole.
     pub fn statsd_totals(&self) -> Option<(u64, u64)> {
         let (status, body) = http::get(&format!(
             "http://{}/api/v1/allmetrics?format=prometheus&source=as-collected",
@@ -92,7 +93,8 @@ impl Netdata {
             let Some((labels, value)) = rest.split_once("} ") else {
                 continue;
             };
-            let value: u64 = value.split(' ').next()?.parse().ok()?;
+            // Large totals come in exponent form (`1.52089e+07`).
+            let value = value.split(' ').next()?.parse::<f64>().ok()? as u64;
             seen = true;
             if labels.contains("dimension=\"unknown\"") || labels.contains("dimension=\"errors\"") {
                 refused += value;
