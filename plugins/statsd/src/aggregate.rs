@@ -141,18 +141,13 @@ fn taken<'m, T: Default>(
     full: bool,
     dropped: &mut Dropped,
 ) -> Option<&'m mut Taken<T>> {
-    let t = match map.entry_ref(key) {
-        EntryRef::Occupied(o) => o.into_mut(),
-        EntryRef::Vacant(_) if full => {
-            dropped.keys += 1;
-            return None;
-        }
-        EntryRef::Vacant(v) => v.insert(Taken::default()),
-    };
+    let t = entry(map, key, full, dropped)?;
     t.metrics += 1;
     Some(t)
 }
 
+/// One name's figures in the aggregate, and the flushes it has been idle.
+#[derive(Default)]
 struct Slot<T> {
     value: T,
     idle: u32,
@@ -279,27 +274,34 @@ impl Aggregate {
     }
 }
 
-/// The slot for `key`, made if the limit allows.
+/// The slot for `key`, made if the limit allows; marks it used.
 fn slot<'m, T: Default>(
     map: &'m mut HashMap<String, Slot<T>>,
     key: &str,
     full: bool,
     dropped: &mut Dropped,
 ) -> Option<&'m mut Slot<T>> {
-    // A name seen before is found without copying it (the common case, by far).
-    let slot = match map.entry_ref(key) {
-        EntryRef::Occupied(o) => o.into_mut(),
-        EntryRef::Vacant(_) if full => {
-            dropped.keys += 1;
-            return None;
-        }
-        EntryRef::Vacant(v) => v.insert(Slot {
-            value: T::default(),
-            idle: 0,
-        }),
-    };
+    let slot = entry(map, key, full, dropped)?;
     slot.idle = 0;
     Some(slot)
+}
+
+/// The value for `key`, made if the limit allows (a refused new name is counted dropped).
+fn entry<'m, V: Default>(
+    map: &'m mut HashMap<String, V>,
+    key: &str,
+    full: bool,
+    dropped: &mut Dropped,
+) -> Option<&'m mut V> {
+    // A name seen before is found without copying it (the common case, by far).
+    match map.entry_ref(key) {
+        EntryRef::Occupied(o) => Some(o.into_mut()),
+        EntryRef::Vacant(_) if full => {
+            dropped.keys += 1;
+            None
+        }
+        EntryRef::Vacant(v) => Some(v.insert(V::default())),
+    }
 }
 
 /// Counts a flush of idleness for every name (a name used this interval was reset to 0 when
