@@ -159,3 +159,13 @@ pub fn collectd_dir() -> anyhow::Result<tempfile::TempDir> {
         .prefix("spud-bench-collectd-")
         .tempdir()?)
 }
+
+/// Every file under `dir`, however deep (none if it cannot be read).
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(walkdir::DirEntry::into_path)
+        .collect()
+}

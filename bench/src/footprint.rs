@@ -260,26 +260,16 @@ fn idle(quick: bool, report: &mut Vec<String>) -> Result<()> {
 
 /// Values collectd has written to CSV under `dir` so far (a line holds a time and values).
 fn csv_values(dir: &Path) -> u64 {
-    fn walk(dir: &Path, total: &mut u64) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, total);
-            } else if let Ok(text) = std::fs::read_to_string(&path) {
-                *total += text
-                    .lines()
-                    .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
-                    .map(|l| l.matches(',').count() as u64)
-                    .sum::<u64>();
-            }
-        }
-    }
-    let mut total = 0;
-    walk(dir, &mut total);
-    total
+    files_under(dir)
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|text| {
+            text.lines()
+                .filter(|l| l.starts_with(|c: char| c.is_ascii_digit()))
+                .map(|l| l.matches(',').count() as u64)
+                .sum::<u64>()
+        })
+        .sum()
 }
 
 /// Waits until `count` moves, then returns its new value and the process's CPU then: a

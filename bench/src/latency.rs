@@ -117,9 +117,9 @@ fn fill(addr: std::net::SocketAddr) -> Result<Duration> {
     let mut conn = TcpStream::connect(addr)?;
     let start = Instant::now();
     let mut batch = Vec::with_capacity(1 << 20);
-    for chunk in (0..FILL_KEYS).collect::<Vec<_>>().chunks(20_000) {
+    for first in (0..FILL_KEYS).step_by(20_000) {
         batch.clear();
-        for i in chunk {
+        for i in first..(first + 20_000).min(FILL_KEYS) {
             writeln!(batch, "qset fill.k{i:07} {i}\r").unwrap();
         }
         conn.write_all(&batch)?;

@@ -383,7 +383,7 @@ fn sustained(steps: &[Step]) -> f64 {
 /// interval (`gauge-bench.t…-count`, `TimerCount`), and the gauges' sums (each moved by 1).
 fn collectd_taken(dir: &std::path::Path) -> u64 {
     let mut taken = 0.0;
-    for file in walkdir(dir) {
+    for file in files_under(dir) {
         let name = file
             .file_name()
             .unwrap_or_default()
@@ -401,19 +401,6 @@ fn collectd_taken(dir: &std::path::Path) -> u64 {
         }
     }
     taken as u64
-}
-
-fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walkdir(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 pub fn statsd(report: &mut Vec<String>) -> Result<()> {
