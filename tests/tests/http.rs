@@ -73,6 +73,57 @@ fn json_api_reads_keys_history_and_uptime_and_refuses_clearly() {
 }
 
 #[test]
+fn a_range_is_consolidated_per_step_from_the_stored_samples() {
+    let server = SpudServer::start(&[]);
+    let mut c = server.connect();
+    for (time, value) in [
+        (1000, "1"),
+        (1003, "5"),
+        (1010, "2"),
+        (1011, "down"),
+        (1025, "9"),
+    ] {
+        c.ask(&format!("set {time} box.cpu.user {value}"), "\r\n");
+    }
+    c.ask("set 1004 box.cpu.idle 90", "\r\n");
+    let url = base(&server);
+    let range = get_json(&format!(
+        "{url}/api/range?key=box.cpu.user&from=1000&to=1030&step=10"
+    ));
+    assert_eq!(
+        range,
+        json!({ "key": "box.cpu.user", "step": 10, "points": [
+            [1000, 3.0, 1.0, 5.0],
+            [1010, 2.0, 2.0, 2.0],
+            [1020, 9.0, 9.0, 9.0],
+        ]})
+    );
+    let group = get_json(&format!(
+        "{url}/api/range?pattern=box.cpu.*&from=1000&to=1010&step=10"
+    ));
+    let keys: Vec<&str> = group["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 2, "{group}");
+    assert!(keys.contains(&"box.cpu.idle") && keys.contains(&"box.cpu.user"));
+    for (query, says) in [
+        ("key=box.cpu.user&from=10&to=5", "must come before"),
+        ("key=box.cpu.user&from=0&to=1000000&step=1", "at most"),
+        ("from=0&to=10", "give one of key="),
+    ] {
+        let (status, body) = get(&format!("{url}/api/range?{query}"));
+        assert!(
+            status == 400 && body.contains(says),
+            "{query}: {status} {body}"
+        );
+    }
+    assert_eq!(get(&format!("{url}/api/range?key=nope")).0, 404);
+}
+
+#[test]
 fn json_push_in_the_sister_format_is_all_or_nothing() {
     let server = SpudServer::start(&[]);
     let url = base(&server);

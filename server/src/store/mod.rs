@@ -10,6 +10,7 @@ pub mod journal;
 pub(crate) mod keyspace;
 pub(crate) mod outbox;
 pub(crate) mod pattern;
+pub mod range;
 pub(crate) mod recovery;
 pub(crate) mod server;
 pub mod snapshot;
