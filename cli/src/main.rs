@@ -7,7 +7,6 @@
 mod client;
 mod cmd;
 mod out;
-mod rrd;
 
 use clap::{Parser, Subcommand};
 use spud_server::client::endpoint::Endpoint;

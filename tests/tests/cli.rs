@@ -520,10 +520,16 @@ fn archive_backfills_streams_and_resumes_into_files_rrdtool_reads() {
         "rra[4].pdp_per_row = 17280",
         "rra[5].pdp_per_row = 120960",
         "rra[5].rows = 520",
+        // Beside the original's averages, new files keep the minimum and the maximum.
+        "rra[0].cf = \"AVERAGE\"",
+        "rra[6].cf = \"MIN\"",
+        "rra[6].rows = 1440",
+        "rra[12].cf = \"MAX\"",
+        "rra[17].pdp_per_row = 120960",
     ] {
         assert!(info.contains(want), "{want} missing in:\n{info}");
     }
-    assert!(!info.contains("rra[6]"));
+    assert!(!info.contains("rra[18]"));
     // And graphs.
     let png = dir.path().join("graph.png");
     let graph = Command::new("rrdtool")

@@ -1,5 +1,5 @@
-//! librrd, the library behind `rrdtool`, loaded when `spud archive` starts rather than linked:
-//! the `spud` binary builds and runs without it, and only archiving needs Debian's `librrd8`.
+//! librrd, the library behind `rrdtool`, loaded when an archive opens rather than linked:
+//! the binaries build and run without it, and only archiving needs Debian's `librrd8`.
 //! Only the thread-safe `_r` entry points are used; librrd keeps its error text per thread.
 
 use std::ffi::{c_char, c_int, c_ulong, CStr, CString};
@@ -39,7 +39,7 @@ impl Librrd {
             }
         }
         Err(format!(
-            "spud archive needs librrd (Debian's package librrd8, or rrdtool): {}",
+            "archiving needs librrd (Debian's package librrd8, or rrdtool): {}",
             why.join("; ")
         ))
     }

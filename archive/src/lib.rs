@@ -1,0 +1,190 @@
+//! The RRD archive of SPUD's keys, as the original's rrd-storage kept it: one RRD file per
+//! key, named as the original named it, so stock `rrdtool fetch` and `rrdtool graph` read
+//! them and archives the original wrote carry on. Written through librrd, loaded when an
+//! archive opens (`rrd`), so nothing that does not archive needs it.
+//!
+//! RRD files take one value per second, in increasing time: the last value of a second
+//! wins, and a sample not newer than its file's last update is skipped (writing history
+//! that overlaps what is archived already costs nothing).
+
+pub mod rrd;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use rrd::Librrd;
+
+/// The original's step: one GAUGE value every 5 s, unknown after 10 s without one.
+pub const STEP: u64 = 5;
+
+/// The original's consolidations (AVERAGE), and the same with MIN and MAX so a chart can
+/// draw the spread a step hides. Files made before MIN and MAX came keep their AVERAGE only.
+pub const LAYOUT: [&str; 19] = [
+    "DS:val:GAUGE:10:U:U",
+    "RRA:AVERAGE:0.5:1:1440",     // 5 s points for 2 hours
+    "RRA:AVERAGE:0.5:60:288",     // 5-minute points for a day
+    "RRA:AVERAGE:0.5:360:336",    // 30-minute points for a week
+    "RRA:AVERAGE:0.5:720:720",    // 1-hour points for a month
+    "RRA:AVERAGE:0.5:17280:365",  // 1-day points for a year
+    "RRA:AVERAGE:0.5:120960:520", // 1-week points for 10 years
+    "RRA:MIN:0.5:1:1440",
+    "RRA:MIN:0.5:60:288",
+    "RRA:MIN:0.5:360:336",
+    "RRA:MIN:0.5:720:720",
+    "RRA:MIN:0.5:17280:365",
+    "RRA:MIN:0.5:120960:520",
+    "RRA:MAX:0.5:1:1440",
+    "RRA:MAX:0.5:60:288",
+    "RRA:MAX:0.5:360:336",
+    "RRA:MAX:0.5:720:720",
+    "RRA:MAX:0.5:17280:365",
+    "RRA:MAX:0.5:120960:520",
+];
+
+/// The file a key is archived in: the original's name (`:` → `_`, no extension). Keys are
+/// `[-A-Za-z0-9_.:]+`, so only a name of dots (`..`) needs more: its first dot becomes
+/// `%2E`. Anything else that could not be a file name is escaped the same way, should the
+/// key syntax ever widen.
+pub fn file_name(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for (i, b) in key.bytes().enumerate() {
+        match b {
+            b':' => out.push('_'),
+            b'.' if i == 0 && key.bytes().all(|c| c == b'.') => out.push_str("%2E"),
+            b'/' | b'%' | 0..=0x20 | 0x7f.. => out.push_str(&format!("%{b:02X}")),
+            _ => out.push(b as char),
+        }
+    }
+    out
+}
+
+/// What one write-out did.
+#[derive(Default, Debug)]
+pub struct Figures {
+    pub written: u64,
+    pub files: usize,
+    pub created: usize,
+    pub skipped: u64,
+    pub failed: usize,
+}
+
+impl std::fmt::Display for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "wrote {} samples to {} files ({} new), {} not newer than their file, {} files failed",
+            self.written, self.files, self.created, self.skipped, self.failed
+        )
+    }
+}
+
+/// An archive directory: which files exist and their last update, and the samples that
+/// wait for them.
+pub struct Archive {
+    rrd: Librrd,
+    dir: PathBuf,
+    /// Per key: the file and the time of its last update.
+    files: HashMap<String, (PathBuf, i64)>,
+    /// Per key: samples not yet written, in arrival order.
+    pending: HashMap<String, Vec<(u64, f64)>>,
+}
+
+impl Archive {
+    /// The archive in `dir` (which must exist), librrd loaded.
+    pub fn open(dir: PathBuf) -> Result<Archive, String> {
+        Ok(Archive {
+            rrd: Librrd::open()?,
+            dir,
+            files: HashMap::new(),
+            pending: HashMap::new(),
+        })
+    }
+
+    /// Keeps a sample for the next write-out.
+    pub fn add(&mut self, key: String, time: u64, value: f64) {
+        self.pending.entry(key).or_default().push((time, value));
+    }
+
+    /// Keys with samples waiting.
+    pub fn pending_keys(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Writes every waiting sample, file by file; `each` hears of every file as it is done
+    /// (its key, and the error if it failed).
+    pub fn flush(&mut self, mut each: impl FnMut(&str, Result<(), &str>)) -> Figures {
+        let pending = std::mem::take(&mut self.pending);
+        let mut figures = Figures::default();
+        for (key, samples) in pending {
+            match self.write(&key, samples, &mut figures) {
+                Ok(()) => {
+                    figures.files += 1;
+                    each(&key, Ok(()));
+                }
+                Err(e) => {
+                    figures.failed += 1;
+                    each(&key, Err(&e));
+                }
+            }
+        }
+        figures
+    }
+
+    fn write(
+        &mut self,
+        key: &str,
+        mut samples: Vec<(u64, f64)>,
+        figures: &mut Figures,
+    ) -> Result<(), String> {
+        // One value per second, the last to arrive; in increasing time.
+        samples.reverse();
+        samples.sort_by_key(|&(t, _)| t);
+        samples.dedup_by_key(|&mut (t, _)| t);
+        let first = samples[0].0 as i64;
+        let (path, last) = match self.files.get(key) {
+            Some((path, last)) => (path.clone(), *last),
+            None => {
+                let path = self.dir.join(file_name(key));
+                let last = if path.exists() {
+                    self.rrd.last(&path)?
+                } else {
+                    let defs: Vec<String> = LAYOUT.iter().map(|s| s.to_string()).collect();
+                    self.rrd.create(&path, STEP, first - 1, &defs)?;
+                    figures.created += 1;
+                    first - 1
+                };
+                (path, last)
+            }
+        };
+        let updates: Vec<String> = samples
+            .iter()
+            .filter(|&&(t, _)| t as i64 > last)
+            .map(|(t, v)| format!("{t}:{v}"))
+            .collect();
+        figures.skipped += (samples.len() - updates.len()) as u64;
+        let newest = samples.last().map_or(last, |&(t, _)| (t as i64).max(last));
+        if !updates.is_empty() {
+            self.rrd.update(&path, &updates)?;
+            figures.written += updates.len() as u64;
+        }
+        self.files.insert(key.to_string(), (path, newest));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_name;
+
+    #[test]
+    fn file_names_are_the_originals_where_it_could() {
+        assert_eq!(
+            file_name("memcached.web1:11211.curr_items"),
+            "memcached.web1_11211.curr_items"
+        );
+        assert_eq!(file_name("a/b%c d"), "a%2Fb%25c%20d");
+        assert_eq!(file_name(".."), "%2E.");
+        assert_eq!(file_name("..x"), "..x");
+        assert_eq!(file_name("é"), "%C3%A9");
+    }
+}
