@@ -105,6 +105,12 @@ impl Archive {
         self.pending.entry(key).or_default().push((time, value));
     }
 
+    /// The time of the newest sample written for `key` by this archive (None before its
+    /// first write-out: the file, if any, is read then).
+    pub fn newest(&self, key: &str) -> Option<u64> {
+        self.files.get(key).map(|(_, t)| (*t).max(0) as u64)
+    }
+
     /// Keys with samples waiting.
     pub fn pending_keys(&self) -> usize {
         self.pending.len()

@@ -23,6 +23,7 @@
 // server) need no store; `control` and `toml_error` are plain interfaces.
 pub mod access;
 pub mod alerts;
+pub mod archiver;
 pub mod client;
 pub mod control;
 pub mod faces;

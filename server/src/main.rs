@@ -71,6 +71,11 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
 
+    /// Archive every key's numbers into RRD files in DIR (one per key, in `spud archive`'s
+    /// layout and names, readable by rrdtool), written within the server.
+    #[arg(long, value_name = "DIR")]
+    archive: Option<PathBuf>,
+
     /// Speak the munin-node protocol here, so a munin master graphs the keys (see
     /// docs/metrics.md). Read-only; with --tls-cert it offers STARTTLS, and with
     /// --tls-client-ca requires it (then it may listen beyond loopback); else loopback
@@ -133,6 +138,7 @@ impl Args {
             max_pending: self.max_pending,
             http: (!self.no_http).then_some(self.http),
             rules: self.rules.clone(),
+            archive: self.archive.clone(),
             tokens: self.tokens.clone(),
             no_auth: self.no_auth,
             tls_cert: self.tls_cert.clone(),

@@ -560,6 +560,68 @@ fn archive_backfills_streams_and_resumes_into_files_rrdtool_reads() {
 }
 
 #[test]
+fn the_server_archives_within_itself_into_the_same_files() {
+    assert!(
+        rrdtool_installed(),
+        "rrdtool is missing: scripts/setup-test-deps installs it"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let t0 = (now - 900) / 5 * 5;
+    let server = SpudServer::start(&["--archive", dir.path().to_str().unwrap()]);
+    let mut c = server.connect();
+    let mut batch = String::new();
+    for i in 0..100 {
+        let t = t0 + i;
+        batch += &format!("qset {t} web:1.rps 42\r\nqset {t} web:1.status ok\r\n");
+    }
+    c.send(&batch);
+    c.ask("uptime", "OK done\r\n");
+    let web = dir.path().join("web_1.rps");
+    let deadline = Instant::now() + T;
+    let known = |from, to| {
+        web.exists()
+            && rrd_fetch(&web, from, to)
+                .iter()
+                .filter(|(_, v)| !v.is_nan())
+                .count()
+                >= 3
+    };
+    while !known(t0 + 10, t0 + 90) {
+        assert!(Instant::now() < deadline, "{}", server.process.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (t, v) in rrd_fetch(&web, t0 + 10, t0 + 90) {
+        assert_eq!(v, 42.0, "web at {t}");
+    }
+    // Later samples of the same key go into the same file; text makes none.
+    for i in 0..30 {
+        c.send(format!("qset {} web:1.rps 60\r\n", t0 + 200 + i));
+    }
+    c.ask("uptime", "OK done\r\n");
+    while !known(t0 + 205, t0 + 225) {
+        assert!(Instant::now() < deadline, "{}", server.process.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (t, v) in rrd_fetch(&web, t0 + 205, t0 + 225) {
+        assert_eq!(v, 60.0, "web at {t}");
+    }
+    // Every key with numbers is archived (the server's own counters too), text makes none.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.contains(&"web_1.rps".to_string()), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("web_1.status")),
+        "{names:?}"
+    );
+}
+
+#[test]
 fn archive_refuses_a_missing_directory() {
     let out = spud(
         "127.0.0.1:1",

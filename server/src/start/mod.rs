@@ -112,6 +112,13 @@ pub async fn start(
             stop.clone(),
         ));
     }
+    if let Some(dir) = &settings.archive {
+        tasks.spawn(crate::archiver::run(
+            server.clone(),
+            dir.clone(),
+            stop.clone(),
+        ));
+    }
     if settings.munin.listen.is_some() {
         let munin_tls = tls.clone().map(|config| crate::faces::munin::MuninTls {
             config,

@@ -45,6 +45,8 @@ pub struct Settings {
     pub http: Option<SocketAddr>,
     /// Alert rules and receivers (reloaded when the file changes).
     pub rules: Option<PathBuf>,
+    /// The RRD archive's folder: every key's numeric samples, in `spud archive`'s layout.
+    pub archive: Option<PathBuf>,
     /// Tokens and their roles; clients then authenticate.
     pub tokens: Option<PathBuf>,
     /// Listen beyond loopback without tokens, knowingly.
@@ -72,6 +74,7 @@ impl Default for Settings {
             max_pending: 8 << 20,
             http: Some(DEFAULT_HTTP.parse().expect("a valid address")),
             rules: None,
+            archive: None,
             tokens: None,
             no_auth: false,
             tls_cert: None,
@@ -94,6 +97,7 @@ impl Settings {
         for path in [
             &mut self.state,
             &mut self.rules,
+            &mut self.archive,
             &mut self.tokens,
             &mut self.tls_cert,
             &mut self.tls_key,

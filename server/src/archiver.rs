@@ -1,0 +1,113 @@
+//! The archive inside the server (`--archive DIR`): every key's numeric samples written to
+//! its RRD file (`spud_archive`: the layout and names `spud archive` writes, which `rrdtool`
+//! reads), with no subscription and no client. Once a second the archiver asks the store
+//! which keys changed (a count the set path takes anyway) and writes the new samples of at
+//! most `KEYS_PER_TICK` of them, the rest waiting their turn: bounded work, whatever the
+//! rate of sets. At start it looks at every stored key once (what a snapshot brought back),
+//! and at a stop it writes what waits.
+
+use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use spud_archive::Archive;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Pattern, Server};
+
+/// How often the archiver looks for changed keys.
+const TICK: Duration = Duration::from_secs(1);
+/// Keys written per look, at most: 100,000 keys set every 5 s are 20,000 a second.
+const KEYS_PER_TICK: usize = 25_000;
+
+/// Archives into `dir` until `stop`; a `dir` that cannot be archived into is said once.
+pub async fn run(server: Server, dir: PathBuf, stop: CancellationToken) {
+    let _ = tokio::task::spawn_blocking(move || archive(server, dir, stop)).await;
+}
+
+fn archive(server: Server, dir: PathBuf, stop: CancellationToken) {
+    if !dir.is_dir() {
+        tracing::error!(
+            "archive: {} is not a directory; nothing is archived",
+            dir.display()
+        );
+        return;
+    }
+    let mut archive = match Archive::open(dir.clone()) {
+        Ok(archive) => archive,
+        Err(e) => {
+            tracing::error!("archive: {e}; nothing is archived");
+            return;
+        }
+    };
+    tracing::info!("archiving every key into {}", dir.display());
+    let all = Pattern::new("*").expect("a valid pattern");
+    let mut cursor = server.change_cursor();
+    let mut due = Due::default();
+    for (key, _) in server.get_matching(&all) {
+        due.push(key);
+    }
+    loop {
+        let stopping = stop.is_cancelled();
+        for (key, _) in server.changed_since(&mut cursor, &all) {
+            due.push(key);
+        }
+        let take = if stopping { usize::MAX } else { KEYS_PER_TICK };
+        for key in due.take(take) {
+            gather(&server, &mut archive, key);
+        }
+        let figures = archive.flush(|key, result| {
+            if let Err(e) = result {
+                tracing::warn!("archive: {key}: {e}");
+            }
+        });
+        if figures.written > 0 {
+            tracing::debug!("archive: {figures}");
+        }
+        if stopping {
+            return;
+        }
+        std::thread::sleep(TICK);
+    }
+}
+
+/// Hands `archive` the samples of `key` newer than what it wrote of it.
+fn gather(server: &Server, archive: &mut Archive, key: String) {
+    let Some(history) = server.get(&key) else {
+        return;
+    };
+    let after = archive.newest(&key);
+    // Oldest first: the file takes them in time order.
+    for s in history.iter().rev() {
+        if after.is_some_and(|t| s.time <= t) {
+            continue;
+        }
+        if let Some(v) = s.value.number() {
+            archive.add(key.clone(), s.time, v);
+        }
+    }
+}
+
+/// Keys waiting to be written, each once, in the order they changed.
+#[derive(Default)]
+struct Due {
+    order: VecDeque<String>,
+    queued: HashSet<String>,
+}
+
+impl Due {
+    fn push(&mut self, key: String) {
+        if self.queued.insert(key.clone()) {
+            self.order.push_back(key);
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Vec<String> {
+        let n = n.min(self.order.len());
+        let keys: Vec<String> = self.order.drain(..n).collect();
+        for k in &keys {
+            self.queued.remove(k);
+        }
+        keys
+    }
+}
