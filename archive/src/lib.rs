@@ -81,7 +81,7 @@ impl std::fmt::Display for Figures {
 /// An archive directory: which files exist and their last update, and the samples that
 /// wait for them.
 pub struct Archive {
-    rrd: Librrd,
+    rrd: &'static Librrd,
     dir: PathBuf,
     /// Per key: the file and the time of its last update.
     files: HashMap<String, (PathBuf, i64)>,
@@ -178,9 +178,74 @@ impl Archive {
     }
 }
 
+/// A key's archived figures over `[from, to)`, as rows of the finest resolution that
+/// covers it with steps of at least `step`: (start, step, average, minimum, maximum) per
+/// row, None where unknown. A file made before MIN and MAX were kept gives the average for
+/// all three.
+pub fn read(
+    rrd: &Librrd,
+    path: &std::path::Path,
+    from: u64,
+    to: u64,
+    step: u64,
+) -> Result<Vec<(u64, u64, Option<f64>, Option<f64>, Option<f64>)>, String> {
+    let avg = rrd.fetch(path, "AVERAGE", from, to, step)?;
+    let other = |cf| {
+        rrd.fetch(path, cf, from, to, step)
+            .ok()
+            .filter(|r| r.start == avg.start && r.step == avg.step)
+            .map(|r| r.values)
+    };
+    let min = other("MIN").unwrap_or_else(|| avg.values.clone());
+    let max = other("MAX").unwrap_or_else(|| avg.values.clone());
+    Ok(avg
+        .values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            (
+                avg.start + i as u64 * avg.step,
+                avg.step,
+                *v,
+                min.get(i).copied().flatten(),
+                max.get(i).copied().flatten(),
+            )
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::file_name;
+    use super::*;
+
+    #[test]
+    fn what_is_written_reads_back_with_its_minimum_and_maximum() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut archive = Archive::open(dir.path().to_path_buf())
+            .expect("librrd: scripts/setup-test-deps installs rrdtool");
+        let t0 = 1_700_000_000 / STEP * STEP;
+        // Two values a step, 5 s apart: 10 and 20 in each 5 s step, every step.
+        for i in 0..120u64 {
+            archive.add(
+                "a:b".into(),
+                t0 + i * 5 / 2 * 2 + 1 + (i % 2),
+                if i % 2 == 0 { 10.0 } else { 20.0 },
+            );
+        }
+        let figures = archive.flush(|_, r| r.unwrap());
+        assert_eq!(figures.created, 1);
+        let rrd = Librrd::open().unwrap();
+        let rows = read(rrd, &dir.path().join("a_b"), t0 + 50, t0 + 250, 5).unwrap();
+        assert!(rows.len() >= 30, "{rows:?}");
+        for (start, step, avg, min, max) in rows.iter().filter(|r| r.2.is_some()) {
+            assert_eq!(*step, 5, "at {start}");
+            assert!(avg.unwrap() >= 10.0 && avg.unwrap() <= 20.0, "{rows:?}");
+            assert!(
+                min.unwrap() <= avg.unwrap() && avg.unwrap() <= max.unwrap(),
+                "{rows:?}"
+            );
+        }
+    }
 
     #[test]
     fn file_names_are_the_originals_where_it_could() {

@@ -4,6 +4,7 @@
 
 use std::ffi::{c_char, c_int, c_ulong, CStr, CString};
 use std::path::Path;
+use std::sync::OnceLock;
 
 use libloading::{Library, Symbol};
 
@@ -12,6 +13,17 @@ type CreateFn =
 type UpdateFn =
     unsafe extern "C" fn(*const c_char, *const c_char, c_int, *const *const c_char) -> c_int;
 type LastFn = unsafe extern "C" fn(*const c_char) -> i64;
+type FetchFn = unsafe extern "C" fn(
+    *const c_char,
+    *const c_char,
+    *mut i64,
+    *mut i64,
+    *mut c_ulong,
+    *mut c_ulong,
+    *mut *mut *mut c_char,
+    *mut *mut f64,
+) -> c_int;
+type FreeFn = unsafe extern "C" fn(*mut std::ffi::c_void);
 type ErrorFn = unsafe extern "C" fn() -> *const c_char;
 type ClearFn = unsafe extern "C" fn();
 
@@ -22,14 +34,28 @@ pub struct Librrd {
     create: CreateFn,
     update: UpdateFn,
     last: LastFn,
+    fetch: FetchFn,
+    free: FreeFn,
     error: ErrorFn,
     clear: ClearFn,
     /// Keeps the functions above mapped.
     _lib: Library,
 }
 
+/// librrd, loaded once and never unloaded: it keeps a per-thread error buffer whose
+/// destructor runs as each thread that used it ends, which must find the code still there.
+static LOADED: OnceLock<Result<Librrd, String>> = OnceLock::new();
+
 impl Librrd {
-    pub fn open() -> Result<Librrd, String> {
+    /// The process's librrd, loaded on first use.
+    pub fn open() -> Result<&'static Librrd, String> {
+        LOADED
+            .get_or_init(Librrd::load)
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    fn load() -> Result<Librrd, String> {
         let mut why = Vec::new();
         for name in SONAMES {
             // SAFETY: librrd's initialisers only set up its own state.
@@ -45,18 +71,22 @@ impl Librrd {
     }
 
     fn bind(lib: Library) -> Result<Librrd, libloading::Error> {
-        // SAFETY: the types are those of rrd.h in rrdtool 1.4 to 1.9, where these five
+        // SAFETY: the types are those of rrd.h in rrdtool 1.4 to 1.9, where these
         // functions have kept their signatures.
         unsafe {
             let create: Symbol<CreateFn> = lib.get(b"rrd_create_r\0")?;
             let update: Symbol<UpdateFn> = lib.get(b"rrd_update_r\0")?;
             let last: Symbol<LastFn> = lib.get(b"rrd_last_r\0")?;
+            let fetch: Symbol<FetchFn> = lib.get(b"rrd_fetch_r\0")?;
+            let free: Symbol<FreeFn> = lib.get(b"rrd_freemem\0")?;
             let error: Symbol<ErrorFn> = lib.get(b"rrd_get_error\0")?;
             let clear: Symbol<ClearFn> = lib.get(b"rrd_clear_error\0")?;
             Ok(Librrd {
                 create: *create,
                 update: *update,
                 last: *last,
+                fetch: *fetch,
+                free: *free,
                 error: *error,
                 clear: *clear,
                 _lib: lib,
@@ -127,6 +157,79 @@ impl Librrd {
         } else {
             Ok(t)
         }
+    }
+}
+
+/// What `fetch` read: rows of the first data source, the first covering `[start, start +
+/// step)` and each the next `step` seconds (None: unknown). (`rrdtool fetch` labels a row
+/// with the end of its time.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rows {
+    pub start: u64,
+    pub step: u64,
+    pub values: Vec<Option<f64>>,
+}
+
+impl Librrd {
+    /// The rows of consolidation `cf` (AVERAGE, MIN, MAX) of `path` over `[start, end]` at
+    /// the finest resolution of at least `step` that covers it, as `rrdtool fetch` reads.
+    pub fn fetch(
+        &self,
+        path: &Path,
+        cf: &str,
+        start: u64,
+        end: u64,
+        step: u64,
+    ) -> Result<Rows, String> {
+        let file = c_path(path)?;
+        let cf = CString::new(cf).map_err(|_| "NUL in a consolidation function".to_string())?;
+        let (mut start, mut end, mut step) = (start as i64, end as i64, step as c_ulong);
+        let (mut sources, mut names, mut data): (c_ulong, *mut *mut c_char, *mut f64) =
+            (0, std::ptr::null_mut(), std::ptr::null_mut());
+        // SAFETY: as rrd_fetch_r takes them; on success it allocates `names` (and each
+        // name) and `data`, which are freed below with rrd_freemem.
+        let status = unsafe {
+            (self.clear)();
+            (self.fetch)(
+                file.as_ptr(),
+                cf.as_ptr(),
+                &mut start,
+                &mut end,
+                &mut step,
+                &mut sources,
+                &mut names,
+                &mut data,
+            )
+        };
+        if status != 0 {
+            return Err(self.failure());
+        }
+        let rows = if step == 0 {
+            0
+        } else {
+            ((end - start) / step as i64).max(0) as usize
+        };
+        let mut values = Vec::with_capacity(rows);
+        // SAFETY: librrd's data holds `rows` rows of `sources` values each.
+        unsafe {
+            for row in 0..rows {
+                if sources == 0 {
+                    break;
+                }
+                let v = *data.add(row * sources as usize);
+                values.push((!v.is_nan()).then_some(v));
+            }
+            for i in 0..sources as usize {
+                (self.free)((*names.add(i)).cast());
+            }
+            (self.free)(names.cast());
+            (self.free)(data.cast());
+        }
+        Ok(Rows {
+            start: start.max(0) as u64,
+            step: step as u64,
+            values,
+        })
     }
 }
 

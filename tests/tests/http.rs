@@ -124,6 +124,67 @@ fn a_range_is_consolidated_per_step_from_the_stored_samples() {
 }
 
 #[test]
+fn a_range_beyond_the_history_in_memory_comes_from_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SpudServer::start(&["--history", "10", "--archive", dir.path().to_str().unwrap()]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let t0 = (now - 1000) / 50 * 50;
+    let mut c = server.connect();
+    // 60 samples 5 s apart, 10 and 20 in turn; memory keeps the newest 10.
+    for i in 0..60u64 {
+        let value = if i % 2 == 0 { 10 } else { 20 };
+        c.ask(&format!("set {} box.load {value}", t0 + 5 * i), "\r\n");
+        // The archiver looks once a second: no more than the history between two looks.
+        if i % 8 == 7 {
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+    }
+    let url = format!(
+        "{}/api/range?key=box.load&from={t0}&to={}&step=50",
+        base(&server),
+        t0 + 300
+    );
+    let deadline = Instant::now() + T;
+    let points = loop {
+        let range = get_json(&url);
+        let points = range["points"].as_array().unwrap().clone();
+        if points.len() >= 5 || Instant::now() > deadline {
+            break points;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let times: Vec<u64> = points.iter().map(|p| p[0].as_u64().unwrap()).collect();
+    assert!(
+        times.contains(&(t0 + 50)) && times.contains(&(t0 + 250)),
+        "{points:?}"
+    );
+    // Each 50 s step held 10 and 20 in turn: the archive keeps the spread as memory does.
+    for p in &points {
+        let (avg, min, max) = (
+            p[1].as_f64().unwrap(),
+            p[2].as_f64().unwrap(),
+            p[3].as_f64().unwrap(),
+        );
+        assert!(
+            min >= 10.0 && max <= 20.0 && min <= avg && avg <= max,
+            "{points:?}"
+        );
+    }
+    let archived = points
+        .iter()
+        .find(|p| p[0] == t0 + 100)
+        .expect("a step from the archive");
+    assert_eq!(
+        (archived[2].as_f64(), archived[3].as_f64()),
+        (Some(10.0), Some(20.0)),
+        "{points:?}"
+    );
+}
+
+#[test]
 fn json_push_in_the_sister_format_is_all_or_nothing() {
     let server = SpudServer::start(&[]);
     let url = base(&server);

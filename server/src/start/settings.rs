@@ -127,6 +127,7 @@ impl Settings {
         crate::Config {
             history: self.history,
             max_pending_pushes: self.max_pending,
+            archive: self.archive.clone(),
             ..crate::Config::default()
         }
     }

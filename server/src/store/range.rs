@@ -74,6 +74,47 @@ pub fn consolidate<'a>(samples: impl IntoIterator<Item = &'a Sample>, span: Span
         .collect()
 }
 
+/// Rows an archive read (start, length, average, minimum, maximum; None where unknown)
+/// consolidated into the steps of `span` before `until`: the average of the averages a step
+/// holds, the least minimum and the greatest maximum.
+pub fn consolidate_rows(
+    rows: &[(u64, u64, Option<f64>, Option<f64>, Option<f64>)],
+    span: Span,
+    until: u64,
+) -> Vec<Point> {
+    let mut steps: std::collections::BTreeMap<u64, (f64, u64, f64, f64)> = Default::default();
+    for &(time, _, avg, min, max) in rows {
+        if time < span.from || time >= span.to.min(until) {
+            continue;
+        }
+        let Some(avg) = avg else { continue };
+        let start = span.from + (time - span.from) / span.step * span.step;
+        let e = steps
+            .entry(start)
+            .or_insert((0.0, 0, f64::INFINITY, f64::NEG_INFINITY));
+        *e = (
+            e.0 + avg,
+            e.1 + 1,
+            e.2.min(min.unwrap_or(avg)),
+            e.3.max(max.unwrap_or(avg)),
+        );
+    }
+    steps
+        .into_iter()
+        .map(|(time, (sum, n, min, max))| Point {
+            time,
+            avg: sum / n as f64,
+            min,
+            max,
+        })
+        .collect()
+}
+
+/// The start of the step of `span` that holds `time` (`span.from` for a time before it).
+pub fn step_of(span: Span, time: u64) -> u64 {
+    span.from + time.saturating_sub(span.from) / span.step * span.step
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +163,36 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn archived_rows_keep_the_spread_they_consolidated() {
+        let rows = [
+            (100, 5, Some(2.0), Some(1.0), Some(3.0)),
+            (105, 5, Some(4.0), Some(4.0), Some(9.0)),
+            (110, 5, None, None, None),
+            (115, 5, Some(6.0), None, None),
+            (120, 5, Some(100.0), Some(100.0), Some(100.0)),
+        ];
+        let span = Span::new(100, 200, 10, 100).unwrap();
+        assert_eq!(
+            consolidate_rows(&rows, span, 120),
+            [
+                Point {
+                    time: 100,
+                    avg: 3.0,
+                    min: 1.0,
+                    max: 9.0
+                },
+                Point {
+                    time: 110,
+                    avg: 6.0,
+                    min: 6.0,
+                    max: 6.0
+                },
+            ]
+        );
+        assert_eq!(step_of(span, 125), 120);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct Config {
     pub max_pending_pushes: usize,
     /// Updates that may wait for one in-process subscriber before it is cut off.
     pub channel_capacity: usize,
+    /// The RRD archive's folder, where ranges beyond the history in memory are read.
+    pub archive: Option<std::path::PathBuf>,
 }
 
 impl Default for Config {
@@ -35,6 +37,7 @@ impl Default for Config {
             history: 100,
             max_pending_pushes: 8 << 20,
             channel_capacity: 65_536,
+            archive: None,
         }
     }
 }

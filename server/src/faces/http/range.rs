@@ -1,6 +1,7 @@
 //! `GET /api/range?key=K&from=T&to=T&step=S` (or `pattern=P`): samples over a range of time,
 //! consolidated per step (`store::range`): `{"key": K, "step": S, "points": [[time, avg,
-//! min, max], …]}`, oldest first, a step without a number left out.
+//! min, max], …]}`, oldest first, a step without a number left out. The steps the history in
+//! memory holds come from it; those before, from the server's RRD archive if it keeps one.
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -10,9 +11,10 @@ use serde::Deserialize;
 use serde_json::{json, Value as JsonValue};
 
 use super::{error, App};
-use crate::store::range::{consolidate, Point, Span};
+use crate::store::range::{consolidate, consolidate_rows, step_of, Point, Span};
 use crate::store::server::unix_now;
 use crate::Pattern;
+use crate::{Sample, Server};
 
 /// Steps one answer may hold: a day at one a second (a day at 5 s is 17,280).
 const MAX_POINTS: u64 = 86_400;
@@ -44,36 +46,80 @@ pub async fn range(State(app): State<App>, Query(q): Query<RangeQuery>) -> Respo
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     match (q.key, q.pattern) {
-        (Some(key), None) => match app.server.get(&key) {
-            Some(samples) => Json(json!({
-                "key": key,
-                "step": span.step,
-                "points": points_json(&consolidate(&samples, span)),
-            }))
-            .into_response(),
-            None => error(StatusCode::NOT_FOUND, format!("no key {key:?}")),
-        },
+        (Some(key), None) => {
+            let server = app.server.clone();
+            let found = tokio::task::spawn_blocking(move || {
+                let samples = server.get(&key);
+                let points = points(&server, &key, samples.as_deref(), span);
+                (key, samples.is_some() || !points.is_empty(), points)
+            })
+            .await;
+            match found {
+                Ok((key, true, points)) => Json(json!({
+                    "key": key,
+                    "step": span.step,
+                    "points": points_json(&points),
+                }))
+                .into_response(),
+                Ok((key, false, _)) => error(StatusCode::NOT_FOUND, format!("no key {key:?}")),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
+        }
         (None, Some(text)) => {
             let pattern = match Pattern::new(&text) {
                 Ok(p) => p,
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("pattern={text}: {e}")),
             };
-            let series: Vec<JsonValue> = app
-                .server
-                .get_matching(&pattern)
-                .into_iter()
-                .filter_map(|(key, _)| {
-                    let samples = app.server.get(&key)?;
-                    Some(json!({ "key": key, "points": points_json(&consolidate(&samples, span)) }))
-                })
-                .collect();
-            Json(json!({ "pattern": text, "step": span.step, "series": series })).into_response()
+            let server = app.server.clone();
+            let series = tokio::task::spawn_blocking(move || {
+                server
+                    .get_matching(&pattern)
+                    .into_iter()
+                    .map(|(key, _)| {
+                        let points = points(&server, &key, server.get(&key).as_deref(), span);
+                        json!({ "key": key, "points": points_json(&points) })
+                    })
+                    .collect::<Vec<JsonValue>>()
+            })
+            .await;
+            match series {
+                Ok(series) => Json(json!({ "pattern": text, "step": span.step, "series": series }))
+                    .into_response(),
+                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            }
         }
         _ => error(
             StatusCode::BAD_REQUEST,
             "give one of key= (one key) or pattern= (every key it matches)",
         ),
     }
+}
+
+/// The steps of `span` for `key`: from its archive before the step of its oldest sample in
+/// memory (`samples`, newest first), from memory after.
+fn points(server: &Server, key: &str, samples: Option<&[Sample]>, span: Span) -> Vec<Point> {
+    let oldest = samples.and_then(|s| s.last()).map(|s| s.time);
+    let memory_from = oldest.map_or(span.to, |t| step_of(span, t));
+    let mut points = Vec::new();
+    if let Some(dir) = &server.config().archive {
+        if span.from < memory_from {
+            let file = dir.join(spud_archive::file_name(key));
+            if file.exists() {
+                match spud_archive::rrd::Librrd::open().and_then(|rrd| {
+                    spud_archive::read(rrd, &file, span.from, memory_from.min(span.to), span.step)
+                }) {
+                    Ok(rows) => points = consolidate_rows(&rows, span, memory_from),
+                    Err(e) => tracing::warn!("range of {key}: the archive: {e}"),
+                }
+            }
+        }
+    }
+    if let Some(samples) = samples {
+        let mut recent = consolidate(samples, span);
+        recent.retain(|p| p.time >= memory_from);
+        points.extend(recent);
+    }
+    points
 }
 
 fn points_json(points: &[Point]) -> JsonValue {
