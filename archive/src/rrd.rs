@@ -227,7 +227,7 @@ impl Librrd {
         }
         Ok(Rows {
             start: start.max(0) as u64,
-            step: step as u64,
+            step: u64::from(step),
             values,
         })
     }
