@@ -227,7 +227,9 @@ impl Librrd {
         }
         Ok(Rows {
             start: start.max(0) as u64,
-            step: u64::from(step),
+            // `c_ulong` is `u64` here, `u32` on 32-bit targets.
+            #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+            step: step as u64,
             values,
         })
     }
