@@ -178,17 +178,26 @@ impl Archive {
     }
 }
 
+/// One row of an archive: `[start, start + step)` and its consolidations (None: unknown).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row {
+    pub start: u64,
+    pub step: u64,
+    pub avg: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
 /// A key's archived figures over `[from, to)`, as rows of the finest resolution that
-/// covers it with steps of at least `step`: (start, step, average, minimum, maximum) per
-/// row, None where unknown. A file made before MIN and MAX were kept gives the average for
-/// all three.
+/// covers it with steps of at least `step`. A file made before MIN and MAX were kept gives
+/// the average for all three.
 pub fn read(
     rrd: &Librrd,
     path: &std::path::Path,
     from: u64,
     to: u64,
     step: u64,
-) -> Result<Vec<(u64, u64, Option<f64>, Option<f64>, Option<f64>)>, String> {
+) -> Result<Vec<Row>, String> {
     let avg = rrd.fetch(path, "AVERAGE", from, to, step)?;
     let other = |cf| {
         rrd.fetch(path, cf, from, to, step)
@@ -202,14 +211,12 @@ pub fn read(
         .values
         .iter()
         .enumerate()
-        .map(|(i, v)| {
-            (
-                avg.start + i as u64 * avg.step,
-                avg.step,
-                *v,
-                min.get(i).copied().flatten(),
-                max.get(i).copied().flatten(),
-            )
+        .map(|(i, v)| Row {
+            start: avg.start + i as u64 * avg.step,
+            step: avg.step,
+            avg: *v,
+            min: min.get(i).copied().flatten(),
+            max: max.get(i).copied().flatten(),
         })
         .collect())
 }
@@ -237,13 +244,11 @@ mod tests {
         let rrd = Librrd::open().unwrap();
         let rows = read(rrd, &dir.path().join("a_b"), t0 + 50, t0 + 250, 5).unwrap();
         assert!(rows.len() >= 30, "{rows:?}");
-        for (start, step, avg, min, max) in rows.iter().filter(|r| r.2.is_some()) {
-            assert_eq!(*step, 5, "at {start}");
-            assert!(avg.unwrap() >= 10.0 && avg.unwrap() <= 20.0, "{rows:?}");
-            assert!(
-                min.unwrap() <= avg.unwrap() && avg.unwrap() <= max.unwrap(),
-                "{rows:?}"
-            );
+        for row in rows.iter().filter(|r| r.avg.is_some()) {
+            let (avg, min, max) = (row.avg.unwrap(), row.min.unwrap(), row.max.unwrap());
+            assert_eq!(row.step, 5, "at {}", row.start);
+            assert!((10.0..=20.0).contains(&avg), "{rows:?}");
+            assert!(min <= avg && avg <= max, "{rows:?}");
         }
     }
 

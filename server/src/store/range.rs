@@ -3,6 +3,7 @@
 //! the store's recent history and an archive's older rows meet in one shape.
 
 use crate::Sample;
+use spud_archive::Row;
 
 /// One step of a range: its start (Unix seconds) and the average, minimum and maximum of
 /// the numbers stored within `[time, time + step)`.
@@ -74,16 +75,18 @@ pub fn consolidate<'a>(samples: impl IntoIterator<Item = &'a Sample>, span: Span
         .collect()
 }
 
-/// Rows an archive read (start, length, average, minimum, maximum; None where unknown)
-/// consolidated into the steps of `span` before `until`: the average of the averages a step
-/// holds, the least minimum and the greatest maximum.
-pub fn consolidate_rows(
-    rows: &[(u64, u64, Option<f64>, Option<f64>, Option<f64>)],
-    span: Span,
-    until: u64,
-) -> Vec<Point> {
+/// Rows an archive read consolidated into the steps of `span` before `until`: the average
+/// of the averages a step holds, the least minimum and the greatest maximum.
+pub fn consolidate_rows(rows: &[Row], span: Span, until: u64) -> Vec<Point> {
     let mut steps: std::collections::BTreeMap<u64, (f64, u64, f64, f64)> = Default::default();
-    for &(time, _, avg, min, max) in rows {
+    for &Row {
+        start: time,
+        avg,
+        min,
+        max,
+        ..
+    } in rows
+    {
         if time < span.from || time >= span.to.min(until) {
             continue;
         }
@@ -167,12 +170,19 @@ mod tests {
 
     #[test]
     fn archived_rows_keep_the_spread_they_consolidated() {
+        let row = |start, avg, min, max| Row {
+            start,
+            step: 5,
+            avg,
+            min,
+            max,
+        };
         let rows = [
-            (100, 5, Some(2.0), Some(1.0), Some(3.0)),
-            (105, 5, Some(4.0), Some(4.0), Some(9.0)),
-            (110, 5, None, None, None),
-            (115, 5, Some(6.0), None, None),
-            (120, 5, Some(100.0), Some(100.0), Some(100.0)),
+            row(100, Some(2.0), Some(1.0), Some(3.0)),
+            row(105, Some(4.0), Some(4.0), Some(9.0)),
+            row(110, None, None, None),
+            row(115, Some(6.0), None, None),
+            row(120, Some(100.0), Some(100.0), Some(100.0)),
         ];
         let span = Span::new(100, 200, 10, 100).unwrap();
         assert_eq!(
