@@ -104,6 +104,9 @@ pub fn config_diff<'a>(
     if old.munin != new.munin {
         d.need_restart.push("[munin]");
     }
+    if old.archive != new.archive {
+        d.need_restart.push("[archive]");
+    }
     let (o, n) = (&old.host, &new.host);
     for (field, changed) in [
         ("[host] plugins", o.plugins != n.plugins),
@@ -140,6 +143,7 @@ fn embedded_changes(o: &spud_server::Settings, n: &spud_server::Settings) -> Vec
         ("[server] max_line", o.max_line != n.max_line),
         ("[server] max_pending", o.max_pending != n.max_pending),
         ("[server] rules", o.rules != n.rules),
+        ("[server] archive", o.archive != n.archive),
         ("[server] tokens", o.tokens != n.tokens),
         ("[server] no_auth", o.no_auth != n.no_auth),
         ("[server] tls_cert", o.tls_cert != n.tls_cert),
@@ -161,6 +165,7 @@ pub fn running(old: &Config, new: &Config) -> Config {
         _ => running.server = old.server.clone(),
     }
     running.munin = old.munin.clone();
+    running.archive = old.archive.clone();
     running.host.plugins = old.host.plugins.clone();
     running.host.workers = old.host.workers;
     running.host.control = old.host.control;

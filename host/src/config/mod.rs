@@ -37,9 +37,20 @@ pub struct Config {
     /// The embedded server as a munin node: `listen`, `name`, `graphs`, `open`.
     #[serde(default)]
     pub munin: spud_server::faces::munin::MuninConfig,
+    /// The embedded server's RRD archive: `dir`.
+    #[serde(default)]
+    pub archive: ArchiveSection,
     /// Settings per plugin, by the name it declares: `[plugin.memcached]`.
     #[serde(default, rename = "plugin")]
     pub plugins: BTreeMap<String, PluginSettings>,
+}
+
+/// `[archive]`: the embedded server writes every key's numbers into RRD files in `dir`
+/// (relative to this file), in `spud archive`'s layout; ranges beyond memory read them.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveSection {
+    pub dir: Option<PathBuf>,
 }
 
 /// `[plugin.NAME]`: what applies to every job of one plugin.
@@ -287,6 +298,12 @@ impl Config {
             problems.push(format!(
                 "{}: [server] `tls_client_ca` is for the embedded server, not a remote one",
                 at("tls_client_ca")
+            ));
+        }
+        if self.server.remote.is_some() && self.archive.dir.is_some() {
+            problems.push(format!(
+                "{}: [archive] is the embedded server's; with a remote server, give --archive DIR to that spud-server",
+                at("[archive]")
             ));
         }
         if self.server.remote.is_some() && self.munin.listen.is_some() {
