@@ -76,36 +76,39 @@ pub fn consolidate<'a>(samples: impl IntoIterator<Item = &'a Sample>, span: Span
 }
 
 /// Rows an archive read consolidated into the steps of `span` before `until`: the average
-/// of the averages a step holds, the least minimum and the greatest maximum.
+/// of the averages a step holds, the least minimum and the greatest maximum. A row longer
+/// than a step (an older, coarser archive) stands for every step it covers, as `rrdtool
+/// graph` draws it.
 pub fn consolidate_rows(rows: &[Row], span: Span, until: u64) -> Vec<Point> {
-    let mut steps: std::collections::BTreeMap<u64, (f64, u64, f64, f64)> = Default::default();
-    for &Row {
-        start: time,
-        avg,
-        min,
-        max,
-        ..
-    } in rows
-    {
-        if time < span.from || time >= span.to.min(until) {
+    let end = span.to.min(until);
+    if end <= span.from {
+        return Vec::new();
+    }
+    // Rows are dense over the span: a slot per step, not a map.
+    let mut steps: Vec<(f64, u64, f64, f64)> = vec![
+        (0.0, 0, f64::INFINITY, f64::NEG_INFINITY);
+        (end - span.from).div_ceil(span.step) as usize
+    ];
+    for row in rows {
+        let Some(avg) = row.avg else { continue };
+        let (min, max) = (row.min.unwrap_or(avg), row.max.unwrap_or(avg));
+        let row_end = row.start + row.step.max(1);
+        if row_end <= span.from || row.start >= end {
             continue;
         }
-        let Some(avg) = avg else { continue };
-        let start = span.from + (time - span.from) / span.step * span.step;
-        let e = steps
-            .entry(start)
-            .or_insert((0.0, 0, f64::INFINITY, f64::NEG_INFINITY));
-        *e = (
-            e.0 + avg,
-            e.1 + 1,
-            e.2.min(min.unwrap_or(avg)),
-            e.3.max(max.unwrap_or(avg)),
-        );
+        let mut start = step_of(span, row.start.max(span.from));
+        while start < row_end.min(end) {
+            let e = &mut steps[((start - span.from) / span.step) as usize];
+            *e = (e.0 + avg, e.1 + 1, e.2.min(min), e.3.max(max));
+            start += span.step;
+        }
     }
     steps
         .into_iter()
-        .map(|(time, (sum, n, min, max))| Point {
-            time,
+        .enumerate()
+        .filter(|(_, (_, n, _, _))| *n > 0)
+        .map(|(i, (sum, n, min, max))| Point {
+            time: span.from + i as u64 * span.step,
             avg: sum / n as f64,
             min,
             max,
@@ -203,6 +206,19 @@ mod tests {
             ]
         );
         assert_eq!(step_of(span, 125), 120);
+        // A 30 s row stands for the three 10 s steps it covers.
+        let coarse = [Row {
+            start: 130,
+            step: 30,
+            avg: Some(5.0),
+            min: Some(1.0),
+            max: Some(8.0),
+        }];
+        let times: Vec<u64> = consolidate_rows(&coarse, span, 200)
+            .iter()
+            .map(|p| p.time)
+            .collect();
+        assert_eq!(times, [130, 140, 150]);
     }
 
     #[test]
