@@ -58,10 +58,28 @@ pub fn file_name(key: &str) -> String {
     out
 }
 
+/// Where an archive is kept: its folder, and rrdcached's address when updates go through
+/// it (`unix:/path`, a socket's path, or `host:port`, as `rrdtool --daemon` takes it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub dir: PathBuf,
+    pub rrdcached: Option<String>,
+}
+
+impl Place {
+    /// The file `key` is archived in.
+    pub fn file(&self, key: &str) -> PathBuf {
+        self.dir.join(file_name(key))
+    }
+}
+
 /// What one write-out did.
 #[derive(Default, Debug)]
 pub struct Figures {
     pub written: u64,
+    /// Files written directly because rrdcached failed (the first failure is in `daemon_error`).
+    pub around_daemon: usize,
+    pub daemon_error: Option<String>,
     pub files: usize,
     pub created: usize,
     pub skipped: u64,
@@ -87,16 +105,21 @@ pub struct Archive {
     files: HashMap<String, (PathBuf, i64)>,
     /// Per key: samples not yet written, in arrival order.
     pending: HashMap<String, Vec<(u64, f64)>>,
+    /// rrdcached's address, when updates go through it.
+    daemon: Option<String>,
 }
 
 impl Archive {
-    /// The archive in `dir` (which must exist), librrd loaded.
-    pub fn open(dir: PathBuf) -> Result<Archive, String> {
+    /// The archive at `place` (its folder must exist), librrd loaded; updates go through
+    /// its rrdcached when given, and straight into the files otherwise, or while rrdcached
+    /// fails.
+    pub fn open(place: Place) -> Result<Archive, String> {
         Ok(Archive {
             rrd: Librrd::open()?,
-            dir,
+            dir: place.dir,
             files: HashMap::new(),
             pending: HashMap::new(),
+            daemon: place.rrdcached,
         })
     }
 
@@ -152,6 +175,10 @@ impl Archive {
             None => {
                 let path = self.dir.join(file_name(key));
                 let last = if path.exists() {
+                    if let Some(daemon) = &self.daemon {
+                        // What rrdcached holds of it is newer than the file.
+                        let _ = self.rrd.flush_cached(daemon, &path);
+                    }
                     self.rrd.last(&path)?
                 } else {
                     let defs: Vec<String> = LAYOUT.iter().map(|s| s.to_string()).collect();
@@ -170,7 +197,16 @@ impl Archive {
         figures.skipped += (samples.len() - updates.len()) as u64;
         let newest = samples.last().map_or(last, |&(t, _)| (t as i64).max(last));
         if !updates.is_empty() {
-            self.rrd.update(&path, &updates)?;
+            match &self.daemon {
+                Some(daemon) => {
+                    if let Err(e) = self.rrd.update_cached(daemon, &path, &updates) {
+                        figures.around_daemon += 1;
+                        figures.daemon_error.get_or_insert(e);
+                        self.rrd.update(&path, &updates)?;
+                    }
+                }
+                None => self.rrd.update(&path, &updates)?,
+            }
             figures.written += updates.len() as u64;
         }
         self.files.insert(key.to_string(), (path, newest));
@@ -191,13 +227,18 @@ pub struct Row {
 /// A key's archived figures over `[from, to)`, as rows of the finest resolution that
 /// covers it with steps of at least `step`. A file made before MIN and MAX were kept gives
 /// the average for all three.
+/// With rrdcached at `daemon`, it first writes what it holds of the file.
 pub fn read(
     rrd: &Librrd,
     path: &std::path::Path,
+    daemon: Option<&str>,
     from: u64,
     to: u64,
     step: u64,
 ) -> Result<Vec<Row>, String> {
+    if let Some(daemon) = daemon {
+        rrd.flush_cached(daemon, path)?;
+    }
     let avg = rrd.fetch(path, "AVERAGE", from, to, step)?;
     let other = |cf| {
         rrd.fetch(path, cf, from, to, step)
@@ -228,8 +269,11 @@ mod tests {
     #[test]
     fn what_is_written_reads_back_with_its_minimum_and_maximum() {
         let dir = tempfile::tempdir().unwrap();
-        let mut archive = Archive::open(dir.path().to_path_buf())
-            .expect("librrd: scripts/setup-test-deps installs rrdtool");
+        let mut archive = Archive::open(Place {
+            dir: dir.path().to_path_buf(),
+            rrdcached: None,
+        })
+        .expect("librrd: scripts/setup-test-deps installs rrdtool");
         let t0 = 1_700_000_000 / STEP * STEP;
         // Two values a step, 5 s apart: 10 and 20 in each 5 s step, every step.
         for i in 0..120u64 {

@@ -26,6 +26,12 @@ type FetchFn = unsafe extern "C" fn(
 type FreeFn = unsafe extern "C" fn(*mut std::ffi::c_void);
 type ErrorFn = unsafe extern "C" fn() -> *const c_char;
 type ClearFn = unsafe extern "C" fn();
+type ConnectFn = unsafe extern "C" fn(*const c_char) -> c_int;
+type CachedUpdateFn = unsafe extern "C" fn(*const c_char, c_int, *const *const c_char) -> c_int;
+type FlushIfDaemonFn = unsafe extern "C" fn(*const c_char, *const c_char) -> c_int;
+
+/// The longest command librrd sends rrdcached (`RRD_CMD_MAX` in rrd_client.c), less a margin.
+const CACHED_LINE: usize = 4000;
 
 /// The sonames tried, newest first.
 const SONAMES: [&str; 2] = ["librrd.so.8", "librrd.so"];
@@ -38,6 +44,9 @@ pub struct Librrd {
     free: FreeFn,
     error: ErrorFn,
     clear: ClearFn,
+    connect: ConnectFn,
+    cached_update: CachedUpdateFn,
+    flush_if_daemon: FlushIfDaemonFn,
     /// Keeps the functions above mapped.
     _lib: Library,
 }
@@ -81,6 +90,9 @@ impl Librrd {
             let free: Symbol<FreeFn> = lib.get(b"rrd_freemem\0")?;
             let error: Symbol<ErrorFn> = lib.get(b"rrd_get_error\0")?;
             let clear: Symbol<ClearFn> = lib.get(b"rrd_clear_error\0")?;
+            let connect: Symbol<ConnectFn> = lib.get(b"rrdc_connect\0")?;
+            let cached_update: Symbol<CachedUpdateFn> = lib.get(b"rrdc_update\0")?;
+            let flush_if_daemon: Symbol<FlushIfDaemonFn> = lib.get(b"rrdc_flush_if_daemon\0")?;
             Ok(Librrd {
                 create: *create,
                 update: *update,
@@ -89,6 +101,9 @@ impl Librrd {
                 free: *free,
                 error: *error,
                 clear: *clear,
+                connect: *connect,
+                cached_update: *cached_update,
+                flush_if_daemon: *flush_if_daemon,
                 _lib: lib,
             })
         }
@@ -142,6 +157,60 @@ impl Librrd {
         self.with_argv(path, updates, |file, argc, argv| unsafe {
             (self.update)(file, std::ptr::null(), argc, argv)
         })
+    }
+
+    /// Hands `TIME:VALUE` updates of `path` to rrdcached at `daemon` (`unix:/path`, a
+    /// socket's path, or `host:port`), which writes them in batches. librrd keeps one
+    /// connection per process, made again here if it is to another daemon or broke.
+    pub fn update_cached(
+        &self,
+        daemon: &str,
+        path: &Path,
+        updates: &[String],
+    ) -> Result<(), String> {
+        let addr = CString::new(daemon).map_err(|_| format!("{daemon:?} has a NUL byte"))?;
+        // librrd sends one command line of at most RRD_CMD_MAX (4,096) bytes per call, and
+        // fails a longer one without a word: the updates go in lines that fit.
+        let room = CACHED_LINE.saturating_sub(path.as_os_str().len() + 16);
+        let mut from = 0;
+        while from < updates.len() {
+            let mut to = from;
+            let mut used = 0;
+            while to < updates.len() && (to == from || used + updates[to].len() < room) {
+                used += updates[to].len() + 1;
+                to += 1;
+            }
+            // SAFETY: as rrdc_connect and rrdc_update take them (NUL-terminated strings).
+            self.with_argv(path, &updates[from..to], |file, argc, argv| unsafe {
+                match (self.connect)(addr.as_ptr()) {
+                    0 => (self.cached_update)(file, argc, argv),
+                    failed => failed,
+                }
+            })
+            .map_err(|e| match e.is_empty() {
+                true => format!("rrdcached at {daemon} refused the update"),
+                false => format!("rrdcached at {daemon}: {e}"),
+            })?;
+            from = to;
+        }
+        Ok(())
+    }
+
+    /// Has rrdcached at `daemon` write what it holds of `path`, so that reading the file
+    /// sees every update handed to it.
+    pub fn flush_cached(&self, daemon: &str, path: &Path) -> Result<(), String> {
+        let addr = CString::new(daemon).map_err(|_| format!("{daemon:?} has a NUL byte"))?;
+        let file = c_path(path)?;
+        // SAFETY: two NUL-terminated strings, as rrdc_flush_if_daemon takes them.
+        let done = unsafe {
+            (self.clear)();
+            (self.flush_if_daemon)(addr.as_ptr(), file.as_ptr())
+        };
+        if done == 0 {
+            Ok(())
+        } else {
+            Err(format!("rrdcached at {daemon}: {}", self.failure()))
+        }
     }
 
     /// The time of the last update stored in `path`.

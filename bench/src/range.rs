@@ -22,7 +22,11 @@ pub fn range(report: &mut Vec<String>) -> Result<()> {
     let from = now - DAY;
     // The archive's own writer lays down a day of 5 s samples (as the server's archiver
     // writes them); the server then keeps the newest in memory as usual.
-    let mut archive = Archive::open(dir.path().to_path_buf()).map_err(anyhow::Error::msg)?;
+    let mut archive = Archive::open(spud_archive::Place {
+        dir: dir.path().to_path_buf(),
+        rrdcached: None,
+    })
+    .map_err(anyhow::Error::msg)?;
     for t in (from..now).step_by(STEP as usize) {
         archive.add("bench.day".into(), t, (t % 600) as f64);
     }

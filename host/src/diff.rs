@@ -144,6 +144,7 @@ fn embedded_changes(o: &spud_server::Settings, n: &spud_server::Settings) -> Vec
         ("[server] max_pending", o.max_pending != n.max_pending),
         ("[server] rules", o.rules != n.rules),
         ("[server] archive", o.archive != n.archive),
+        ("[server] rrdcached", o.rrdcached != n.rrdcached),
         ("[server] tokens", o.tokens != n.tokens),
         ("[server] no_auth", o.no_auth != n.no_auth),
         ("[server] tls_cert", o.tls_cert != n.tls_cert),

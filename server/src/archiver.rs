@@ -3,14 +3,15 @@
 //! reads), with no subscription and no client. Once a second the archiver asks the store
 //! which keys changed (a count the set path takes anyway) and writes the new samples of at
 //! most `KEYS_PER_TICK` of them, the rest waiting their turn: bounded work, whatever the
-//! rate of sets. At start it looks at every stored key once (what a snapshot brought back),
-//! and at a stop it writes what waits.
+//! rate of sets. A key set more often between two looks than its history holds loses
+//! nothing: the store keeps what the history drops unread for the archiver (`Spill`). At
+//! start it looks at every stored key once (what a snapshot brought back), and at a stop it
+//! writes what waits.
 
 use std::collections::{HashSet, VecDeque};
-use std::path::PathBuf;
 use std::time::Duration;
 
-use spud_archive::Archive;
+use spud_archive::{Archive, Place};
 use tokio_util::sync::CancellationToken;
 
 use crate::{Pattern, Server};
@@ -21,11 +22,21 @@ const TICK: Duration = Duration::from_secs(1);
 const KEYS_PER_TICK: usize = 25_000;
 
 /// Archives into `dir` until `stop`; a `dir` that cannot be archived into is said once.
-pub async fn run(server: Server, dir: PathBuf, stop: CancellationToken) {
-    let _ = tokio::task::spawn_blocking(move || archive(server, dir, stop)).await;
+/// The store keeps what a history drops unread from the call on, before the listeners
+/// open, so no early set escapes the archive.
+pub fn run(
+    server: Server,
+    place: Place,
+    stop: CancellationToken,
+) -> impl std::future::Future<Output = ()> {
+    server.start_archiving();
+    async move {
+        let _ = tokio::task::spawn_blocking(move || archive(server, place, stop)).await;
+    }
 }
 
-fn archive(server: Server, dir: PathBuf, stop: CancellationToken) {
+fn archive(server: Server, place: Place, stop: CancellationToken) {
+    let dir = place.dir.clone();
     if !dir.is_dir() {
         tracing::error!(
             "archive: {} is not a directory; nothing is archived",
@@ -33,7 +44,7 @@ fn archive(server: Server, dir: PathBuf, stop: CancellationToken) {
         );
         return;
     }
-    let mut archive = match Archive::open(dir.clone()) {
+    let mut archive = match Archive::open(place) {
         Ok(archive) => archive,
         Err(e) => {
             tracing::error!("archive: {e}; nothing is archived");
@@ -53,14 +64,28 @@ fn archive(server: Server, dir: PathBuf, stop: CancellationToken) {
             due.push(key);
         }
         let take = if stopping { usize::MAX } else { KEYS_PER_TICK };
+        let mut dropped = 0;
         for key in due.take(take) {
-            gather(&server, &mut archive, key);
+            dropped += gather(&server, &mut archive, key);
+        }
+        if dropped > 0 {
+            tracing::warn!(
+                "archive: {dropped} samples were set faster than they could be archived, and \
+                 not kept (more than {} waiting)",
+                crate::store::spill::MAX_HELD
+            );
         }
         let figures = archive.flush(|key, result| {
             if let Err(e) = result {
                 tracing::warn!("archive: {key}: {e}");
             }
         });
+        if let Some(e) = &figures.daemon_error {
+            tracing::warn!(
+                "archive: {e}; {} files written directly instead",
+                figures.around_daemon
+            );
+        }
         if figures.written > 0 {
             tracing::debug!("archive: {figures}");
         }
@@ -71,21 +96,17 @@ fn archive(server: Server, dir: PathBuf, stop: CancellationToken) {
     }
 }
 
-/// Hands `archive` the samples of `key` newer than what it wrote of it.
-fn gather(server: &Server, archive: &mut Archive, key: String) {
-    let Some(history) = server.get(&key) else {
-        return;
-    };
+/// Hands `archive` the samples of `key` newer than what it wrote of it; returns how many
+/// samples of any key the store could not keep for it.
+fn gather(server: &Server, archive: &mut Archive, key: String) -> u64 {
+    let (samples, dropped) = server.take_unarchived(&key);
     let after = archive.newest(&key);
-    // Oldest first: the file takes them in time order.
-    for s in history.iter().rev() {
-        if after.is_some_and(|t| s.time <= t) {
-            continue;
-        }
-        if let Some(v) = s.value.number() {
-            archive.add(key.clone(), s.time, v);
+    for (time, value) in samples {
+        if after.is_none_or(|t| time > t) {
+            archive.add(key.clone(), time, value);
         }
     }
+    dropped
 }
 
 /// Keys waiting to be written, each once, in the order they changed.

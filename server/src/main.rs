@@ -76,6 +76,11 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     archive: Option<PathBuf>,
 
+    /// Hand the archive's updates to rrdcached at ADDR (`unix:/run/rrdcached.sock`, a
+    /// socket's path, or host:port), which batches them into fewer disk writes.
+    #[arg(long, value_name = "ADDR", requires = "archive")]
+    rrdcached: Option<String>,
+
     /// Speak the munin-node protocol here, so a munin master graphs the keys (see
     /// docs/metrics.md). Read-only; with --tls-cert it offers STARTTLS, and with
     /// --tls-client-ca requires it (then it may listen beyond loopback); else loopback
@@ -139,6 +144,7 @@ impl Args {
             http: (!self.no_http).then_some(self.http),
             rules: self.rules.clone(),
             archive: self.archive.clone(),
+            rrdcached: self.rrdcached.clone(),
             tokens: self.tokens.clone(),
             no_auth: self.no_auth,
             tls_cert: self.tls_cert.clone(),

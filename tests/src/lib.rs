@@ -16,6 +16,7 @@ pub mod http;
 pub mod nats;
 pub mod netdata;
 pub mod prometheus;
+pub mod rrdcached;
 pub mod victoria;
 pub mod webdriver;
 

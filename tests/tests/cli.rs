@@ -382,9 +382,20 @@ fn replicate_through_cmdshell_under_a_pty_survives_the_source_restarting() {
 /// `rrdtool fetch FILE AVERAGE` over [from, to]: (time, value) rows, NaN where unknown.
 /// Each row is the average of the 5 s ending at its time.
 fn rrd_fetch(file: &std::path::Path, from: u64, to: u64) -> Vec<(u64, f64)> {
+    rrd_fetch_via(file, from, to, None)
+}
+
+/// `rrd_fetch`, through rrdcached at `daemon` when given (which writes what it holds first).
+fn rrd_fetch_via(
+    file: &std::path::Path,
+    from: u64,
+    to: u64,
+    daemon: Option<&str>,
+) -> Vec<(u64, f64)> {
     let out = Command::new("rrdtool")
         .arg("fetch")
         .arg(file)
+        .args(daemon.map(|d| format!("--daemon={d}")))
         .args([
             "AVERAGE",
             "-r",
@@ -619,6 +630,62 @@ fn the_server_archives_within_itself_into_the_same_files() {
         !names.iter().any(|n| n.starts_with("web_1.status")),
         "{names:?}"
     );
+}
+
+#[test]
+fn a_backfill_beyond_the_history_reaches_the_archive_whole_through_rrdcached() {
+    let dir = tempfile::tempdir().unwrap();
+    let rrdcached = spud_tests::rrdcached::Rrdcached::start(dir.path());
+    let daemon = rrdcached.address();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // 1,200 samples 5 s apart, the last 10 minutes ago: twelve times what a history holds,
+    // sent at once, faster than the archiver looks.
+    let t0 = (now - 600 - 1200 * 5) / 5 * 5;
+    let server = SpudServer::start(&[
+        "--archive",
+        dir.path().to_str().unwrap(),
+        "--rrdcached",
+        &daemon,
+    ]);
+    let mut c = server.connect();
+    let batch: String = (0..1200)
+        .map(|i| format!("qset {} bf.rps {i}\r\n", t0 + 5 * i))
+        .collect();
+    c.send(&batch);
+    c.ask("uptime", "OK done\r\n");
+    assert_eq!(c.history("bf.rps").len(), 100);
+    let file = dir.path().join("bf.rps");
+    // rrdcached holds the updates (it writes after an hour); reading through it flushes.
+    let (from, to) = (t0 + 5 * 10, t0 + 5 * 1190);
+    let deadline = Instant::now() + T;
+    let rows = loop {
+        let rows = if file.exists() {
+            rrd_fetch_via(&file, from, to, Some(&daemon))
+        } else {
+            Vec::new()
+        };
+        let known = rows.iter().filter(|(_, v)| !v.is_nan()).count();
+        if known >= 1180 {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{known} of {} rows known: {:?}…\n{}",
+            rows.len(),
+            &rows[..rows.len().min(5)],
+            server.process.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // The row ending at t0 + 5i holds sample i: every one of them, none lost.
+    for (t, v) in rows {
+        assert_eq!(v, ((t - t0) / 5) as f64, "at {t}");
+    }
+    let log = server.process.log();
+    assert!(!log.contains("written directly"), "{log}");
 }
 
 #[test]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use spud_archive::{Archive, Figures};
+use spud_archive::{Archive, Figures, Place};
 
 #[derive(clap::Args, Debug)]
 pub struct ArchiveArgs {
@@ -33,6 +33,10 @@ pub struct ArchiveArgs {
     /// Do not write the server's stored history first.
     #[arg(long)]
     no_backfill: bool,
+    /// Hand the updates to rrdcached at ADDR (`unix:/run/rrdcached.sock`, a socket's path,
+    /// or host:port), which batches them into fewer disk writes.
+    #[arg(long, value_name = "ADDR")]
+    rrdcached: Option<String>,
 }
 
 /// What the reading threads tell the writer.
@@ -59,7 +63,10 @@ pub fn run(server: &Endpoint, args: ArchiveArgs) -> i32 {
         );
         return 2;
     }
-    let mut archive = match Archive::open(args.dir.clone()) {
+    let mut archive = match Archive::open(Place {
+        dir: args.dir.clone(),
+        rrdcached: args.rrdcached.clone(),
+    }) {
         Ok(archive) => archive,
         Err(e) => {
             eprintln!("spud archive: {e}");

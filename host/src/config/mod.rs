@@ -37,7 +37,7 @@ pub struct Config {
     /// The embedded server as a munin node: `listen`, `name`, `graphs`, `open`.
     #[serde(default)]
     pub munin: spud_server::faces::munin::MuninConfig,
-    /// The embedded server's RRD archive: `dir`.
+    /// The embedded server's RRD archive: `dir`, and `rrdcached`.
     #[serde(default)]
     pub archive: ArchiveSection,
     /// Settings per plugin, by the name it declares: `[plugin.memcached]`.
@@ -46,11 +46,14 @@ pub struct Config {
 }
 
 /// `[archive]`: the embedded server writes every key's numbers into RRD files in `dir`
-/// (relative to this file), in `spud archive`'s layout; ranges beyond memory read them.
+/// (relative to this file), in `spud archive`'s layout, through rrdcached when `rrdcached`
+/// names its address; ranges beyond memory read them.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ArchiveSection {
     pub dir: Option<PathBuf>,
+    /// rrdcached's address for the updates (`unix:/run/rrdcached.sock`).
+    pub rrdcached: Option<String>,
 }
 
 /// `[plugin.NAME]`: what applies to every job of one plugin.
@@ -303,6 +306,12 @@ impl Config {
         if self.server.remote.is_some() && self.archive.dir.is_some() {
             problems.push(format!(
                 "{}: [archive] is the embedded server's; with a remote server, give --archive DIR to that spud-server",
+                at("[archive]")
+            ));
+        }
+        if self.archive.rrdcached.is_some() && self.archive.dir.is_none() {
+            problems.push(format!(
+                "{}: rrdcached takes the archive's updates, so it needs dir = the archive's folder",
                 at("[archive]")
             ));
         }

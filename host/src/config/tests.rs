@@ -145,6 +145,8 @@ fn an_archive_belongs_to_the_embedded_server() {
         "{:?}",
         e.problems
     );
+    let e = parse("[archive]\nrrdcached = \"unix:/run/rrdcached.sock\"\n").unwrap_err();
+    assert!(e.problems[0].contains("it needs dir"), "{:?}", e.problems);
     let e = parse("[archive]\ndirectory = \"a\"\n").unwrap_err();
     assert!(e.problems[0].contains("directory"), "{:?}", e.problems);
 }

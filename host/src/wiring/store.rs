@@ -117,6 +117,9 @@ fn embedded(
     let base = config_path.parent().unwrap_or(Path::new("."));
     let mut embedded = config.server.embedded.clone();
     embedded.archive = embedded.archive.or_else(|| config.archive.dir.clone());
+    embedded.rrdcached = embedded
+        .rrdcached
+        .or_else(|| config.archive.rrdcached.clone());
     let settings = spud_server::Settings {
         munin: config.munin.clone(),
         ..embedded.relative_to(base)

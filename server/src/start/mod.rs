@@ -112,12 +112,8 @@ pub async fn start(
             stop.clone(),
         ));
     }
-    if let Some(dir) = &settings.archive {
-        tasks.spawn(crate::archiver::run(
-            server.clone(),
-            dir.clone(),
-            stop.clone(),
-        ));
+    if let Some(place) = settings.archive_place() {
+        tasks.spawn(crate::archiver::run(server.clone(), place, stop.clone()));
     }
     if settings.munin.listen.is_some() {
         let munin_tls = tls.clone().map(|config| crate::faces::munin::MuninTls {

@@ -47,6 +47,8 @@ pub struct Settings {
     pub rules: Option<PathBuf>,
     /// The RRD archive's folder: every key's numeric samples, in `spud archive`'s layout.
     pub archive: Option<PathBuf>,
+    /// rrdcached's address, for the archive's updates (`unix:/run/rrdcached.sock`).
+    pub rrdcached: Option<String>,
     /// Tokens and their roles; clients then authenticate.
     pub tokens: Option<PathBuf>,
     /// Listen beyond loopback without tokens, knowingly.
@@ -75,6 +77,7 @@ impl Default for Settings {
             http: Some(DEFAULT_HTTP.parse().expect("a valid address")),
             rules: None,
             archive: None,
+            rrdcached: None,
             tokens: None,
             no_auth: false,
             tls_cert: None,
@@ -123,11 +126,19 @@ impl Settings {
         }
     }
 
+    /// Where the archive is kept, if the server archives.
+    pub(crate) fn archive_place(&self) -> Option<spud_archive::Place> {
+        self.archive.clone().map(|dir| spud_archive::Place {
+            dir,
+            rrdcached: self.rrdcached.clone(),
+        })
+    }
+
     pub(crate) fn server_config(&self) -> crate::Config {
         crate::Config {
             history: self.history,
             max_pending_pushes: self.max_pending,
-            archive: self.archive.clone(),
+            archive: self.archive_place(),
             ..crate::Config::default()
         }
     }

@@ -14,6 +14,7 @@ pub mod range;
 pub(crate) mod recovery;
 pub(crate) mod server;
 pub mod snapshot;
+pub(crate) mod spill;
 pub(crate) mod subscriptions;
 pub(crate) mod value;
 pub(crate) mod watcher;

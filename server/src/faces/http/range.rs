@@ -114,12 +114,14 @@ fn points(server: &Server, key: &str, samples: Option<&[Sample]>, span: Span) ->
     let oldest = samples.and_then(|s| s.last()).map(|s| s.time);
     let memory_from = oldest.map_or(span.to, |t| step_of(span, t));
     let mut points = Vec::new();
-    if let Some(dir) = &server.config().archive {
+    if let Some(place) = &server.config().archive {
         if span.from < memory_from {
-            let file = dir.join(spud_archive::file_name(key));
+            let file = place.file(key);
             if file.exists() {
+                let daemon = place.rrdcached.as_deref();
+                let to = memory_from.min(span.to);
                 match spud_archive::rrd::Librrd::open().and_then(|rrd| {
-                    spud_archive::read(rrd, &file, span.from, memory_from.min(span.to), span.step)
+                    spud_archive::read(rrd, &file, daemon, span.from, to, span.step)
                 }) {
                     Ok(rows) => points = consolidate_rows(&rows, span, memory_from),
                     Err(e) => tracing::warn!("range of {key}: the archive: {e}"),
