@@ -37,11 +37,9 @@ pub fn run(
 
 fn archive(server: Server, place: Place, stop: CancellationToken) {
     let dir = place.dir.clone();
-    if !dir.is_dir() {
-        tracing::error!(
-            "archive: {} is not a directory; nothing is archived",
-            dir.display()
-        );
+    // Made on first start, as the state's folder is.
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        tracing::error!("archive: cannot make {}: {e}; nothing is archived", dir.display());
         return;
     }
     let mut archive = match Archive::open(place) {
