@@ -286,7 +286,7 @@ mod tests {
         let figures = archive.flush(|_, r| r.unwrap());
         assert_eq!(figures.created, 1);
         let rrd = Librrd::open().unwrap();
-        let rows = read(rrd, &dir.path().join("a_b"), t0 + 50, t0 + 250, 5).unwrap();
+        let rows = read(rrd, &dir.path().join("a_b"), None, t0 + 50, t0 + 250, 5).unwrap();
         assert!(rows.len() >= 30, "{rows:?}");
         for row in rows.iter().filter(|r| r.avg.is_some()) {
             let (avg, min, max) = (row.avg.unwrap(), row.min.unwrap(), row.max.unwrap());

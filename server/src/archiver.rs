@@ -39,7 +39,10 @@ fn archive(server: Server, place: Place, stop: CancellationToken) {
     let dir = place.dir.clone();
     // Made on first start, as the state's folder is.
     if let Err(e) = std::fs::create_dir_all(&dir) {
-        tracing::error!("archive: cannot make {}: {e}; nothing is archived", dir.display());
+        tracing::error!(
+            "archive: cannot make {}: {e}; nothing is archived",
+            dir.display()
+        );
         return;
     }
     let mut archive = match Archive::open(place) {

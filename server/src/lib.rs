@@ -27,6 +27,7 @@ pub mod archiver;
 pub mod client;
 pub mod control;
 pub mod faces;
+pub mod past;
 pub mod start;
 pub mod store;
 pub mod toml_error;

@@ -689,6 +689,88 @@ fn a_backfill_beyond_the_history_reaches_the_archive_whole_through_rrdcached() {
 }
 
 #[test]
+fn get_since_reads_memory_and_the_archive_before_it_as_one_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SpudServer::start(&["--archive", dir.path().to_str().unwrap()]);
+    let addr = server.addr.to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Six hours at 5 s, 5 and 9 in turn: every half hour averages 7, spans 5 to 9. Memory
+    // holds the last 100 samples (8 minutes); the rest is only in the archive.
+    let t0 = (now - 6 * 3600) / 5 * 5;
+    let batch: String = (0..6 * 720)
+        .map(|i| {
+            format!(
+                "qset {} wave {}\r\n",
+                t0 + 5 * i,
+                if i % 2 == 0 { 5 } else { 9 }
+            )
+        })
+        .collect();
+    let mut c = server.connect();
+    c.send(&batch);
+    c.ask("uptime", "OK done\r\n");
+    let csv = |since: &str| {
+        let out = spud(
+            &addr,
+            &["get", "--since", since, "--step", "30m", "--csv", "wave"],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let deadline = Instant::now() + T;
+    let rows = loop {
+        let out = csv("5h");
+        let rows: Vec<Vec<f64>> = out
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(|n| n.parse().unwrap()).collect())
+            .collect();
+        if rows.len() >= 10 {
+            assert!(out.starts_with("time,avg,min,max\n"), "{out}");
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "{out}\n{}", server.process.log());
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(rows[0][0] <= (now - 4 * 3600) as f64, "{rows:?}");
+    for r in &rows {
+        assert!((r[1] - 7.0).abs() < 0.5, "avg {r:?}");
+        assert_eq!((r[2], r[3]), (5.0, 9.0), "min, max {r:?}");
+    }
+    let out = spud(
+        &addr,
+        &["get", "--since", "1h", "--step", "10m", "--json", "wave"],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (json["key"].as_str(), json["step"].as_u64()),
+        (Some("wave"), Some(600))
+    );
+    assert!(json["points"].as_array().unwrap().len() >= 6, "{json}");
+    let out = spud(&addr, &["get", "--since", "1h", "wave"]);
+    let table = text(&out.stdout);
+    assert!(table.starts_with("time "), "{table}");
+    assert!(table.lines().count() > 6, "{table}");
+    // What is not a range gets one clear line.
+    let out = spud(
+        &addr,
+        &["get", "--since", "1h", "--step", "1s", "--csv", "nope"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("nope: no such key"));
+    let out = spud(&addr, &["get", "--since", "30d", "--step", "1s", "wave"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("at most 86400"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn archive_refuses_a_missing_directory() {
     let out = spud(
         "127.0.0.1:1",

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -138,7 +139,9 @@ impl Settings {
         crate::Config {
             history: self.history,
             max_pending_pushes: self.max_pending,
-            archive: self.archive_place(),
+            past: self.archive_place().map(|place| {
+                Arc::new(crate::past::archive::Archived(place)) as Arc<dyn crate::past::Past>
+            }),
             ..crate::Config::default()
         }
     }

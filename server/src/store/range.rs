@@ -5,6 +5,12 @@
 use crate::Sample;
 use spud_archive::Row;
 
+/// Steps one answer may hold: a day at one a second (a day at 5 s is 17,280).
+pub const MAX_POINTS: u64 = 86_400;
+
+/// Without a step: about this many steps.
+pub const DEFAULT_POINTS: u64 = 720;
+
 /// One step of a range: its start (Unix seconds) and the average, minimum and maximum of
 /// the numbers stored within `[time, time + step)`.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -28,8 +28,8 @@ pub struct Config {
     pub max_pending_pushes: usize,
     /// Updates that may wait for one in-process subscriber before it is cut off.
     pub channel_capacity: usize,
-    /// The RRD archive, where ranges beyond the history in memory are read.
-    pub archive: Option<spud_archive::Place>,
+    /// Where ranges beyond the history in memory are read (`past`).
+    pub past: Option<Arc<dyn crate::past::Past>>,
 }
 
 impl Default for Config {
@@ -38,7 +38,7 @@ impl Default for Config {
             history: 100,
             max_pending_pushes: 8 << 20,
             channel_capacity: 65_536,
-            archive: None,
+            past: None,
         }
     }
 }

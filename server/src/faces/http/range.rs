@@ -1,7 +1,7 @@
 //! `GET /api/range?key=K&from=T&to=T&step=S` (or `pattern=P`): samples over a range of time,
 //! consolidated per step (`store::range`): `{"key": K, "step": S, "points": [[time, avg,
-//! min, max], …]}`, oldest first, a step without a number left out. The steps the history in
-//! memory holds come from it; those before, from the server's RRD archive if it keeps one.
+//! min, max], …]}`, oldest first, a step without a number left out; from memory and, before
+//! it, from the past (`past::range`).
 
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
@@ -10,17 +10,13 @@ use serde::Deserialize;
 use serde_json::Value as JsonValue;
 
 use super::{error, App};
-use crate::store::range::{consolidate, consolidate_rows, step_of, Point, Span};
+use crate::past;
+use crate::store::range::{Point, Span, DEFAULT_POINTS, MAX_POINTS};
 use crate::store::server::unix_now;
 use crate::Pattern;
-use crate::{Sample, Server};
 
-/// Steps one answer may hold: a day at one a second (a day at 5 s is 17,280).
-const MAX_POINTS: u64 = 86_400;
 /// Without `from`: the last hour.
 const DEFAULT_SPAN: u64 = 3_600;
-/// Without `step`: about this many steps.
-const DEFAULT_POINTS: u64 = 720;
 
 #[derive(Deserialize)]
 pub struct RangeQuery {
@@ -48,13 +44,12 @@ pub async fn range(State(app): State<App>, Query(q): Query<RangeQuery>) -> Respo
         (Some(key), None) => {
             let server = app.server.clone();
             let found = tokio::task::spawn_blocking(move || {
-                let samples = server.get(&key);
-                let points = points(&server, &key, samples.as_deref(), span);
-                (key, samples.is_some() || !points.is_empty(), points)
+                let points = past::range(&server, &key, span);
+                (key, points)
             })
             .await;
             match found {
-                Ok((key, true, points)) => {
+                Ok((key, Some(points))) => {
                     let mut body = format!(
                         "{{\"key\":{},\"step\":{},\"points\":",
                         JsonValue::from(key),
@@ -64,7 +59,7 @@ pub async fn range(State(app): State<App>, Query(q): Query<RangeQuery>) -> Respo
                     body.push('}');
                     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
                 }
-                Ok((key, false, _)) => error(StatusCode::NOT_FOUND, format!("no key {key:?}")),
+                Ok((key, None)) => error(StatusCode::NOT_FOUND, format!("no key {key:?}")),
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             }
         }
@@ -79,7 +74,7 @@ pub async fn range(State(app): State<App>, Query(q): Query<RangeQuery>) -> Respo
                     .get_matching(&pattern)
                     .into_iter()
                     .map(|(key, _)| {
-                        let points = points(&server, &key, server.get(&key).as_deref(), span);
+                        let points = past::range(&server, &key, span).unwrap_or_default();
                         let mut series = format!("{{\"key\":{},\"points\":", JsonValue::from(key));
                         write_points(&mut series, &points);
                         series.push('}');
@@ -106,35 +101,6 @@ pub async fn range(State(app): State<App>, Query(q): Query<RangeQuery>) -> Respo
             "give one of key= (one key) or pattern= (every key it matches)",
         ),
     }
-}
-
-/// The steps of `span` for `key`: from its archive before the step of its oldest sample in
-/// memory (`samples`, newest first), from memory after.
-fn points(server: &Server, key: &str, samples: Option<&[Sample]>, span: Span) -> Vec<Point> {
-    let oldest = samples.and_then(|s| s.last()).map(|s| s.time);
-    let memory_from = oldest.map_or(span.to, |t| step_of(span, t));
-    let mut points = Vec::new();
-    if let Some(place) = &server.config().archive {
-        if span.from < memory_from {
-            let file = place.file(key);
-            if file.exists() {
-                let daemon = place.rrdcached.as_deref();
-                let to = memory_from.min(span.to);
-                match spud_archive::rrd::Librrd::open().and_then(|rrd| {
-                    spud_archive::read(rrd, &file, daemon, span.from, to, span.step)
-                }) {
-                    Ok(rows) => points = consolidate_rows(&rows, span, memory_from),
-                    Err(e) => tracing::warn!("range of {key}: the archive: {e}"),
-                }
-            }
-        }
-    }
-    if let Some(samples) = samples {
-        let mut recent = consolidate(samples, span);
-        recent.retain(|p| p.time >= memory_from);
-        points.extend(recent);
-    }
-    points
 }
 
 /// `[[time, avg, min, max], …]`, written straight into `out`: a day at 5 s is 17,280
