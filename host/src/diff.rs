@@ -107,6 +107,9 @@ pub fn config_diff<'a>(
     if old.archive != new.archive {
         d.need_restart.push("[archive]");
     }
+    if old.history != new.history {
+        d.need_restart.push("[history]");
+    }
     let (o, n) = (&old.host, &new.host);
     for (field, changed) in [
         ("[host] plugins", o.plugins != n.plugins),
@@ -145,6 +148,7 @@ fn embedded_changes(o: &spud_server::Settings, n: &spud_server::Settings) -> Vec
         ("[server] rules", o.rules != n.rules),
         ("[server] archive", o.archive != n.archive),
         ("[server] rrdcached", o.rrdcached != n.rrdcached),
+        ("[server] promql", o.promql != n.promql),
         ("[server] tokens", o.tokens != n.tokens),
         ("[server] no_auth", o.no_auth != n.no_auth),
         ("[server] tls_cert", o.tls_cert != n.tls_cert),
@@ -167,6 +171,7 @@ pub fn running(old: &Config, new: &Config) -> Config {
     }
     running.munin = old.munin.clone();
     running.archive = old.archive.clone();
+    running.history = old.history.clone();
     running.host.plugins = old.host.plugins.clone();
     running.host.workers = old.host.workers;
     running.host.control = old.host.control;

@@ -81,6 +81,13 @@ struct Args {
     #[arg(long, value_name = "ADDR", requires = "archive")]
     rrdcached: Option<String>,
 
+    /// Read ranges beyond the history in memory from this Prometheus-compatible query API
+    /// (VictoriaMetrics `http://HOST:8428`, Prometheus `http://HOST:9090`), where the
+    /// fleet's hosts remote-write, instead of from the archive. Keys are asked for as the
+    /// series /metrics maps them to.
+    #[arg(long, value_name = "URL")]
+    promql: Option<String>,
+
     /// Speak the munin-node protocol here, so a munin master graphs the keys (see
     /// docs/metrics.md). Read-only; with --tls-cert it offers STARTTLS, and with
     /// --tls-client-ca requires it (then it may listen beyond loopback); else loopback
@@ -145,6 +152,7 @@ impl Args {
             rules: self.rules.clone(),
             archive: self.archive.clone(),
             rrdcached: self.rrdcached.clone(),
+            promql: self.promql.clone(),
             tokens: self.tokens.clone(),
             no_auth: self.no_auth,
             tls_cert: self.tls_cert.clone(),

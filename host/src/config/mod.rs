@@ -40,6 +40,9 @@ pub struct Config {
     /// The embedded server's RRD archive: `dir`, and `rrdcached`.
     #[serde(default)]
     pub archive: ArchiveSection,
+    /// Where the embedded server reads ranges beyond its memory: `promql`.
+    #[serde(default)]
+    pub history: HistorySection,
     /// Settings per plugin, by the name it declares: `[plugin.memcached]`.
     #[serde(default, rename = "plugin")]
     pub plugins: BTreeMap<String, PluginSettings>,
@@ -54,6 +57,14 @@ pub struct ArchiveSection {
     pub dir: Option<PathBuf>,
     /// rrdcached's address for the updates (`unix:/run/rrdcached.sock`).
     pub rrdcached: Option<String>,
+}
+
+/// `[history]`: with `promql = URL`, ranges beyond the samples in memory come from that
+/// Prometheus-compatible query API (VictoriaMetrics, Prometheus) instead of the archive.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySection {
+    pub promql: Option<String>,
 }
 
 /// `[plugin.NAME]`: what applies to every job of one plugin.
@@ -308,6 +319,20 @@ impl Config {
                 "{}: [archive] is the embedded server's; with a remote server, give --archive DIR to that spud-server",
                 at("[archive]")
             ));
+        }
+        if self.server.remote.is_some() && self.history.promql.is_some() {
+            problems.push(format!(
+                "{}: [history] is the embedded server's; with a remote server, give --promql URL to that spud-server",
+                at("[history]")
+            ));
+        }
+        if let Some(url) = &self.history.promql {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                problems.push(format!(
+                    "{}: promql = {url:?}: give the query API's http:// or https:// URL",
+                    at("[history]")
+                ));
+            }
         }
         if self.archive.rrdcached.is_some() && self.archive.dir.is_none() {
             problems.push(format!(

@@ -147,6 +147,14 @@ fn an_archive_belongs_to_the_embedded_server() {
     );
     let e = parse("[archive]\nrrdcached = \"unix:/run/rrdcached.sock\"\n").unwrap_err();
     assert!(e.problems[0].contains("it needs dir"), "{:?}", e.problems);
+    let e = parse("[history]\npromql = \"victoria:8428\"\n").unwrap_err();
+    assert!(
+        e.problems[0].contains("http:// or https:// URL"),
+        "{:?}",
+        e.problems
+    );
+    let ok = parse("[history]\npromql = \"http://victoria:8428\"\n").unwrap();
+    assert_eq!(ok.history.promql.as_deref(), Some("http://victoria:8428"));
     let e = parse("[archive]\ndirectory = \"a\"\n").unwrap_err();
     assert!(e.problems[0].contains("directory"), "{:?}", e.problems);
 }

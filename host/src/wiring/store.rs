@@ -120,6 +120,7 @@ fn embedded(
     embedded.rrdcached = embedded
         .rrdcached
         .or_else(|| config.archive.rrdcached.clone());
+    embedded.promql = embedded.promql.or_else(|| config.history.promql.clone());
     let settings = spud_server::Settings {
         munin: config.munin.clone(),
         ..embedded.relative_to(base)

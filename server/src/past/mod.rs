@@ -4,6 +4,7 @@
 //! The HTTP API's `/api/range` and the protocol's `range` both answer from `range`.
 
 pub mod archive;
+pub mod promql;
 
 use spud_archive::Row;
 

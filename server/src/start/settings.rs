@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::faces::metrics::Exporter;
 use crate::faces::munin::MuninConfig;
+use crate::past::{archive::Archived, promql::Promql, Past};
 use crate::store::journal::Fsync;
 
 /// The line protocol's address unless told otherwise.
@@ -50,6 +52,9 @@ pub struct Settings {
     pub archive: Option<PathBuf>,
     /// rrdcached's address, for the archive's updates (`unix:/run/rrdcached.sock`).
     pub rrdcached: Option<String>,
+    /// A Prometheus-compatible query API (VictoriaMetrics, Prometheus) that ranges beyond
+    /// the history in memory are read from, instead of the archive.
+    pub promql: Option<String>,
     /// Tokens and their roles; clients then authenticate.
     pub tokens: Option<PathBuf>,
     /// Listen beyond loopback without tokens, knowingly.
@@ -79,6 +84,7 @@ impl Default for Settings {
             rules: None,
             archive: None,
             rrdcached: None,
+            promql: None,
             tokens: None,
             no_auth: false,
             tls_cert: None,
@@ -135,13 +141,18 @@ impl Settings {
         })
     }
 
-    pub(crate) fn server_config(&self) -> crate::Config {
+    /// The store's configuration; `/metrics`' mapping (`exporter`) names a key's series in
+    /// a query API.
+    pub(crate) fn server_config(&self, exporter: &Arc<Exporter>) -> crate::Config {
+        let past: Option<Arc<dyn Past>> = match (&self.promql, self.archive_place()) {
+            (Some(url), _) => Some(Arc::new(Promql::new(url, Arc::clone(exporter)))),
+            (None, Some(place)) => Some(Arc::new(Archived(place))),
+            (None, None) => None,
+        };
         crate::Config {
             history: self.history,
             max_pending_pushes: self.max_pending,
-            past: self.archive_place().map(|place| {
-                Arc::new(crate::past::archive::Archived(place)) as Arc<dyn crate::past::Past>
-            }),
+            past,
             ..crate::Config::default()
         }
     }
