@@ -84,6 +84,8 @@ pub fn router(server: Server, exporter: Arc<Exporter>, tokens: Option<Arc<Tokens
         .route("/", get(dashboard::index))
         .route("/app.js", get(dashboard::script))
         .route("/style.css", get(dashboard::style))
+        .route("/uplot.js", get(dashboard::uplot_script))
+        .route("/uplot.css", get(dashboard::uplot_style))
         .route("/openapi.yaml", get(dashboard::openapi))
         .merge(reads)
         .merge(writes)

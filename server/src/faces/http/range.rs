@@ -22,6 +22,9 @@ const DEFAULT_SPAN: u64 = 3_600;
 pub struct RangeQuery {
     key: Option<String>,
     pattern: Option<String>,
+    /// Every key whose prefix up to its last dot is this (`box.cpu`: `box.cpu.user`, …; a
+    /// key without a dot is its own group): one chart's keys.
+    group: Option<String>,
     /// Unix seconds; default `to` less an hour.
     from: Option<u64>,
     /// Unix seconds, not included; default now.
@@ -40,8 +43,8 @@ pub async fn range(State(app): State<App>, Query(q): Query<RangeQuery>) -> Respo
         Ok(span) => span,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    match (q.key, q.pattern) {
-        (Some(key), None) => {
+    match (q.key, q.pattern, q.group) {
+        (Some(key), None, None) => {
             let server = app.server.clone();
             let found = tokio::task::spawn_blocking(move || {
                 let points = past::range(&server, &key, span);
@@ -63,43 +66,70 @@ pub async fn range(State(app): State<App>, Query(q): Query<RangeQuery>) -> Respo
                 Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             }
         }
-        (None, Some(text)) => {
+        (None, Some(text), None) => {
             let pattern = match Pattern::new(&text) {
                 Ok(p) => p,
                 Err(e) => return error(StatusCode::BAD_REQUEST, format!("pattern={text}: {e}")),
             };
-            let server = app.server.clone();
-            let series = tokio::task::spawn_blocking(move || {
-                server
-                    .get_matching(&pattern)
-                    .into_iter()
-                    .map(|(key, _)| {
-                        let points = past::range(&server, &key, span).unwrap_or_default();
-                        let mut series = format!("{{\"key\":{},\"points\":", JsonValue::from(key));
-                        write_points(&mut series, &points);
-                        series.push('}');
-                        series
-                    })
-                    .collect::<Vec<String>>()
-            })
-            .await;
-            match series {
-                Ok(series) => {
-                    let body = format!(
-                        "{{\"pattern\":{},\"step\":{},\"series\":[{}]}}",
-                        JsonValue::from(text),
-                        span.step,
-                        series.join(",")
-                    );
-                    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
-                }
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-            }
+            many(&app, "pattern", text, pattern, |_| true, span).await
+        }
+        (None, None, Some(group)) => {
+            let Ok(pattern) = Pattern::new(&group) else {
+                return error(StatusCode::BAD_REQUEST, format!("group={group}: not a key prefix"));
+            };
+            let wanted = group.clone();
+            let of_group = move |key: &str| group_of(key) == wanted;
+            many(&app, "group", group, pattern, of_group, span).await
         }
         _ => error(
             StatusCode::BAD_REQUEST,
-            "give one of key= (one key) or pattern= (every key it matches)",
+            "give one of key= (one key), pattern= (every key it matches) or group= (every key \
+             whose prefix up to its last dot it is)",
         ),
+    }
+}
+
+/// A key's group: its prefix up to its last dot (a key without a dot is its own).
+fn group_of(key: &str) -> &str {
+    key.rsplit_once('.').map_or(key, |(group, _)| group)
+}
+
+/// The series of every key `pattern` matches and `keep` keeps, under `{"<label>": text}`.
+async fn many(
+    app: &App,
+    label: &'static str,
+    text: String,
+    pattern: Pattern,
+    keep: impl Fn(&str) -> bool + Send + 'static,
+    span: Span,
+) -> Response {
+    let server = app.server.clone();
+    let series = tokio::task::spawn_blocking(move || {
+        server
+            .get_matching(&pattern)
+            .into_iter()
+            .filter(|(key, _)| keep(key))
+            .map(|(key, _)| {
+                let points = past::range(&server, &key, span).unwrap_or_default();
+                let mut series = format!("{{\"key\":{},\"points\":", JsonValue::from(key));
+                write_points(&mut series, &points);
+                series.push('}');
+                series
+            })
+            .collect::<Vec<String>>()
+    })
+    .await;
+    match series {
+        Ok(series) => {
+            let body = format!(
+                "{{\"{label}\":{},\"step\":{},\"series\":[{}]}}",
+                JsonValue::from(text),
+                span.step,
+                series.join(",")
+            );
+            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
