@@ -31,7 +31,10 @@ fn main() {
 fn npm_ci(dir: &Path) -> PathBuf {
     let lock = std::fs::read_to_string("web/package-lock.json").expect("web/package-lock.json");
     let modules = dir.join("node_modules");
-    if std::fs::read_to_string(dir.join("package-lock.json")).ok().as_deref() == Some(lock.as_str())
+    if std::fs::read_to_string(dir.join("package-lock.json"))
+        .ok()
+        .as_deref()
+        == Some(lock.as_str())
         && FILES.iter().all(|f| modules.join(f).exists())
     {
         return modules;
@@ -42,7 +45,13 @@ fn npm_ci(dir: &Path) -> PathBuf {
     let pending = dir.join("package-lock.json");
     std::fs::write(&pending, &lock).expect("OUT_DIR is writable");
     let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"])
+        .args([
+            "ci",
+            "--no-audit",
+            "--no-fund",
+            "--ignore-scripts",
+            "--loglevel=error",
+        ])
         .current_dir(dir)
         .status();
     match status {

@@ -148,6 +148,7 @@ fn embedded_changes(o: &spud_server::Settings, n: &spud_server::Settings) -> Vec
         ("[server] rules", o.rules != n.rules),
         ("[server] archive", o.archive != n.archive),
         ("[server] rrdcached", o.rrdcached != n.rrdcached),
+        ("[server] archive_flush", o.archive_flush != n.archive_flush),
         ("[server] promql", o.promql != n.promql),
         ("[server] tokens", o.tokens != n.tokens),
         ("[server] no_auth", o.no_auth != n.no_auth),

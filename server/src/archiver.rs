@@ -1,15 +1,17 @@
 //! The archive inside the server (`--archive DIR`): every key's numeric samples written to
 //! its RRD file (`spud_archive`: the layout and names `spud archive` writes, which `rrdtool`
 //! reads), with no subscription and no client. Once a second the archiver asks the store
-//! which keys changed (a count the set path takes anyway) and writes the new samples of at
-//! most `KEYS_PER_TICK` of them, the rest waiting their turn: bounded work, whatever the
-//! rate of sets. A key set more often between two looks than its history holds loses
+//! which keys changed (a count the set path takes anyway); a key is written `flush` (60 s
+//! unless set) after its first change since its last write, all its new samples in one update, as
+//! `spud archive` batches them: a file opened once a minute, not at every sample. At most
+//! `KEYS_PER_TICK` keys a look, the rest waiting their turn: bounded work, whatever the rate
+//! of sets. The samples wait in the store's history, which ranges read anyway. A key set more often between two looks than its history holds loses
 //! nothing: the store keeps what the history drops unread for the archiver (`Spill`). At
 //! start it looks at every stored key once (what a snapshot brought back), and at a stop it
 //! writes what waits.
 
 use std::collections::{HashSet, VecDeque};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use spud_archive::{Archive, Place};
 use tokio_util::sync::CancellationToken;
@@ -27,15 +29,16 @@ const KEYS_PER_TICK: usize = 25_000;
 pub fn run(
     server: Server,
     place: Place,
+    flush: Duration,
     stop: CancellationToken,
 ) -> impl std::future::Future<Output = ()> {
     server.start_archiving();
     async move {
-        let _ = tokio::task::spawn_blocking(move || archive(server, place, stop)).await;
+        let _ = tokio::task::spawn_blocking(move || archive(server, place, flush, stop)).await;
     }
 }
 
-fn archive(server: Server, place: Place, stop: CancellationToken) {
+fn archive(server: Server, place: Place, flush: Duration, stop: CancellationToken) {
     let dir = place.dir.clone();
     // Made on first start, as the state's folder is.
     if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -56,17 +59,24 @@ fn archive(server: Server, place: Place, stop: CancellationToken) {
     let all = Pattern::new("*").expect("a valid pattern");
     let mut cursor = server.change_cursor();
     let mut due = Due::default();
+    // What a snapshot brought back: at once.
+    let started = Instant::now() - flush;
     for (key, _) in server.get_matching(&all) {
-        due.push(key);
+        due.push(key, started);
     }
     loop {
         let stopping = stop.is_cancelled();
+        let now = Instant::now();
         for (key, _) in server.changed_since(&mut cursor, &all) {
-            due.push(key);
+            due.push(key, now);
         }
-        let take = if stopping { usize::MAX } else { KEYS_PER_TICK };
+        let keys = if stopping {
+            due.take(usize::MAX, None)
+        } else {
+            due.take(KEYS_PER_TICK, now.checked_sub(flush))
+        };
         let mut dropped = 0;
-        for key in due.take(take) {
+        for key in keys {
             dropped += gather(&server, &mut archive, key);
         }
         if dropped > 0 {
@@ -93,7 +103,7 @@ fn archive(server: Server, place: Place, stop: CancellationToken) {
         if stopping {
             return;
         }
-        std::thread::sleep(TICK);
+        std::thread::sleep(TICK.min(flush));
     }
 }
 
@@ -110,26 +120,55 @@ fn gather(server: &Server, archive: &mut Archive, key: String) -> u64 {
     dropped
 }
 
-/// Keys waiting to be written, each once, in the order they changed.
+/// Keys waiting to be written, each once, in the order of their first change since their
+/// last write.
 #[derive(Default)]
 struct Due {
-    order: VecDeque<String>,
+    order: VecDeque<(String, Instant)>,
     queued: HashSet<String>,
 }
 
 impl Due {
-    fn push(&mut self, key: String) {
+    fn push(&mut self, key: String, changed: Instant) {
         if self.queued.insert(key.clone()) {
-            self.order.push_back(key);
+            self.order.push_back((key, changed));
         }
     }
 
-    fn take(&mut self, n: usize) -> Vec<String> {
-        let n = n.min(self.order.len());
-        let keys: Vec<String> = self.order.drain(..n).collect();
-        for k in &keys {
-            self.queued.remove(k);
+    /// At most `n` keys that changed no later than `by` (None: any).
+    fn take(&mut self, n: usize, by: Option<Instant>) -> Vec<String> {
+        let mut keys = Vec::new();
+        while keys.len() < n {
+            match self.order.front() {
+                Some((_, changed)) if by.is_none_or(|by| *changed <= by) => {
+                    let (key, _) = self.order.pop_front().expect("a front");
+                    self.queued.remove(&key);
+                    keys.push(key);
+                }
+                _ => break,
+            }
         }
         keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_due_once_in_the_order_they_first_changed() {
+        let t0 = Instant::now();
+        let later = t0 + Duration::from_secs(10);
+        let mut due = Due::default();
+        due.push("a".into(), t0);
+        due.push("b".into(), t0);
+        due.push("a".into(), later);
+        due.push("c".into(), later);
+        assert_eq!(due.take(1, Some(t0)), ["a"]);
+        assert_eq!(due.take(5, Some(t0)), ["b"]);
+        assert_eq!(due.take(5, Some(t0)), Vec::<String>::new());
+        due.push("a".into(), later);
+        assert_eq!(due.take(5, None), ["c", "a"]);
     }
 }

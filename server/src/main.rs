@@ -81,6 +81,11 @@ struct Args {
     #[arg(long, value_name = "ADDR", requires = "archive")]
     rrdcached: Option<String>,
 
+    /// How long a key's new samples wait to be archived together: one file update per key
+    /// per DURATION (its history in memory holds them meanwhile, and ranges read it).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration, requires = "archive")]
+    archive_flush: Duration,
+
     /// Read ranges beyond the history in memory from this Prometheus-compatible query API
     /// (VictoriaMetrics `http://HOST:8428`, Prometheus `http://HOST:9090`), where the
     /// fleet's hosts remote-write, instead of from the archive. Keys are asked for as the
@@ -151,6 +156,7 @@ impl Args {
             http: (!self.no_http).then_some(self.http),
             rules: self.rules.clone(),
             archive: self.archive.clone(),
+            archive_flush: self.archive_flush,
             rrdcached: self.rrdcached.clone(),
             promql: self.promql.clone(),
             tokens: self.tokens.clone(),

@@ -582,7 +582,12 @@ fn the_server_archives_within_itself_into_the_same_files() {
         .unwrap()
         .as_secs();
     let t0 = (now - 900) / 5 * 5;
-    let server = SpudServer::start(&["--archive", dir.path().to_str().unwrap()]);
+    let server = SpudServer::start(&[
+        "--archive",
+        dir.path().to_str().unwrap(),
+        "--archive-flush",
+        "1s",
+    ]);
     let mut c = server.connect();
     let mut batch = String::new();
     for i in 0..100 {
@@ -645,6 +650,8 @@ fn a_backfill_beyond_the_history_reaches_the_archive_whole_through_rrdcached() {
     // sent at once, faster than the archiver looks.
     let t0 = (now - 600 - 1200 * 5) / 5 * 5;
     let server = SpudServer::start(&[
+        "--archive-flush",
+        "1s",
         "--archive",
         dir.path().to_str().unwrap(),
         "--rrdcached",
@@ -691,7 +698,12 @@ fn a_backfill_beyond_the_history_reaches_the_archive_whole_through_rrdcached() {
 #[test]
 fn get_since_reads_memory_and_the_archive_before_it_as_one_range() {
     let dir = tempfile::tempdir().unwrap();
-    let server = SpudServer::start(&["--archive", dir.path().to_str().unwrap()]);
+    let server = SpudServer::start(&[
+        "--archive",
+        dir.path().to_str().unwrap(),
+        "--archive-flush",
+        "1s",
+    ]);
     let addr = server.addr.to_string();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -37,15 +37,26 @@ fn default_host(rules: &str) -> (Process, SocketAddr, SocketAddr, tempfile::Temp
     let default = std::fs::read_to_string(workspace_root().join("conf/gatherer.toml")).unwrap();
     assert!(default.contains("[archive]"), "the default config archives");
     let config = default
-        .replace("127.0.0.1:9107\"", "127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nrules = \"alerts.toml\"")
+        .replace(
+            "127.0.0.1:9107\"",
+            "127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nrules = \"alerts.toml\"",
+        )
         .replace("127.0.0.1:8125", "127.0.0.1:0")
-        .replace("127.0.0.1:2003", "127.0.0.1:0");
+        .replace("127.0.0.1:2003", "127.0.0.1:0")
+        // Archived within a second, not a minute: the week's backfill shows sooner.
+        .replace(
+            "dir = \"../data/archive\"",
+            "dir = \"../data/archive\"\nflush = \"1s\"",
+        );
     spud_tests::strict_umask();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("conf")).unwrap();
     std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
     for name in ["test", "procstat", "statsd", "graphite"] {
-        install_plugin(&plugin(name), &dir.path().join(format!("plugins/{name}.so")));
+        install_plugin(
+            &plugin(name),
+            &dir.path().join(format!("plugins/{name}.so")),
+        );
     }
     std::fs::write(dir.path().join("conf/gatherer.toml"), config).unwrap();
     std::fs::write(dir.path().join("conf/alerts.toml"), rules).unwrap();
@@ -167,7 +178,10 @@ fn charts_of_the_default_config_a_week_from_the_archive_zoom_and_thresholds() {
     let first = points(&b);
     let deadline = Instant::now() + T;
     while points(&b) < first + 5 {
-        assert!(Instant::now() < deadline, "the live chart stayed at {first} points");
+        assert!(
+            Instant::now() < deadline,
+            "the live chart stayed at {first} points"
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
     shot(&b, "live");
@@ -220,14 +234,22 @@ fn charts_of_the_default_config_a_week_from_the_archive_zoom_and_thresholds() {
         assert!(Instant::now() < deadline, "no range asked after the drag");
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(zfrom > from && zto < to && zto - zfrom < (to - from) / 2, "{zfrom}..{zto}");
+    assert!(
+        zfrom > from && zto < to && zto - zfrom < (to - from) / 2,
+        "{zfrom}..{zto}"
+    );
     drawn_after(&b, "week.backfill", generation);
     let span = b.text(&b.wait("#span", T));
     assert!(span.contains("steps"), "{span}");
     shot(&b, "zoomed");
 
     // Every other range, a picture each.
-    for (range, name) in [("3600", "1h"), ("86400", "1d"), ("2592000", "1month"), ("31536000", "1year")] {
+    for (range, name) in [
+        ("3600", "1h"),
+        ("86400", "1d"),
+        ("2592000", "1month"),
+        ("31536000", "1year"),
+    ] {
         let button = b.wait(&format!(r#"#ranges button[data-range="{range}"]"#), T);
         let shown = drawn(&b, "week.backfill");
         b.click(&button);

@@ -125,7 +125,14 @@ fn a_range_is_consolidated_per_step_from_the_stored_samples() {
 #[test]
 fn a_range_beyond_the_history_in_memory_comes_from_the_archive() {
     let dir = tempfile::tempdir().unwrap();
-    let server = SpudServer::start(&["--history", "10", "--archive", dir.path().to_str().unwrap()]);
+    let server = SpudServer::start(&[
+        "--history",
+        "10",
+        "--archive-flush",
+        "1s",
+        "--archive",
+        dir.path().to_str().unwrap(),
+    ]);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -544,4 +551,3 @@ fn remote_write_keeps_samples_while_the_receiver_is_away() {
         "{log}"
     );
 }
-

@@ -55,6 +55,9 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ArchiveSection {
     pub dir: Option<PathBuf>,
+    /// How long a key's new samples wait to be written together (default 60 s).
+    #[serde(default, with = "humantime_serde")]
+    pub flush: Option<std::time::Duration>,
     /// rrdcached's address for the updates (`unix:/run/rrdcached.sock`).
     pub rrdcached: Option<String>,
 }

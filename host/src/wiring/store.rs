@@ -121,6 +121,9 @@ fn embedded(
         .rrdcached
         .or_else(|| config.archive.rrdcached.clone());
     embedded.promql = embedded.promql.or_else(|| config.history.promql.clone());
+    if let Some(flush) = config.archive.flush {
+        embedded.archive_flush = flush;
+    }
     let settings = spud_server::Settings {
         munin: config.munin.clone(),
         ..embedded.relative_to(base)

@@ -120,7 +120,13 @@ pub async fn start(
         ));
     }
     if let Some(place) = settings.archive_place() {
-        tasks.spawn(crate::archiver::run(server.clone(), place, stop.clone()));
+        let flush = settings.archive_flush;
+        tasks.spawn(crate::archiver::run(
+            server.clone(),
+            place,
+            flush,
+            stop.clone(),
+        ));
     }
     if settings.munin.listen.is_some() {
         let munin_tls = tls.clone().map(|config| crate::faces::munin::MuninTls {

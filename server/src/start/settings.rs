@@ -19,6 +19,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9107";
 pub const DEFAULT_HTTP: &str = "127.0.0.1:9108";
 /// Seconds between periodic snapshots unless told otherwise.
 pub const DEFAULT_SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
+/// How long a key's samples wait to be archived together, by default.
+pub const DEFAULT_ARCHIVE_FLUSH: Duration = Duration::from_secs(60);
 
 /// Everything a stat server needs to start. Paths are as given; [`Settings::relative_to`]
 /// resolves them against a config file's folder.
@@ -50,6 +52,10 @@ pub struct Settings {
     pub rules: Option<PathBuf>,
     /// The RRD archive's folder: every key's numeric samples, in `spud archive`'s layout.
     pub archive: Option<PathBuf>,
+    /// How long a key's new samples wait to be written to its file together (default 60 s,
+    /// as `spud archive --flush`): one file update per key per flush, not per sample.
+    #[serde(with = "humantime_serde")]
+    pub archive_flush: Duration,
     /// rrdcached's address, for the archive's updates (`unix:/run/rrdcached.sock`).
     pub rrdcached: Option<String>,
     /// A Prometheus-compatible query API (VictoriaMetrics, Prometheus) that ranges beyond
@@ -83,6 +89,7 @@ impl Default for Settings {
             http: Some(DEFAULT_HTTP.parse().expect("a valid address")),
             rules: None,
             archive: None,
+            archive_flush: DEFAULT_ARCHIVE_FLUSH,
             rrdcached: None,
             promql: None,
             tokens: None,

@@ -75,7 +75,10 @@ pub async fn range(State(app): State<App>, Query(q): Query<RangeQuery>) -> Respo
         }
         (None, None, Some(group)) => {
             let Ok(pattern) = Pattern::new(&group) else {
-                return error(StatusCode::BAD_REQUEST, format!("group={group}: not a key prefix"));
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("group={group}: not a key prefix"),
+                );
             };
             let wanted = group.clone();
             let of_group = move |key: &str| group_of(key) == wanted;
