@@ -51,7 +51,7 @@ pub fn config_diff<'a>(
     let mut d = ConfigDiff {
         jobs: diff(old_jobs, new_jobs),
         vars: old.vars != new.vars,
-        metrics: old.metrics != new.metrics,
+        metrics: old.metrics_rules() != new.metrics_rules(),
         ..ConfigDiff::default()
     };
     d.helpers_to_add = new

@@ -2,13 +2,11 @@
 //! default config's charts, a week of history from the archive, zoom, thresholds and alert
 //! states, the table a click away. Screenshots of each range go to `target/dashboard/`.
 
-use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use spud_tests::webdriver::Browser;
-use spud_tests::{install_plugin, plugin, workspace_root, Client, Process, SpudHost};
+use spud_tests::{workspace_root, Client, DefaultHost, SpudHost};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -29,52 +27,6 @@ fn shot(browser: &Browser, name: &str) {
     let out = dir.join(format!("{name}.png"));
     std::fs::write(&out, png).unwrap();
     eprintln!("screenshot: {}", out.display());
-}
-
-/// The default config, on ports of its own, with alert rules beside it: what `scripts/run`
-/// starts.
-fn default_host(rules: &str) -> (Process, SocketAddr, SocketAddr, tempfile::TempDir) {
-    let default = std::fs::read_to_string(workspace_root().join("conf/gatherer.toml")).unwrap();
-    assert!(default.contains("[archive]"), "the default config archives");
-    let config = default
-        .replace(
-            "127.0.0.1:9107\"",
-            "127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nrules = \"alerts.toml\"",
-        )
-        .replace("127.0.0.1:8125", "127.0.0.1:0")
-        .replace("127.0.0.1:2003", "127.0.0.1:0")
-        // Archived within a second, not a minute: the week's backfill shows sooner.
-        .replace(
-            "dir = \"../data/archive\"",
-            "dir = \"../data/archive\"\nflush = \"1s\"",
-        );
-    spud_tests::strict_umask();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("conf")).unwrap();
-    std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
-    for name in ["test", "procstat", "statsd", "graphite"] {
-        install_plugin(
-            &plugin(name),
-            &dir.path().join(format!("plugins/{name}.so")),
-        );
-    }
-    std::fs::write(dir.path().join("conf/gatherer.toml"), config).unwrap();
-    std::fs::write(dir.path().join("conf/alerts.toml"), rules).unwrap();
-    let mut cmd = Command::new(spud_tests::binary("spud-host"));
-    cmd.current_dir(dir.path())
-        .args(["--conf", "conf/gatherer.toml"])
-        .env("RUST_LOG", "info");
-    let (process, _) = Process::start(cmd, "running ", T);
-    let log = process.log();
-    let find = |what: &str| -> SocketAddr {
-        log.lines()
-            .find_map(|l| l.split(what).nth(1))
-            .map(|a| a.trim_end_matches('/').parse().unwrap())
-            .unwrap_or_else(|| panic!("no {what:?} in\n{log}"))
-    };
-    let addr = find("stat server listening on ");
-    let http = find("HTTP on http://");
-    (process, addr, http, dir)
 }
 
 /// The `api/range` requests of `group` the page made, as (from, to), in order.
@@ -127,7 +79,7 @@ fn drawn(browser: &Browser, group: &str) -> i64 {
 
 #[test]
 fn charts_of_the_default_config_a_week_from_the_archive_zoom_and_thresholds() {
-    let (host, addr, http, _dir) = default_host(
+    let host = DefaultHost::start(
         "[[alert]]\nname = \"backfill_high\"\nkeys = \"week.backfill.load\"\n\
          warn = \"last > 80\"\ncrit = \"last > 95\"\n\n\
          [[alert]]\nname = \"heartbeat_seen\"\nkeys = \"test.heartbeat\"\nwarn = \"last > 0\"\n",
@@ -139,7 +91,7 @@ fn charts_of_the_default_config_a_week_from_the_archive_zoom_and_thresholds() {
         .unwrap()
         .as_secs();
     let t0 = (now - 7 * 86400) / 5 * 5;
-    let mut c = Client::connect(addr);
+    let mut c = Client::connect(host.addr);
     for day in 0..7u64 {
         let mut batch = String::new();
         for i in 0..17_280u64 {
@@ -156,7 +108,7 @@ fn charts_of_the_default_config_a_week_from_the_archive_zoom_and_thresholds() {
 
     let b = browser();
     b.resize(1400, 1800);
-    b.goto(&format!("http://{http}/"));
+    b.goto(&format!("http://{}/", host.http));
     // The default config's charts, live.
     b.wait_for("return document.body.dataset.firstPaintMs ?? null;", T);
     for group in ["box.cpu", "box.load", "box.mem"] {
@@ -203,7 +155,11 @@ fn charts_of_the_default_config_a_week_from_the_archive_zoom_and_thresholds() {
         if points >= 300 {
             break g;
         }
-        assert!(Instant::now() < deadline, "{points} points\n{}", host.log());
+        assert!(
+            Instant::now() < deadline,
+            "{points} points\n{}",
+            host.process.log()
+        );
         // The archiver is still writing: ask again.
         b.click(&week);
         std::thread::sleep(Duration::from_millis(500));

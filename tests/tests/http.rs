@@ -551,3 +551,100 @@ fn remote_write_keeps_samples_while_the_receiver_is_away() {
         "{log}"
     );
 }
+
+/// `promtool check metrics` (Prometheus' own linter) on the default config's `/metrics`
+/// while StatsD and Graphite clients send: no error and no warning.
+#[test]
+fn the_default_configs_metrics_pass_promtool_under_statsd_and_graphite_traffic() {
+    let promtool = std::process::Command::new("promtool")
+        .arg("--version")
+        .output();
+    assert!(
+        promtool.is_ok(),
+        "promtool is missing: scripts/setup-test-deps installs prometheus"
+    );
+    let host = spud_tests::DefaultHost::start("");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..50 {
+        for m in [
+            "deploys:1|c".to_string(),
+            format!("api.latency:{}|ms", i * 3),
+            format!("queue.depth:{i}|g"),
+            format!("users:u{i}|s"),
+            "api.req:1|c|#route:/users,method:get".to_string(),
+            "db.query:12|ms|@0.5|#table:orders".to_string(),
+            format!("upload.size:{}|h", i * 100),
+        ] {
+            udp.send_to(m.as_bytes(), host.statsd).unwrap();
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    {
+        use std::io::Write;
+        let mut g = std::net::TcpStream::connect(host.graphite).unwrap();
+        for i in 0..10 {
+            write!(
+                g,
+                "web.rps {i} {now}\nweb.servers.web1.load 0.5 {now}\n\
+                 app.requests;env=prod;dc=ams 12 {now}\n"
+            )
+            .unwrap();
+        }
+    }
+    // Both receivers flush every 10 s (the default config's interval).
+    let url = format!("http://{}/metrics", host.http);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let text = loop {
+        let (_, text) = get(&url);
+        let all = [
+            "statsd_api_latency{quantile=\"0.9\"}",
+            "statsd_db_query_count{table=\"orders\"}",
+            "graphite_app_requests{dc=\"ams\",env=\"prod\"} 12",
+            "spud_procstat_cpu_percent{mode=\"user\"",
+            "statsd_upload_size_sum",
+            "statsd_api_req_per_second{method=\"get\",route=\"_users\"}",
+        ];
+        if all.iter().all(|s| text.contains(s)) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all series yet:\n{text}\n{}",
+            host.process.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        text.contains("# TYPE statsd_api_latency summary\n"),
+        "{text}"
+    );
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = check.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{text}"
+    );
+}

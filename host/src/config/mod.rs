@@ -1,6 +1,8 @@
 //! `gatherer.toml`: the user's interface. Names here are a contract: add, never rename.
 //! Unknown fields are errors, and every error names the file, the line and the field.
 
+mod metrics;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -368,7 +370,7 @@ impl Config {
                 at("token_file")
             ));
         }
-        if let Err(e) = spud_server::faces::metrics::Rules::new(&self.metrics) {
+        if let Err(e) = spud_server::faces::metrics::Rules::new(&self.metrics_rules()) {
             problems.push(format!("{}: {e}", at("[metrics")));
         }
         for (i, output) in self.outputs.iter().enumerate() {

@@ -84,7 +84,10 @@ impl Past for Promql {
         let Some(mapping) = self.exporter.map(key) else {
             return Ok(Vec::new());
         };
-        let selector = format!("{}{}", mapping.family.name, mapping.label_text);
+        let selector = format!(
+            "{}{}{}",
+            mapping.family.name, mapping.suffix, mapping.label_text
+        );
         // Evaluated at a step's end, `…_over_time(x[step])` covers that step; the
         // aggregation makes one series of several (hosts that differ in other labels).
         let (first, last) = (from + step, to.max(from + step));
