@@ -188,6 +188,15 @@ impl Browser {
         }
     }
 
+    /// What the page logged (errors, failed requests) since the last call.
+    pub fn logs(&self) -> Value {
+        call(
+            "POST",
+            &format!("{}/se/log", self.base),
+            Some(json!({ "type": "browser" })),
+        )
+    }
+
     /// A PNG of the window.
     pub fn screenshot(&self) -> Vec<u8> {
         let b64 = call("GET", &format!("{}/screenshot", self.base), None);

@@ -10,7 +10,10 @@ use serde::Deserialize;
 use spud_archive::Row;
 
 use super::Past;
-use crate::faces::metrics::Exporter;
+
+/// A key's series, as `/metrics` and remote write name it: its selector (`name{labels}`)
+/// and the factor its values were scaled by; None for a key they leave out.
+pub type SeriesOf = Arc<dyn Fn(&str) -> Option<(String, f64)> + Send + Sync>;
 
 /// Longest wait for one answer: a range query is on a reader's path.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -18,7 +21,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Promql {
     /// The API's base (`http://victoria:8428`, `http://prometheus:9090`).
     base: String,
-    exporter: Arc<Exporter>,
+    series_of: SeriesOf,
     agent: ureq::Agent,
 }
 
@@ -29,10 +32,10 @@ impl std::fmt::Debug for Promql {
 }
 
 impl Promql {
-    pub fn new(base: &str, exporter: Arc<Exporter>) -> Promql {
+    pub fn new(base: &str, series_of: SeriesOf) -> Promql {
         Promql {
             base: base.trim_end_matches('/').to_string(),
-            exporter,
+            series_of,
             agent: ureq::Agent::config_builder()
                 .timeout_global(Some(TIMEOUT))
                 .http_status_as_error(false)
@@ -81,13 +84,9 @@ impl Promql {
 
 impl Past for Promql {
     fn rows(&self, key: &str, from: u64, to: u64, step: u64) -> Result<Vec<Row>, String> {
-        let Some(mapping) = self.exporter.map(key) else {
+        let Some((selector, scale)) = (self.series_of)(key) else {
             return Ok(Vec::new());
         };
-        let selector = format!(
-            "{}{}{}",
-            mapping.family.name, mapping.suffix, mapping.label_text
-        );
         // Evaluated at a step's end, `…_over_time(x[step])` covers that step; the
         // aggregation makes one series of several (hosts that differ in other labels).
         let (first, last) = (from + step, to.max(from + step));
@@ -102,11 +101,7 @@ impl Past for Promql {
         let avg = ask("avg", "avg")?;
         let min: std::collections::HashMap<u64, f64> = ask("min", "min")?.into_iter().collect();
         let max: std::collections::HashMap<u64, f64> = ask("max", "max")?.into_iter().collect();
-        let scale = if mapping.scale == 0.0 {
-            1.0
-        } else {
-            mapping.scale
-        };
+        let scale = if scale == 0.0 { 1.0 } else { scale };
         Ok(avg
             .into_iter()
             .map(|(end, a)| Row {

@@ -10,7 +10,11 @@ use serde::{Deserialize, Deserializer};
 
 use crate::faces::metrics::Exporter;
 use crate::faces::munin::MuninConfig;
-use crate::past::{archive::Archived, promql::Promql, Past};
+use crate::past::{
+    archive::Archived,
+    promql::{Promql, SeriesOf},
+    Past,
+};
 use crate::store::journal::Fsync;
 
 /// The line protocol's address unless told otherwise.
@@ -152,7 +156,15 @@ impl Settings {
     /// a query API.
     pub(crate) fn server_config(&self, exporter: &Arc<Exporter>) -> crate::Config {
         let past: Option<Arc<dyn Past>> = match (&self.promql, self.archive_place()) {
-            (Some(url), _) => Some(Arc::new(Promql::new(url, Arc::clone(exporter)))),
+            (Some(url), _) => {
+                let exporter = Arc::clone(exporter);
+                let series_of: SeriesOf = Arc::new(move |key: &str| {
+                    let m = exporter.map(key)?;
+                    let selector = format!("{}{}{}", m.family.name, m.suffix, m.label_text);
+                    Some((selector, m.scale))
+                });
+                Some(Arc::new(Promql::new(url, series_of)))
+            }
             (None, Some(place)) => Some(Arc::new(Archived(place))),
             (None, None) => None,
         };

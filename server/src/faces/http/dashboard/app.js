@@ -591,6 +591,16 @@ setInterval(() => {
   for (const chart of view.charts.values()) chart.plot?.setScale("x", { min: from, max: to });
 }, 1000);
 
+// A page left (or kept in the back-forward cache) lets go of its streams: a browser has six
+// connections to a server, and each stream holds one.
+addEventListener("pagehide", () => {
+  source?.close();
+  tableSource?.close();
+});
+addEventListener("pageshow", (e) => {
+  if (e.persisted) follow();
+});
+
 Promise.all([jobs(), alerts()]).then(charts);
 uptime();
 setInterval(jobs, 5000);
