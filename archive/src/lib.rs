@@ -128,6 +128,19 @@ impl Archive {
         self.pending.entry(key).or_default().push((time, value));
     }
 
+    /// Keeps a key's samples, in arrival order, for the next write-out.
+    pub fn add_all(&mut self, key: String, samples: Vec<(u64, f64)>) {
+        if samples.is_empty() {
+            return;
+        }
+        match self.pending.get_mut(&key) {
+            Some(waiting) => waiting.extend(samples),
+            None => {
+                self.pending.insert(key, samples);
+            }
+        }
+    }
+
     /// The time of the newest sample written for `key` by this archive (None before its
     /// first write-out: the file, if any, is read then).
     pub fn newest(&self, key: &str) -> Option<u64> {

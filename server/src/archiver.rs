@@ -1,14 +1,14 @@
 //! The archive inside the server (`--archive DIR`): every key's numeric samples written to
 //! its RRD file (`spud_archive`: the layout and names `spud archive` writes, which `rrdtool`
-//! reads), with no subscription and no client. Once a second the archiver asks the store
+//! reads), with no subscription and no client. Every few seconds the archiver asks the store
 //! which keys changed (a count the set path takes anyway); a key is written `flush` (60 s
-//! unless set) after its first change since its last write, all its new samples in one update, as
-//! `spud archive` batches them: a file opened once a minute, not at every sample. At most
-//! `KEYS_PER_TICK` keys a look, the rest waiting their turn: bounded work, whatever the rate
-//! of sets. The samples wait in the store's history, which ranges read anyway. A key set more often between two looks than its history holds loses
-//! nothing: the store keeps what the history drops unread for the archiver (`Spill`). At
-//! start it looks at every stored key once (what a snapshot brought back), and at a stop it
-//! writes what waits.
+//! unless set) after its first change since its last write, all its new samples in one
+//! update, as `spud archive` batches them: a file opened once a minute, not at every sample.
+//! At most `KEYS_PER_TICK` keys a look, the rest waiting their turn: bounded work, whatever
+//! the rate of sets. The samples wait in the store's history, which ranges read anyway; a
+//! key set more often than its history holds loses nothing, for the store keeps what the
+//! history drops unread for the archiver (`Spill`). At start it looks at every stored key
+//! once, whole (what a snapshot brought back), and at a stop it writes what waits.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -19,8 +19,10 @@ use tokio_util::sync::CancellationToken;
 use crate::{Pattern, Server};
 
 /// How often the archiver looks for changed keys.
-const TICK: Duration = Duration::from_secs(1);
-/// Keys written per look, at most: 100,000 keys set every 5 s are 20,000 a second.
+/// (Keys remember when they first changed, so a look every few seconds loses nothing, and an
+/// idle server wakes the archiver rarely.)
+const TICK: Duration = Duration::from_secs(5);
+/// Keys written per look, at most: 100,000 keys, each due once a minute, need 8,400.
 const KEYS_PER_TICK: usize = 25_000;
 
 /// Archives into `dir` until `stop`; a `dir` that cannot be archived into is said once.
@@ -34,11 +36,19 @@ pub fn run(
 ) -> impl std::future::Future<Output = ()> {
     server.start_archiving();
     async move {
-        let _ = tokio::task::spawn_blocking(move || archive(server, place, flush, stop)).await;
+        let runtime = tokio::runtime::Handle::current();
+        let _ =
+            tokio::task::spawn_blocking(move || archive(server, place, flush, stop, runtime)).await;
     }
 }
 
-fn archive(server: Server, place: Place, flush: Duration, stop: CancellationToken) {
+fn archive(
+    server: Server,
+    place: Place,
+    flush: Duration,
+    stop: CancellationToken,
+    runtime: tokio::runtime::Handle,
+) {
     let dir = place.dir.clone();
     // Made on first start, as the state's folder is.
     if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -59,11 +69,12 @@ fn archive(server: Server, place: Place, flush: Duration, stop: CancellationToke
     let all = Pattern::new("*").expect("a valid pattern");
     let mut cursor = server.change_cursor();
     let mut due = Due::default();
-    // What a snapshot brought back: at once.
+    // What a snapshot brought back, whole: at once.
     let started = Instant::now() - flush;
     for (key, _) in server.get_matching(&all) {
         due.push(key, started);
     }
+    let mut whole: HashSet<String> = due.queued.clone();
     loop {
         let stopping = stop.is_cancelled();
         let now = Instant::now();
@@ -77,7 +88,8 @@ fn archive(server: Server, place: Place, flush: Duration, stop: CancellationToke
         };
         let mut dropped = 0;
         for key in keys {
-            dropped += gather(&server, &mut archive, key);
+            let all = !whole.is_empty() && whole.remove(&key);
+            dropped += gather(&server, &mut archive, key, all);
         }
         if dropped > 0 {
             tracing::warn!(
@@ -103,20 +115,20 @@ fn archive(server: Server, place: Place, flush: Duration, stop: CancellationToke
         if stopping {
             return;
         }
-        std::thread::sleep(TICK.min(flush));
+        // Until the next look, or at once when the server stops.
+        let wait = tokio::time::timeout(TICK.min(flush), stop.cancelled());
+        let _ = runtime.block_on(wait);
     }
 }
 
-/// Hands `archive` the samples of `key` newer than what it wrote of it; returns how many
-/// samples of any key the store could not keep for it.
-fn gather(server: &Server, archive: &mut Archive, key: String) -> u64 {
-    let (samples, dropped) = server.take_unarchived(&key);
-    let after = archive.newest(&key);
-    for (time, value) in samples {
-        if after.is_none_or(|t| time > t) {
-            archive.add(key.clone(), time, value);
-        }
+/// Hands `archive` the samples of `key` newer than what it wrote of it (`whole`: of all its
+/// history); returns how many samples of any key the store could not keep for it.
+fn gather(server: &Server, archive: &mut Archive, key: String, whole: bool) -> u64 {
+    let (mut samples, dropped) = server.take_unarchived(&key, whole);
+    if let Some(after) = archive.newest(&key) {
+        samples.retain(|&(time, _)| time > after);
     }
+    archive.add_all(key, samples);
     dropped
 }
 

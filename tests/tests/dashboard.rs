@@ -127,6 +127,10 @@ fn charts_of_the_default_config_a_week_from_the_archive_zoom_and_thresholds() {
             .parse()
             .unwrap()
     };
+    // Charts out of view wait to be drawn: bring it into view.
+    b.execute(
+        "document.querySelector('.chart[data-group=\"test\"]').scrollIntoView(); return true;",
+    );
     let first = points(&b);
     let deadline = Instant::now() + T;
     while points(&b) < first + 5 {
@@ -136,6 +140,7 @@ fn charts_of_the_default_config_a_week_from_the_archive_zoom_and_thresholds() {
         );
         std::thread::sleep(Duration::from_millis(300));
     }
+    b.execute("window.scrollTo(0, 0); return true;");
     shot(&b, "live");
 
     // A week: the backfill, from the archive (the history in memory is 8 minutes of it).

@@ -21,20 +21,7 @@ impl Config {
 }
 
 fn rule(glob: String, name: &str, labels: &[(&str, &str)], kind: Kind, help: &str) -> RuleConfig {
-    RuleConfig {
-        glob,
-        name: Some(name.into()),
-        labels: labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        kind,
-        help: Some(help.into()),
-        scale: None,
-        drop: false,
-        tags: false,
-        quantile: None,
-    }
+    RuleConfig::named(&glob, name, labels, kind, help)
 }
 
 /// The rules for job `job` of plugin `plugin` (none for the others).

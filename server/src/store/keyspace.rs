@@ -134,6 +134,11 @@ impl EntryMut<'_> {
         value.number().map(|n| (time, n))
     }
 
+    /// How many of its samples the archive has not read.
+    pub(crate) fn unread(&self) -> usize {
+        usize::from(self.entry.unread)
+    }
+
     /// The archive read every sample of this key.
     pub(crate) fn mark_read(&mut self) {
         self.entry.unread = 0;

@@ -425,9 +425,9 @@ impl Server {
     }
 
     /// The numeric samples of `key` the archive has not read, oldest first (those its
-    /// history dropped, then those it holds; some may be older than what the archive has,
-    /// which it skips); and how many samples did not fit while waiting, for any key.
-    pub(crate) fn take_unarchived(&self, key: &str) -> (Vec<(u64, f64)>, u64) {
+    /// history dropped, then those it holds; `whole`: all it holds, for a key stored before
+    /// the archive began); and how many samples did not fit while waiting, for any key.
+    pub(crate) fn take_unarchived(&self, key: &str, whole: bool) -> (Vec<(u64, f64)>, u64) {
         let Some(spill) = self.shared.spill.get() else {
             return (Vec::new(), 0);
         };
@@ -437,13 +437,19 @@ impl Server {
                 // Under the key's lock, so no sample falls between the two.
                 let mut spill = spill.lock();
                 let mut samples = spill.take(key);
-                entry.mark_read();
+                // Only the unread end of the history: the rest the archive has.
+                let read = match whole {
+                    true => 0,
+                    false => entry.history().len().saturating_sub(entry.unread()),
+                };
                 samples.extend(
                     entry
                         .history()
                         .oldest_first()
+                        .skip(read)
                         .filter_map(|(t, v)| v.number().map(|n| (t, n))),
                 );
+                entry.mark_read();
                 (samples, spill.take_dropped())
             })
             .unwrap_or_default()
@@ -646,15 +652,15 @@ mod tests {
         }
         s.set("a.b", "text", Some(200)).unwrap();
         let all: Vec<(u64, f64)> = (0..8).map(|i| (100 + i, i as f64)).collect();
-        assert_eq!(s.take_unarchived("a.b"), (all, 0));
+        assert_eq!(s.take_unarchived("a.b", false), (all, 0));
         // What was read is dropped without a word; then the unread 108 is kept.
         for i in 8..12 {
             s.set("a.b", i.to_string(), Some(100 + i)).unwrap();
         }
         let next: Vec<(u64, f64)> = (8..12).map(|i| (100 + i, i as f64)).collect();
-        assert_eq!(s.take_unarchived("a.b").0, next);
-        assert_eq!(s.take_unarchived("before").0, vec![(1, 1.0)]);
-        assert_eq!(s.take_unarchived("nope"), (vec![], 0));
+        assert_eq!(s.take_unarchived("a.b", false).0, next);
+        assert_eq!(s.take_unarchived("before", true).0, vec![(1, 1.0)]);
+        assert_eq!(s.take_unarchived("nope", false), (vec![], 0));
     }
 
     #[test]

@@ -202,10 +202,16 @@ pub struct Rules {
     pub expiry: Duration,
 }
 
-/// The server's and the host's own keys.
-fn builtin() -> Vec<RuleConfig> {
-    let rule =
-        |glob: &str, name: &str, labels: &[(&str, &str)], kind: Kind, help: &str| RuleConfig {
+impl RuleConfig {
+    /// A rule naming the keys `glob` matches `name`, with `labels`, `kind` and `help`.
+    pub fn named(
+        glob: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        kind: Kind,
+        help: &str,
+    ) -> RuleConfig {
+        RuleConfig {
             glob: glob.into(),
             name: Some(name.into()),
             labels: labels
@@ -218,7 +224,13 @@ fn builtin() -> Vec<RuleConfig> {
             drop: false,
             tags: false,
             quantile: None,
-        };
+        }
+    }
+}
+
+/// The server's and the host's own keys.
+fn builtin() -> Vec<RuleConfig> {
+    let rule = RuleConfig::named;
     use Kind::{Counter, Gauge};
     let mut rules = vec![
         rule(

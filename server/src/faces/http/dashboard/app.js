@@ -341,6 +341,7 @@ const observer = new IntersectionObserver((entries) => {
     const chart = view.charts.get(e.target.dataset.group);
     if (!chart) continue;
     chart.visible = e.isIntersecting;
+    if (chart.visible && chart.plot && dirty.delete(chart)) draw(chart);
     load(chart);
   }
 }, { rootMargin: "200px" });
@@ -425,10 +426,14 @@ function follow() {
   };
 }
 
+// Only charts in view are drawn; the others when they come into view.
 setInterval(() => {
   if (view.range !== "live") return;
-  for (const chart of dirty) if (chart.plot) draw(chart);
-  dirty.clear();
+  for (const chart of dirty) {
+    if (!chart.visible) continue;
+    if (chart.plot) draw(chart);
+    dirty.delete(chart);
+  }
 }, 1000);
 
 // The search: charts whose group or keys contain the text (a `*` matches anything).
@@ -539,7 +544,7 @@ async function alerts() {
     });
     tbody.appendChild(tr);
   }
-  for (const chart of view.charts.values()) if (chart.plot) draw(chart);
+  for (const chart of view.charts.values()) if (chart.plot && chart.visible) draw(chart);
 }
 
 async function jobs() {
@@ -588,7 +593,9 @@ $("#search").value = decodeURIComponent(location.hash.slice(1));
 setInterval(() => {
   if (view.range !== "live") return;
   const { from, to } = span();
-  for (const chart of view.charts.values()) chart.plot?.setScale("x", { min: from, max: to });
+  for (const chart of view.charts.values()) {
+    if (chart.visible) chart.plot?.setScale("x", { min: from, max: to });
+  }
 }, 1000);
 
 // A page left (or kept in the back-forward cache) lets go of its streams: a browser has six
