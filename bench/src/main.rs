@@ -1,12 +1,14 @@
 //! `spud-bench`: the stat server's figures, each beside its reference, measured in one run.
 //!
-//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|durability|memory|new-keys|host|reload|reload-growth|http|isolation|isolation-reloads|alerts|munin|statsd|graphite|influx|collectd|fleet|footprint]`. Starts the release `spud-server`,
+//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|durability|memory|new-keys|host|reload|reload-growth|http|isolation|isolation-reloads|alerts|munin|range|archive|dashboard|statsd|graphite|influx|collectd|fleet|footprint]`. Starts the release `spud-server`,
 //! Debian's `redis-server` (spoken to by this program's own client) and the original Perl server from the
 //! seed; a reference that cannot run here is reported as missing, not guessed.
 //! Every throughput figure is the median of several trials; the machine is shared.
 
 mod alerts;
+mod archive;
 mod common;
+mod dashboard;
 mod durability;
 mod fanout;
 mod fleet;
@@ -19,6 +21,7 @@ mod latency;
 mod memory;
 mod munin;
 mod new_keys;
+mod range;
 mod receivers;
 mod reload;
 
@@ -81,6 +84,15 @@ fn main() -> Result<()> {
     if wanted("host") {
         host::host_jobs(&scale, &mut report)?;
         host::host_emit(&mut report)?;
+    }
+    if wanted("range") {
+        range::range(&mut report)?;
+    }
+    if wanted("archive") {
+        archive::archive(quick, &mut report)?;
+    }
+    if wanted("dashboard") {
+        dashboard::dashboard(&mut report)?;
     }
     if wanted("http") {
         http::http(&scale, &mut report)?;

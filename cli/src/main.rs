@@ -7,7 +7,6 @@
 mod client;
 mod cmd;
 mod out;
-mod rrd;
 
 use clap::{Parser, Subcommand};
 use spud_server::client::endpoint::Endpoint;
@@ -55,13 +54,24 @@ struct Args {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// A key's history (newest first), or the newest value of every key matching a pattern
-    /// (`.` is a dot, `*` any run of characters).
+    /// (`.` is a dot, `*` any run of characters). With --since, the key over that span,
+    /// beyond the samples in memory where the server archives: average, minimum and
+    /// maximum per step.
     Get {
         /// A key, or a pattern.
         key: String,
         /// JSON instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "csv")]
         json: bool,
+        /// The key over the last DURATION (`1h`, `1d`, `1w`), per step, oldest first.
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        since: Option<std::time::Duration>,
+        /// The step of --since (default: about 720 steps).
+        #[arg(long, requires = "since", value_parser = humantime::parse_duration, value_name = "DURATION")]
+        step: Option<std::time::Duration>,
+        /// CSV (time,avg,min,max) instead of a table, with --since.
+        #[arg(long, requires = "since")]
+        csv: bool,
     },
     /// Store a value.
     Set {
@@ -135,7 +145,21 @@ fn main() {
     };
     let server = &server;
     let result = match args.command {
-        Command::Get { key, json } => cmd::get::run(server, &key, json),
+        Command::Get {
+            key,
+            json,
+            since: Some(since),
+            step,
+            csv,
+        } => {
+            let format = match (json, csv) {
+                (true, _) => cmd::range::Format::Json,
+                (_, true) => cmd::range::Format::Csv,
+                _ => cmd::range::Format::Table,
+            };
+            cmd::range::run(server, &key, since, step, format)
+        }
+        Command::Get { key, json, .. } => cmd::get::run(server, &key, json),
         Command::Set { time, key, value } => cmd::set::run(server, time, &key, &value),
         Command::Sub { patterns, json } => cmd::sub::run(server, &patterns, json),
         Command::Uptime => cmd::control::print(server, "uptime"),

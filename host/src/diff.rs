@@ -51,7 +51,7 @@ pub fn config_diff<'a>(
     let mut d = ConfigDiff {
         jobs: diff(old_jobs, new_jobs),
         vars: old.vars != new.vars,
-        metrics: old.metrics != new.metrics,
+        metrics: old.metrics_rules() != new.metrics_rules(),
         ..ConfigDiff::default()
     };
     d.helpers_to_add = new
@@ -104,6 +104,12 @@ pub fn config_diff<'a>(
     if old.munin != new.munin {
         d.need_restart.push("[munin]");
     }
+    if old.archive != new.archive {
+        d.need_restart.push("[archive]");
+    }
+    if old.history != new.history {
+        d.need_restart.push("[history]");
+    }
     let (o, n) = (&old.host, &new.host);
     for (field, changed) in [
         ("[host] plugins", o.plugins != n.plugins),
@@ -140,6 +146,10 @@ fn embedded_changes(o: &spud_server::Settings, n: &spud_server::Settings) -> Vec
         ("[server] max_line", o.max_line != n.max_line),
         ("[server] max_pending", o.max_pending != n.max_pending),
         ("[server] rules", o.rules != n.rules),
+        ("[server] archive", o.archive != n.archive),
+        ("[server] rrdcached", o.rrdcached != n.rrdcached),
+        ("[server] archive_flush", o.archive_flush != n.archive_flush),
+        ("[server] promql", o.promql != n.promql),
         ("[server] tokens", o.tokens != n.tokens),
         ("[server] no_auth", o.no_auth != n.no_auth),
         ("[server] tls_cert", o.tls_cert != n.tls_cert),
@@ -161,6 +171,8 @@ pub fn running(old: &Config, new: &Config) -> Config {
         _ => running.server = old.server.clone(),
     }
     running.munin = old.munin.clone();
+    running.archive = old.archive.clone();
+    running.history = old.history.clone();
     running.host.plugins = old.host.plugins.clone();
     running.host.workers = old.host.workers;
     running.host.control = old.host.control;

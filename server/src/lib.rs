@@ -23,9 +23,11 @@
 // server) need no store; `control` and `toml_error` are plain interfaces.
 pub mod access;
 pub mod alerts;
+pub mod archiver;
 pub mod client;
 pub mod control;
 pub mod faces;
+pub mod past;
 pub mod start;
 pub mod store;
 pub mod toml_error;

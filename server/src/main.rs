@@ -71,6 +71,28 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     rules: Option<PathBuf>,
 
+    /// Archive every key's numbers into RRD files in DIR (one per key, in `spud archive`'s
+    /// layout and names, readable by rrdtool), written within the server.
+    #[arg(long, value_name = "DIR")]
+    archive: Option<PathBuf>,
+
+    /// Hand the archive's updates to rrdcached at ADDR (`unix:/run/rrdcached.sock`, a
+    /// socket's path, or host:port), which batches them into fewer disk writes.
+    #[arg(long, value_name = "ADDR", requires = "archive")]
+    rrdcached: Option<String>,
+
+    /// How long a key's new samples wait to be archived together: one file update per key
+    /// per DURATION (its history in memory holds them meanwhile, and ranges read it).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration, requires = "archive")]
+    archive_flush: Duration,
+
+    /// Read ranges beyond the history in memory from this Prometheus-compatible query API
+    /// (VictoriaMetrics `http://HOST:8428`, Prometheus `http://HOST:9090`), where the
+    /// fleet's hosts remote-write, instead of from the archive. Keys are asked for as the
+    /// series /metrics maps them to.
+    #[arg(long, value_name = "URL")]
+    promql: Option<String>,
+
     /// Speak the munin-node protocol here, so a munin master graphs the keys (see
     /// docs/metrics.md). Read-only; with --tls-cert it offers STARTTLS, and with
     /// --tls-client-ca requires it (then it may listen beyond loopback); else loopback
@@ -133,6 +155,10 @@ impl Args {
             max_pending: self.max_pending,
             http: (!self.no_http).then_some(self.http),
             rules: self.rules.clone(),
+            archive: self.archive.clone(),
+            archive_flush: self.archive_flush,
+            rrdcached: self.rrdcached.clone(),
+            promql: self.promql.clone(),
             tokens: self.tokens.clone(),
             no_auth: self.no_auth,
             tls_cert: self.tls_cert.clone(),

@@ -16,6 +16,7 @@ pub mod http;
 pub mod nats;
 pub mod netdata;
 pub mod prometheus;
+pub mod rrdcached;
 pub mod victoria;
 pub mod webdriver;
 
@@ -405,6 +406,72 @@ impl SpudHost {
                 self.process.log()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// `spud-host` with the default config (`conf/gatherer.toml`, what `scripts/run` starts)
+/// and its plugins, on ports of its own, with alert rules beside it; its archive writes a
+/// key's samples every second rather than every minute.
+pub struct DefaultHost {
+    pub process: Process,
+    pub addr: SocketAddr,
+    pub http: SocketAddr,
+    pub statsd: SocketAddr,
+    pub graphite: SocketAddr,
+    pub dir: tempfile::TempDir,
+}
+
+impl DefaultHost {
+    pub fn start(rules: &str) -> DefaultHost {
+        let default = std::fs::read_to_string(workspace_root().join("conf/gatherer.toml")).unwrap();
+        let (statsd, graphite) = (free_port(), free_port());
+        let config = default
+            .replace(
+                "127.0.0.1:9107\"",
+                "127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nrules = \"alerts.toml\"",
+            )
+            .replace("127.0.0.1:8125", &statsd.to_string())
+            .replace("127.0.0.1:2003", &graphite.to_string())
+            .replace(
+                "dir = \"../data/archive\"",
+                "dir = \"../data/archive\"\nflush = \"1s\"",
+            );
+        assert!(
+            config.contains("flush = \"1s\""),
+            "the default config archives"
+        );
+        strict_umask();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("conf")).unwrap();
+        std::fs::create_dir_all(dir.path().join("plugins")).unwrap();
+        for name in ["test", "procstat", "statsd", "graphite"] {
+            install_plugin(
+                &plugin(name),
+                &dir.path().join(format!("plugins/{name}.so")),
+            );
+        }
+        std::fs::write(dir.path().join("conf/gatherer.toml"), config).unwrap();
+        std::fs::write(dir.path().join("conf/alerts.toml"), rules).unwrap();
+        let mut cmd = Command::new(binary("spud-host"));
+        cmd.current_dir(dir.path())
+            .args(["--conf", "conf/gatherer.toml"])
+            .env("RUST_LOG", "info");
+        let (process, _) = Process::start(cmd, "running ", Duration::from_secs(60));
+        let log = process.log();
+        let find = |what: &str| -> SocketAddr {
+            log.lines()
+                .find_map(|l| l.split(what).nth(1))
+                .map(|a| a.trim_end_matches('/').parse().unwrap())
+                .unwrap_or_else(|| panic!("no {what:?} in\n{log}"))
+        };
+        DefaultHost {
+            addr: find("stat server listening on "),
+            http: find("HTTP on http://"),
+            process,
+            statsd,
+            graphite,
+            dir,
         }
     }
 }

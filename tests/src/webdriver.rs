@@ -133,10 +133,67 @@ impl Browser {
 
     /// Runs `script` (a function body) in the page and returns what it returns.
     pub fn execute(&self, script: &str) -> Value {
-        call(
+        let v = call(
             "POST",
             &format!("{}/execute/sync", self.base),
             Some(json!({ "script": script, "args": [] })),
+        );
+        if let Some(e) = v.get("error") {
+            panic!("{script}: {e}: {}", v["message"]);
+        }
+        v
+    }
+
+    /// Drags the mouse across `element`, from `from` to `to` pixels right of its centre
+    /// (negative: left), as a person selects a span: real pointer input, through the
+    /// browser's input pipeline.
+    pub fn drag(&self, element: &str, from: i64, to: i64) {
+        let origin = json!({ "element-6066-11e4-a52e-4f735466cecf": element });
+        call(
+            "POST",
+            &format!("{}/actions", self.base),
+            Some(json!({ "actions": [{
+                "type": "pointer", "id": "mouse", "parameters": { "pointerType": "mouse" },
+                "actions": [
+                    { "type": "pointerMove", "duration": 0, "origin": origin, "x": from, "y": 0 },
+                    { "type": "pointerDown", "button": 0 },
+                    { "type": "pointerMove", "duration": 150, "origin": origin, "x": (from + to) / 2, "y": 0 },
+                    { "type": "pointerMove", "duration": 150, "origin": origin, "x": to, "y": 0 },
+                    { "type": "pointerUp", "button": 0 }
+                ]
+            }]})),
+        );
+    }
+
+    /// Resizes the window.
+    pub fn resize(&self, width: u32, height: u32) {
+        call(
+            "POST",
+            &format!("{}/window/rect", self.base),
+            Some(json!({ "width": width, "height": height })),
+        );
+    }
+
+    /// Waits until `script` (a function body) returns something other than null or false;
+    /// returns that.
+    pub fn wait_for(&self, script: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let v = self.execute(script);
+            if !v.is_null() && v != Value::Bool(false) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "never true: {script}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// What the page logged (errors, failed requests) since the last call.
+    pub fn logs(&self) -> Value {
+        call(
+            "POST",
+            &format!("{}/se/log", self.base),
+            Some(json!({ "type": "browser" })),
         )
     }
 

@@ -382,9 +382,20 @@ fn replicate_through_cmdshell_under_a_pty_survives_the_source_restarting() {
 /// `rrdtool fetch FILE AVERAGE` over [from, to]: (time, value) rows, NaN where unknown.
 /// Each row is the average of the 5 s ending at its time.
 fn rrd_fetch(file: &std::path::Path, from: u64, to: u64) -> Vec<(u64, f64)> {
+    rrd_fetch_via(file, from, to, None)
+}
+
+/// `rrd_fetch`, through rrdcached at `daemon` when given (which writes what it holds first).
+fn rrd_fetch_via(
+    file: &std::path::Path,
+    from: u64,
+    to: u64,
+    daemon: Option<&str>,
+) -> Vec<(u64, f64)> {
     let out = Command::new("rrdtool")
         .arg("fetch")
         .arg(file)
+        .args(daemon.map(|d| format!("--daemon={d}")))
         .args([
             "AVERAGE",
             "-r",
@@ -520,10 +531,16 @@ fn archive_backfills_streams_and_resumes_into_files_rrdtool_reads() {
         "rra[4].pdp_per_row = 17280",
         "rra[5].pdp_per_row = 120960",
         "rra[5].rows = 520",
+        // Beside the original's averages, new files keep the minimum and the maximum.
+        "rra[0].cf = \"AVERAGE\"",
+        "rra[6].cf = \"MIN\"",
+        "rra[6].rows = 1440",
+        "rra[12].cf = \"MAX\"",
+        "rra[17].pdp_per_row = 120960",
     ] {
         assert!(info.contains(want), "{want} missing in:\n{info}");
     }
-    assert!(!info.contains("rra[6]"));
+    assert!(!info.contains("rra[18]"));
     // And graphs.
     let png = dir.path().join("graph.png");
     let graph = Command::new("rrdtool")
@@ -550,6 +567,218 @@ fn archive_backfills_streams_and_resumes_into_files_rrdtool_reads() {
         second.wait(T).is_some_and(|s| s.success()),
         "{}",
         second.log()
+    );
+}
+
+#[test]
+fn the_server_archives_within_itself_into_the_same_files() {
+    assert!(
+        rrdtool_installed(),
+        "rrdtool is missing: scripts/setup-test-deps installs it"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let t0 = (now - 900) / 5 * 5;
+    let server = SpudServer::start(&[
+        "--archive",
+        dir.path().to_str().unwrap(),
+        "--archive-flush",
+        "1s",
+    ]);
+    let mut c = server.connect();
+    let mut batch = String::new();
+    for i in 0..100 {
+        let t = t0 + i;
+        batch += &format!("qset {t} web:1.rps 42\r\nqset {t} web:1.status ok\r\n");
+    }
+    c.send(&batch);
+    c.ask("uptime", "OK done\r\n");
+    let web = dir.path().join("web_1.rps");
+    let deadline = Instant::now() + T;
+    let known = |from, to| {
+        web.exists()
+            && rrd_fetch(&web, from, to)
+                .iter()
+                .filter(|(_, v)| !v.is_nan())
+                .count()
+                >= 3
+    };
+    while !known(t0 + 10, t0 + 90) {
+        assert!(Instant::now() < deadline, "{}", server.process.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (t, v) in rrd_fetch(&web, t0 + 10, t0 + 90) {
+        assert_eq!(v, 42.0, "web at {t}");
+    }
+    // Later samples of the same key go into the same file; text makes none.
+    for i in 0..30 {
+        c.send(format!("qset {} web:1.rps 60\r\n", t0 + 200 + i));
+    }
+    c.ask("uptime", "OK done\r\n");
+    while !known(t0 + 205, t0 + 225) {
+        assert!(Instant::now() < deadline, "{}", server.process.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (t, v) in rrd_fetch(&web, t0 + 205, t0 + 225) {
+        assert_eq!(v, 60.0, "web at {t}");
+    }
+    // Every key with numbers is archived (the server's own counters too), text makes none.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.contains(&"web_1.rps".to_string()), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("web_1.status")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_backfill_beyond_the_history_reaches_the_archive_whole_through_rrdcached() {
+    let dir = tempfile::tempdir().unwrap();
+    let rrdcached = spud_tests::rrdcached::Rrdcached::start(dir.path());
+    let daemon = rrdcached.address();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // 1,200 samples 5 s apart, the last 10 minutes ago: twelve times what a history holds,
+    // sent at once, faster than the archiver looks.
+    let t0 = (now - 600 - 1200 * 5) / 5 * 5;
+    let server = SpudServer::start(&[
+        "--archive-flush",
+        "1s",
+        "--archive",
+        dir.path().to_str().unwrap(),
+        "--rrdcached",
+        &daemon,
+    ]);
+    let mut c = server.connect();
+    let batch: String = (0..1200)
+        .map(|i| format!("qset {} bf.rps {i}\r\n", t0 + 5 * i))
+        .collect();
+    c.send(&batch);
+    c.ask("uptime", "OK done\r\n");
+    assert_eq!(c.history("bf.rps").len(), 100);
+    let file = dir.path().join("bf.rps");
+    // rrdcached holds the updates (it writes after an hour); reading through it flushes.
+    let (from, to) = (t0 + 5 * 10, t0 + 5 * 1190);
+    let deadline = Instant::now() + T;
+    let rows = loop {
+        let rows = if file.exists() {
+            rrd_fetch_via(&file, from, to, Some(&daemon))
+        } else {
+            Vec::new()
+        };
+        let known = rows.iter().filter(|(_, v)| !v.is_nan()).count();
+        if known >= 1180 {
+            break rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{known} of {} rows known: {:?}…\n{}",
+            rows.len(),
+            &rows[..rows.len().min(5)],
+            server.process.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    // The row ending at t0 + 5i holds sample i: every one of them, none lost.
+    for (t, v) in rows {
+        assert_eq!(v, ((t - t0) / 5) as f64, "at {t}");
+    }
+    let log = server.process.log();
+    assert!(!log.contains("written directly"), "{log}");
+}
+
+#[test]
+fn get_since_reads_memory_and_the_archive_before_it_as_one_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SpudServer::start(&[
+        "--archive",
+        dir.path().to_str().unwrap(),
+        "--archive-flush",
+        "1s",
+    ]);
+    let addr = server.addr.to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Six hours at 5 s, 5 and 9 in turn: every half hour averages 7, spans 5 to 9. Memory
+    // holds the last 100 samples (8 minutes); the rest is only in the archive.
+    let t0 = (now - 6 * 3600) / 5 * 5;
+    let batch: String = (0..6 * 720)
+        .map(|i| {
+            format!(
+                "qset {} wave {}\r\n",
+                t0 + 5 * i,
+                if i % 2 == 0 { 5 } else { 9 }
+            )
+        })
+        .collect();
+    let mut c = server.connect();
+    c.send(&batch);
+    c.ask("uptime", "OK done\r\n");
+    let csv = |since: &str| {
+        let out = spud(
+            &addr,
+            &["get", "--since", since, "--step", "30m", "--csv", "wave"],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let deadline = Instant::now() + T;
+    let rows = loop {
+        let out = csv("5h");
+        let rows: Vec<Vec<f64>> = out
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(|n| n.parse().unwrap()).collect())
+            .collect();
+        if rows.len() >= 10 {
+            assert!(out.starts_with("time,avg,min,max\n"), "{out}");
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "{out}\n{}", server.process.log());
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(rows[0][0] <= (now - 4 * 3600) as f64, "{rows:?}");
+    for r in &rows {
+        assert!((r[1] - 7.0).abs() < 0.5, "avg {r:?}");
+        assert_eq!((r[2], r[3]), (5.0, 9.0), "min, max {r:?}");
+    }
+    let out = spud(
+        &addr,
+        &["get", "--since", "1h", "--step", "10m", "--json", "wave"],
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (json["key"].as_str(), json["step"].as_u64()),
+        (Some("wave"), Some(600))
+    );
+    assert!(json["points"].as_array().unwrap().len() >= 6, "{json}");
+    let out = spud(&addr, &["get", "--since", "1h", "wave"]);
+    let table = text(&out.stdout);
+    assert!(table.starts_with("time "), "{table}");
+    assert!(table.lines().count() > 6, "{table}");
+    // What is not a range gets one clear line.
+    let out = spud(
+        &addr,
+        &["get", "--since", "1h", "--step", "1s", "--csv", "nope"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("nope: no such key"));
+    let out = spud(&addr, &["get", "--since", "30d", "--step", "1s", "wave"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("at most 86400"),
+        "{}",
+        text(&out.stderr)
     );
 }
 

@@ -545,6 +545,48 @@ fn remote_write_reaches_victoria_metrics_directly_and_through_vmagent() {
     ));
     assert_eq!(counted.len(), 2, "{counted:?}");
     assert!(counted.iter().all(|(_, n)| *n == 60.0), "{counted:?}");
+    // A central server with `--promql` answers a key's range from there: it holds none of
+    // it in memory. The same rules name the key's series.
+    let rules = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        rules.path(),
+        "[[rule]]\nmatch = \"vm.*\"\nname = \"vm_value\"\nlabels = { key = \"$1\" }\n",
+    )
+    .unwrap();
+    let central = spud_tests::SpudServer::start(&[
+        "--promql",
+        &format!("http://{}", vm.addr),
+        "--metrics-rules",
+        rules.path().to_str().unwrap(),
+    ]);
+    let mut c = central.connect();
+    let answer = c.ask(
+        &format!("range vm.k0 {} {end} 600", start - 600),
+        "OK done\r\n",
+    );
+    let points: Vec<[f64; 4]> = answer
+        .lines()
+        .filter(|l| *l != "OK done")
+        .map(|l| {
+            let n: Vec<f64> = l[3..].split(' ').map(|w| w.parse().unwrap()).collect();
+            [n[0], n[1], n[2], n[3]]
+        })
+        .collect();
+    // k0 is every third minute's value (0, 3, … 57): ten-minute steps of them.
+    assert!(points.len() >= 6, "{answer}\n{}", central.process.log());
+    for [t, avg, min, max] in &points {
+        assert!(
+            min <= avg && avg <= max && *min >= 0.0 && *max <= 57.0,
+            "at {t}: {answer}"
+        );
+        assert!(*t >= (start - 600) as f64 && *t < end as f64, "{answer}");
+    }
+    assert_eq!(points.first().unwrap()[2], 0.0, "{answer}");
+    assert_eq!(points.last().unwrap()[3], 57.0, "{answer}");
+    // A key the rules send nowhere is unknown there too.
+    assert!(c
+        .ask("range nothing.here 1 1000 10", "\r\n")
+        .starts_with("ERR not_found"));
     assert_eq!(host.wait_for("host.output.agent.refused", T, |_| true), "0");
     assert_eq!(
         host.wait_for("host.output.direct.refused", T, |_| true),

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use spud_tests::http::{get, get_json, post};
 use spud_tests::prometheus::Prometheus;
-use spud_tests::webdriver::Browser;
 use spud_tests::{SpudHost, SpudServer};
 
 const T: Duration = Duration::from_secs(30);
@@ -70,6 +69,125 @@ fn json_api_reads_keys_history_and_uptime_and_refuses_clearly() {
     assert_eq!(get(&format!("{url}/app.js")).0, 200);
     let (status, spec) = get(&format!("{url}/openapi.yaml"));
     assert!(status == 200 && spec.starts_with("openapi: 3"));
+}
+
+#[test]
+fn a_range_is_consolidated_per_step_from_the_stored_samples() {
+    let server = SpudServer::start(&[]);
+    let mut c = server.connect();
+    for (time, value) in [
+        (1000, "1"),
+        (1003, "5"),
+        (1010, "2"),
+        (1011, "down"),
+        (1025, "9"),
+    ] {
+        c.ask(&format!("set {time} box.cpu.user {value}"), "\r\n");
+    }
+    c.ask("set 1004 box.cpu.idle 90", "\r\n");
+    let url = base(&server);
+    let range = get_json(&format!(
+        "{url}/api/range?key=box.cpu.user&from=1000&to=1030&step=10"
+    ));
+    assert_eq!(
+        range,
+        json!({ "key": "box.cpu.user", "step": 10, "points": [
+            [1000, 3.0, 1.0, 5.0],
+            [1010, 2.0, 2.0, 2.0],
+            [1020, 9.0, 9.0, 9.0],
+        ]})
+    );
+    let group = get_json(&format!(
+        "{url}/api/range?pattern=box.cpu.*&from=1000&to=1010&step=10"
+    ));
+    let keys: Vec<&str> = group["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 2, "{group}");
+    assert!(keys.contains(&"box.cpu.idle") && keys.contains(&"box.cpu.user"));
+    for (query, says) in [
+        ("key=box.cpu.user&from=10&to=5", "must come before"),
+        ("key=box.cpu.user&from=0&to=1000000&step=1", "at most"),
+        ("from=0&to=10", "give one of key="),
+    ] {
+        let (status, body) = get(&format!("{url}/api/range?{query}"));
+        assert!(
+            status == 400 && body.contains(says),
+            "{query}: {status} {body}"
+        );
+    }
+    assert_eq!(get(&format!("{url}/api/range?key=nope")).0, 404);
+}
+
+#[test]
+fn a_range_beyond_the_history_in_memory_comes_from_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SpudServer::start(&[
+        "--history",
+        "10",
+        "--archive-flush",
+        "1s",
+        "--archive",
+        dir.path().to_str().unwrap(),
+    ]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let t0 = (now - 1000) / 50 * 50;
+    let mut c = server.connect();
+    // 60 samples 5 s apart, 10 and 20 in turn; memory keeps the newest 10.
+    for i in 0..60u64 {
+        let value = if i % 2 == 0 { 10 } else { 20 };
+        c.ask(&format!("set {} box.load {value}", t0 + 5 * i), "\r\n");
+        // The archiver looks once a second: no more than the history between two looks.
+        if i % 8 == 7 {
+            std::thread::sleep(Duration::from_millis(1100));
+        }
+    }
+    let url = format!(
+        "{}/api/range?key=box.load&from={t0}&to={}&step=50",
+        base(&server),
+        t0 + 300
+    );
+    let deadline = Instant::now() + T;
+    let points = loop {
+        let range = get_json(&url);
+        let points = range["points"].as_array().unwrap().clone();
+        if points.len() >= 5 || Instant::now() > deadline {
+            break points;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let times: Vec<u64> = points.iter().map(|p| p[0].as_u64().unwrap()).collect();
+    assert!(
+        times.contains(&(t0 + 50)) && times.contains(&(t0 + 250)),
+        "{points:?}"
+    );
+    // Each 50 s step held 10 and 20 in turn: the archive keeps the spread as memory does.
+    for p in &points {
+        let (avg, min, max) = (
+            p[1].as_f64().unwrap(),
+            p[2].as_f64().unwrap(),
+            p[3].as_f64().unwrap(),
+        );
+        assert!(
+            min >= 10.0 && max <= 20.0 && min <= avg && avg <= max,
+            "{points:?}"
+        );
+    }
+    let archived = points
+        .iter()
+        .find(|p| p[0] == t0 + 100)
+        .expect("a step from the archive");
+    assert_eq!(
+        (archived[2].as_f64(), archived[3].as_f64()),
+        (Some(10.0), Some(20.0)),
+        "{points:?}"
+    );
 }
 
 #[test]
@@ -434,50 +552,99 @@ fn remote_write_keeps_samples_while_the_receiver_is_away() {
     );
 }
 
+/// `promtool check metrics` (Prometheus' own linter) on the default config's `/metrics`
+/// while StatsD and Graphite clients send: no error and no warning.
 #[test]
-fn dashboard_shows_live_values_and_jobs_in_chromium() {
+fn the_default_configs_metrics_pass_promtool_under_statsd_and_graphite_traffic() {
+    let promtool = std::process::Command::new("promtool")
+        .arg("--version")
+        .output();
     assert!(
-        Browser::installed(),
-        "chromium and chromium-driver are missing: scripts/setup-test-deps installs them"
+        promtool.is_ok(),
+        "promtool is missing: scripts/setup-test-deps installs prometheus"
     );
-    let host = SpudHost::start(
-        &["chaos"],
-        "[[job]]\nname = \"dash\"\nplugin = \"chaos\"\ninterval = \"200ms\"\noptions = { mode = \"ok\" }\n\
-         [[job]]\nname = \"broken\"\nplugin = \"chaos\"\ninterval = \"200ms\"\noptions = { mode = \"panic\" }\n",
-    );
-    host.wait_for("dash.tick", T, |_| true);
-    let browser = Browser::start();
-    browser.goto(&format!("http://{}/#dash.*", host.http.unwrap()));
-    let cell = browser.wait(r#"tr[data-key="dash.tick"] td.value"#, T);
-    let first: u64 = browser.text(&cell).parse().expect("a tick number");
-    // The value changes on the page by itself (server-sent events).
-    let deadline = Instant::now() + T;
-    loop {
-        let cell = browser.wait(r#"tr[data-key="dash.tick"] td.value"#, T);
-        let now: u64 = browser.text(&cell).parse().unwrap_or(0);
-        if now >= first + 3 {
-            break;
+    let host = spud_tests::DefaultHost::start("");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..50 {
+        for m in [
+            "deploys:1|c".to_string(),
+            format!("api.latency:{}|ms", i * 3),
+            format!("queue.depth:{i}|g"),
+            format!("users:u{i}|s"),
+            "api.req:1|c|#route:/users,method:get".to_string(),
+            "db.query:12|ms|@0.5|#table:orders".to_string(),
+            format!("upload.size:{}|h", i * 100),
+        ] {
+            udp.send_to(m.as_bytes(), host.statsd).unwrap();
         }
-        assert!(Instant::now() < deadline, "the value stayed at {now}");
-        std::thread::sleep(Duration::from_millis(200));
     }
-    // A click plots the key's history.
-    let row = browser.wait(r#"tr[data-key="dash.tick"]"#, T);
-    browser.click(&row);
-    let title = browser.wait("#plot-title", T);
-    let deadline = Instant::now() + T;
-    while browser.text(&title) != "dash.tick" {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(100));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    {
+        use std::io::Write;
+        let mut g = std::net::TcpStream::connect(host.graphite).unwrap();
+        for i in 0..10 {
+            write!(
+                g,
+                "web.rps {i} {now}\nweb.servers.web1.load 0.5 {now}\n\
+                 app.requests;env=prod;dc=ams 12 {now}\n"
+            )
+            .unwrap();
+        }
     }
-    // The host's jobs with their state.
-    let state = browser.wait(r#"tr[data-job="dash"] td.state.running"#, T);
-    assert_eq!(browser.text(&state), "running");
-    browser.wait(r#"tr[data-job="broken"] td.error"#, T);
-    std::thread::sleep(Duration::from_millis(600)); // one more live update, for the picture
-    let png = browser.screenshot();
-    assert!(png.starts_with(b"\x89PNG"));
-    let out = spud_tests::workspace_root().join("target/dashboard.png");
-    std::fs::write(&out, png).unwrap();
-    eprintln!("screenshot: {}", out.display());
+    // Both receivers flush every 10 s (the default config's interval).
+    let url = format!("http://{}/metrics", host.http);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let text = loop {
+        let (_, text) = get(&url);
+        let all = [
+            "statsd_api_latency{quantile=\"0.9\"}",
+            "statsd_db_query_count{table=\"orders\"}",
+            "graphite_app_requests{dc=\"ams\",env=\"prod\"} 12",
+            "spud_procstat_cpu_percent{mode=\"user\"",
+            "statsd_upload_size_sum",
+            "statsd_api_req_per_second{method=\"get\",route=\"_users\"}",
+        ];
+        if all.iter().all(|s| text.contains(s)) {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all series yet:\n{text}\n{}",
+            host.process.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        text.contains("# TYPE statsd_api_latency summary\n"),
+        "{text}"
+    );
+    let mut check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        check
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = check.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{text}"
+    );
 }

@@ -1,6 +1,6 @@
 //! `spud archive --dir DIR` (the original rrd-storage): every numeric set of a matching key
-//! goes into one RRD file per key, in the original's layout, so stock `rrdtool fetch` and
-//! `rrdtool graph` read them and archives the original wrote carry on.
+//! goes into one RRD file per key, in the original's layout (`spud_archive`), so stock
+//! `rrdtool fetch` and `rrdtool graph` read them and archives the original wrote carry on.
 //!
 //! At start (and after each reconnect) the server's stored history of every matching key is
 //! written first (the back-fill, with a progress bar on a terminal); then the subscription's
@@ -10,7 +10,6 @@
 //! already archived costs nothing).
 
 use spud_server::client::endpoint::{Connection, Endpoint};
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
@@ -18,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::rrd::Librrd;
+use spud_archive::{Archive, Figures, Place};
 
 #[derive(clap::Args, Debug)]
 pub struct ArchiveArgs {
@@ -34,19 +33,11 @@ pub struct ArchiveArgs {
     /// Do not write the server's stored history first.
     #[arg(long)]
     no_backfill: bool,
+    /// Hand the updates to rrdcached at ADDR (`unix:/run/rrdcached.sock`, a socket's path,
+    /// or host:port), which batches them into fewer disk writes.
+    #[arg(long, value_name = "ADDR")]
+    rrdcached: Option<String>,
 }
-
-/// The original's layout: one GAUGE value every 5 s, unknown after 10 s without one.
-const STEP: u64 = 5;
-const LAYOUT: [&str; 7] = [
-    "DS:val:GAUGE:10:U:U",
-    "RRA:AVERAGE:0.5:1:1440",     // 5 s points for 2 hours
-    "RRA:AVERAGE:0.5:60:288",     // 5-minute points for a day
-    "RRA:AVERAGE:0.5:360:336",    // 30-minute points for a week
-    "RRA:AVERAGE:0.5:720:720",    // 1-hour points for a month
-    "RRA:AVERAGE:0.5:17280:365",  // 1-day points for a year
-    "RRA:AVERAGE:0.5:120960:520", // 1-week points for 10 years
-];
 
 /// What the reading threads tell the writer.
 enum Event {
@@ -64,23 +55,6 @@ enum Event {
     Stop,
 }
 
-/// The file a key is archived in: the original's name (`:` → `_`, no extension). Keys are
-/// `[-A-Za-z0-9_.:]+`, so only a name of dots (`..`) needs more: its first dot becomes
-/// `%2E`. Anything else that could not be a file name is escaped the same way, should the
-/// key syntax ever widen.
-pub fn file_name(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for (i, b) in key.bytes().enumerate() {
-        match b {
-            b':' => out.push('_'),
-            b'.' if i == 0 && key.bytes().all(|c| c == b'.') => out.push_str("%2E"),
-            b'/' | b'%' | 0..=0x20 | 0x7f.. => out.push_str(&format!("%{b:02X}")),
-            _ => out.push(b as char),
-        }
-    }
-    out
-}
-
 pub fn run(server: &Endpoint, args: ArchiveArgs) -> i32 {
     if !args.dir.is_dir() {
         eprintln!(
@@ -89,8 +63,11 @@ pub fn run(server: &Endpoint, args: ArchiveArgs) -> i32 {
         );
         return 2;
     }
-    let rrd = match Librrd::open() {
-        Ok(rrd) => rrd,
+    let mut archive = match Archive::open(Place {
+        dir: args.dir.clone(),
+        rrdcached: args.rrdcached.clone(),
+    }) {
+        Ok(archive) => archive,
         Err(e) => {
             eprintln!("spud archive: {e}");
             return 69;
@@ -104,12 +81,6 @@ pub fn run(server: &Endpoint, args: ArchiveArgs) -> i32 {
         let (server, pattern, backfill) = (server.clone(), args.pattern.clone(), !args.no_backfill);
         std::thread::spawn(move || read_forever(&server, &pattern, backfill, &tx));
     }
-    let mut archive = Archive {
-        rrd,
-        dir: args.dir,
-        files: HashMap::new(),
-        pending: HashMap::new(),
-    };
     write_loop(&mut archive, &rx, args.flush);
     0
 }
@@ -283,41 +254,29 @@ fn progress(len: u64, template: &str) -> ProgressBar {
     bar
 }
 
-/// The writer's state: which files exist and their last update, and what waits for them.
-struct Archive {
-    rrd: Librrd,
-    dir: PathBuf,
-    /// Per key: the file and the time of its last update.
-    files: HashMap<String, (PathBuf, i64)>,
-    /// Per key: samples not yet written, in arrival order.
-    pending: HashMap<String, Vec<(u64, f64)>>,
-}
-
 fn write_loop(archive: &mut Archive, rx: &Receiver<Event>, every: Duration) {
     let mut next = Instant::now() + every;
     loop {
         match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
-            Ok(Event::Sample { key, time, value }) => {
-                archive.pending.entry(key).or_default().push((time, value));
-            }
+            Ok(Event::Sample { key, time, value }) => archive.add(key, time, value),
             Ok(Event::BackfillDone {
                 keys,
                 samples,
                 started,
             }) => {
-                let figures = archive.flush(true);
+                let figures = flush(archive, true);
                 eprintln!(
                     "spud archive: back-filled {samples} stored samples of {keys} keys in {:.1?}: {figures}",
                     started.elapsed()
                 );
             }
             Ok(Event::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                let figures = archive.flush(false);
+                let figures = flush(archive, false);
                 eprintln!("spud archive: stopping; last batch: {figures}");
                 return;
             }
             Err(RecvTimeoutError::Timeout) => {
-                let figures = archive.flush(false);
+                let figures = flush(archive, false);
                 if figures.written > 0 {
                     eprintln!("spud archive: {figures}");
                 }
@@ -327,107 +286,22 @@ fn write_loop(archive: &mut Archive, rx: &Receiver<Event>, every: Duration) {
     }
 }
 
-#[derive(Default)]
-struct Figures {
-    written: u64,
-    files: usize,
-    created: usize,
-    skipped: u64,
-    failed: usize,
-}
-
-impl std::fmt::Display for Figures {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "wrote {} samples to {} files ({} new), {} not newer than their file, {} files failed",
-            self.written, self.files, self.created, self.skipped, self.failed
+/// Writes every pending sample; `show` draws a progress bar (a back-fill's batch).
+fn flush(archive: &mut Archive, show: bool) -> Figures {
+    let bar = if show {
+        progress(
+            archive.pending_keys() as u64,
+            "writing {bar:30} {pos}/{len} files, {eta} left",
         )
-    }
-}
-
-impl Archive {
-    /// Writes every pending sample; `show` draws a progress bar (a back-fill's batch).
-    fn flush(&mut self, show: bool) -> Figures {
-        let pending = std::mem::take(&mut self.pending);
-        let bar = if show {
-            progress(
-                pending.len() as u64,
-                "writing {bar:30} {pos}/{len} files, {eta} left",
-            )
-        } else {
-            ProgressBar::hidden()
-        };
-        let mut figures = Figures::default();
-        for (key, samples) in pending {
-            bar.inc(1);
-            match self.write(&key, samples, &mut figures) {
-                Ok(()) => figures.files += 1,
-                Err(e) => {
-                    figures.failed += 1;
-                    eprintln!("spud archive: {key}: {e}");
-                }
-            }
+    } else {
+        ProgressBar::hidden()
+    };
+    let figures = archive.flush(|key, result| {
+        bar.inc(1);
+        if let Err(e) = result {
+            eprintln!("spud archive: {key}: {e}");
         }
-        bar.finish_and_clear();
-        figures
-    }
-
-    fn write(
-        &mut self,
-        key: &str,
-        mut samples: Vec<(u64, f64)>,
-        figures: &mut Figures,
-    ) -> Result<(), String> {
-        // One value per second, the last to arrive; in increasing time.
-        samples.reverse();
-        samples.sort_by_key(|&(t, _)| t);
-        samples.dedup_by_key(|&mut (t, _)| t);
-        let first = samples[0].0 as i64;
-        let (path, last) = match self.files.get(key) {
-            Some((path, last)) => (path.clone(), *last),
-            None => {
-                let path = self.dir.join(file_name(key));
-                let last = if path.exists() {
-                    self.rrd.last(&path)?
-                } else {
-                    let defs: Vec<String> = LAYOUT.iter().map(|s| s.to_string()).collect();
-                    self.rrd.create(&path, STEP, first - 1, &defs)?;
-                    figures.created += 1;
-                    first - 1
-                };
-                (path, last)
-            }
-        };
-        let updates: Vec<String> = samples
-            .iter()
-            .filter(|&&(t, _)| t as i64 > last)
-            .map(|(t, v)| format!("{t}:{v}"))
-            .collect();
-        figures.skipped += (samples.len() - updates.len()) as u64;
-        let newest = samples.last().map_or(last, |&(t, _)| (t as i64).max(last));
-        if !updates.is_empty() {
-            self.rrd.update(&path, &updates)?;
-            figures.written += updates.len() as u64;
-        }
-        self.files.insert(key.to_string(), (path, newest));
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::file_name;
-
-    #[test]
-    fn file_names_are_the_originals_where_it_could() {
-        assert_eq!(
-            file_name("memcached.web1:11211.curr_items"),
-            "memcached.web1_11211.curr_items"
-        );
-        assert_eq!(file_name("a/b%c d"), "a%2Fb%25c%20d");
-        assert_eq!(file_name(".."), "%2E.");
-        assert_eq!(file_name("..x"), "..x");
-        assert_eq!(file_name("é"), "%C3%A9");
-    }
+    });
+    bar.finish_and_clear();
+    figures
 }

@@ -5,6 +5,7 @@ pub mod archive;
 pub mod cmdshell;
 pub mod control;
 pub mod get;
+pub mod range;
 pub mod replicate;
 pub mod rules;
 pub mod set;

@@ -1,6 +1,8 @@
 //! `gatherer.toml`: the user's interface. Names here are a contract: add, never rename.
 //! Unknown fields are errors, and every error names the file, the line and the field.
 
+mod metrics;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,9 +39,37 @@ pub struct Config {
     /// The embedded server as a munin node: `listen`, `name`, `graphs`, `open`.
     #[serde(default)]
     pub munin: spud_server::faces::munin::MuninConfig,
+    /// The embedded server's RRD archive: `dir`, and `rrdcached`.
+    #[serde(default)]
+    pub archive: ArchiveSection,
+    /// Where the embedded server reads ranges beyond its memory: `promql`.
+    #[serde(default)]
+    pub history: HistorySection,
     /// Settings per plugin, by the name it declares: `[plugin.memcached]`.
     #[serde(default, rename = "plugin")]
     pub plugins: BTreeMap<String, PluginSettings>,
+}
+
+/// `[archive]`: the embedded server writes every key's numbers into RRD files in `dir`
+/// (relative to this file), in `spud archive`'s layout, through rrdcached when `rrdcached`
+/// names its address; ranges beyond memory read them.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveSection {
+    pub dir: Option<PathBuf>,
+    /// How long a key's new samples wait to be written together (default 60 s).
+    #[serde(default, with = "humantime_serde")]
+    pub flush: Option<std::time::Duration>,
+    /// rrdcached's address for the updates (`unix:/run/rrdcached.sock`).
+    pub rrdcached: Option<String>,
+}
+
+/// `[history]`: with `promql = URL`, ranges beyond the samples in memory come from that
+/// Prometheus-compatible query API (VictoriaMetrics, Prometheus) instead of the archive.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySection {
+    pub promql: Option<String>,
 }
 
 /// `[plugin.NAME]`: what applies to every job of one plugin.
@@ -289,6 +319,32 @@ impl Config {
                 at("tls_client_ca")
             ));
         }
+        if self.server.remote.is_some() && self.archive.dir.is_some() {
+            problems.push(format!(
+                "{}: [archive] is the embedded server's; with a remote server, give --archive DIR to that spud-server",
+                at("[archive]")
+            ));
+        }
+        if self.server.remote.is_some() && self.history.promql.is_some() {
+            problems.push(format!(
+                "{}: [history] is the embedded server's; with a remote server, give --promql URL to that spud-server",
+                at("[history]")
+            ));
+        }
+        if let Some(url) = &self.history.promql {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                problems.push(format!(
+                    "{}: promql = {url:?}: give the query API's http:// or https:// URL",
+                    at("[history]")
+                ));
+            }
+        }
+        if self.archive.rrdcached.is_some() && self.archive.dir.is_none() {
+            problems.push(format!(
+                "{}: rrdcached takes the archive's updates, so it needs dir = the archive's folder",
+                at("[archive]")
+            ));
+        }
         if self.server.remote.is_some() && self.munin.listen.is_some() {
             problems.push(format!(
                 "{}: [munin] serves the embedded server's keys; with a remote server, give --munin to that spud-server",
@@ -314,7 +370,7 @@ impl Config {
                 at("token_file")
             ));
         }
-        if let Err(e) = spud_server::faces::metrics::Rules::new(&self.metrics) {
+        if let Err(e) = spud_server::faces::metrics::Rules::new(&self.metrics_rules()) {
             problems.push(format!("{}: {e}", at("[metrics")));
         }
         for (i, output) in self.outputs.iter().enumerate() {

@@ -130,6 +130,35 @@ fn listen_and_remote_exclude_each_other() {
     assert!(e.problems[0].contains("gatherer.toml:3: [server] has both"));
 }
 
+#[test]
+fn an_archive_belongs_to_the_embedded_server() {
+    let ok = parse("[archive]\ndir = \"../data/archive\"\n").unwrap();
+    assert_eq!(
+        ok.archive.dir.as_deref(),
+        Some(std::path::Path::new("../data/archive"))
+    );
+    let e = parse("[server]\nremote = \"x:1\"\n\n[archive]\ndir = \"a\"\n").unwrap_err();
+    assert!(
+        e.problems[0].contains(
+            "[archive] is the embedded server's; with a remote server, give --archive DIR"
+        ),
+        "{:?}",
+        e.problems
+    );
+    let e = parse("[archive]\nrrdcached = \"unix:/run/rrdcached.sock\"\n").unwrap_err();
+    assert!(e.problems[0].contains("it needs dir"), "{:?}", e.problems);
+    let e = parse("[history]\npromql = \"victoria:8428\"\n").unwrap_err();
+    assert!(
+        e.problems[0].contains("http:// or https:// URL"),
+        "{:?}",
+        e.problems
+    );
+    let ok = parse("[history]\npromql = \"http://victoria:8428\"\n").unwrap();
+    assert_eq!(ok.history.promql.as_deref(), Some("http://victoria:8428"));
+    let e = parse("[archive]\ndirectory = \"a\"\n").unwrap_err();
+    assert!(e.problems[0].contains("directory"), "{:?}", e.problems);
+}
+
 /// The loader fuzzed: the example config and the seed corpus in `fuzz/corpus/`, mutated
 /// (lines dropped, doubled or swapped, bytes replaced, fragments inserted). Whatever the
 /// text, loading never panics, and a refusal names the file in every line. A bounded

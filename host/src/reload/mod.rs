@@ -411,7 +411,7 @@ pub fn reload_config(gatherer: &Arc<Gatherer>) {
     }
     if d.metrics {
         // Checked when the config was parsed.
-        if let Ok(rules) = spud_server::faces::metrics::Rules::new(&new.metrics) {
+        if let Ok(rules) = spud_server::faces::metrics::Rules::new(&new.metrics_rules()) {
             gatherer.exporter.set_rules(rules);
             tracing::info!("[metrics] rules replaced");
         }

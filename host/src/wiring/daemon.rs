@@ -36,8 +36,8 @@ pub fn run(config_path: &Path) -> Result<()> {
     let (changes, changed) = crossbeam_channel::unbounded();
     runtime.spawn(signals(stop.clone(), changes.clone()));
 
-    let rules =
-        spud_server::faces::metrics::Rules::new(&config.metrics).map_err(anyhow::Error::msg)?;
+    let rules = spud_server::faces::metrics::Rules::new(&config.metrics_rules())
+        .map_err(anyhow::Error::msg)?;
     let exporter = Arc::new(spud_server::faces::metrics::Exporter::new(rules));
     let store = Store::open(&runtime, &config, config_path, Arc::clone(&exporter), &stop)?;
     let control_addr = config.host.control;

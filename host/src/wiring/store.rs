@@ -105,7 +105,8 @@ fn remote(config: &Config, config_path: &Path, addr: &str) -> Result<Store> {
     Ok(Store::Remote(pusher))
 }
 
-/// The embedded server, started as `spud-server` starts one, from `[server]` and `[munin]`.
+/// The embedded server, started as `spud-server` starts one, from `[server]`, `[munin]`
+/// and `[archive]`.
 fn embedded(
     runtime: &Runtime,
     config: &Config,
@@ -114,9 +115,18 @@ fn embedded(
     stop: &CancellationToken,
 ) -> Result<Store> {
     let base = config_path.parent().unwrap_or(Path::new("."));
+    let mut embedded = config.server.embedded.clone();
+    embedded.archive = embedded.archive.or_else(|| config.archive.dir.clone());
+    embedded.rrdcached = embedded
+        .rrdcached
+        .or_else(|| config.archive.rrdcached.clone());
+    embedded.promql = embedded.promql.or_else(|| config.history.promql.clone());
+    if let Some(flush) = config.archive.flush {
+        embedded.archive_flush = flush;
+    }
     let settings = spud_server::Settings {
         munin: config.munin.clone(),
-        ..config.server.embedded.clone().relative_to(base)
+        ..embedded.relative_to(base)
     };
     let running = runtime.block_on(spud_server::start(settings, exporter, stop.clone()))?;
     Ok(Store::Embedded(running))

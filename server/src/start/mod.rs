@@ -80,6 +80,13 @@ pub async fn start(
         tracing::warn!("could not raise the open-files limit: {e}");
     }
     let listen = settings.listen_addr();
+    if let Some(url) = settings.promql.as_deref() {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(StartError::Setting(format!(
+                "promql = {url:?}: give the query API's http:// or https:// URL"
+            )));
+        }
+    }
     let tokens = match &settings.tokens {
         Some(path) => Some(Arc::new(Tokens::load(path).map_err(StartError::Setting)?)),
         None => None,
@@ -99,7 +106,7 @@ pub async fn start(
         return Err(StartError::Unprotected(addr));
     }
 
-    let server = recover(&settings)?;
+    let server = recover(&settings, &exporter)?;
     if let Some(path) = &settings.rules {
         crate::alerts::Alerts::start_file(&server, path)?;
     }
@@ -109,6 +116,15 @@ pub async fn start(
             server.clone(),
             path.clone(),
             settings.snapshot_every,
+            stop.clone(),
+        ));
+    }
+    if let Some(place) = settings.archive_place() {
+        let flush = settings.archive_flush;
+        tasks.spawn(crate::archiver::run(
+            server.clone(),
+            place,
+            flush,
             stop.clone(),
         ));
     }
@@ -225,8 +241,8 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, StartError> {
 
 /// The store as the state file and its log left it: the snapshot loaded (a bad one moved
 /// aside, never overwritten), the log replayed over it, and the log attached for what comes.
-fn recover(settings: &Settings) -> Result<Server, StartError> {
-    let config = settings.server_config();
+fn recover(settings: &Settings, exporter: &Arc<Exporter>) -> Result<Server, StartError> {
+    let config = settings.server_config(exporter);
     let Some(path) = &settings.state else {
         return Ok(Server::new(config));
     };

@@ -3,11 +3,18 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::faces::metrics::Exporter;
 use crate::faces::munin::MuninConfig;
+use crate::past::{
+    archive::Archived,
+    promql::{Promql, SeriesOf},
+    Past,
+};
 use crate::store::journal::Fsync;
 
 /// The line protocol's address unless told otherwise.
@@ -16,6 +23,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9107";
 pub const DEFAULT_HTTP: &str = "127.0.0.1:9108";
 /// Seconds between periodic snapshots unless told otherwise.
 pub const DEFAULT_SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
+/// How long a key's samples wait to be archived together, by default.
+pub const DEFAULT_ARCHIVE_FLUSH: Duration = Duration::from_secs(60);
 
 /// Everything a stat server needs to start. Paths are as given; [`Settings::relative_to`]
 /// resolves them against a config file's folder.
@@ -45,6 +54,17 @@ pub struct Settings {
     pub http: Option<SocketAddr>,
     /// Alert rules and receivers (reloaded when the file changes).
     pub rules: Option<PathBuf>,
+    /// The RRD archive's folder: every key's numeric samples, in `spud archive`'s layout.
+    pub archive: Option<PathBuf>,
+    /// How long a key's new samples wait to be written to its file together (default 60 s,
+    /// as `spud archive --flush`): one file update per key per flush, not per sample.
+    #[serde(with = "humantime_serde")]
+    pub archive_flush: Duration,
+    /// rrdcached's address, for the archive's updates (`unix:/run/rrdcached.sock`).
+    pub rrdcached: Option<String>,
+    /// A Prometheus-compatible query API (VictoriaMetrics, Prometheus) that ranges beyond
+    /// the history in memory are read from, instead of the archive.
+    pub promql: Option<String>,
     /// Tokens and their roles; clients then authenticate.
     pub tokens: Option<PathBuf>,
     /// Listen beyond loopback without tokens, knowingly.
@@ -72,6 +92,10 @@ impl Default for Settings {
             max_pending: 8 << 20,
             http: Some(DEFAULT_HTTP.parse().expect("a valid address")),
             rules: None,
+            archive: None,
+            archive_flush: DEFAULT_ARCHIVE_FLUSH,
+            rrdcached: None,
+            promql: None,
             tokens: None,
             no_auth: false,
             tls_cert: None,
@@ -94,6 +118,7 @@ impl Settings {
         for path in [
             &mut self.state,
             &mut self.rules,
+            &mut self.archive,
             &mut self.tokens,
             &mut self.tls_cert,
             &mut self.tls_key,
@@ -119,10 +144,34 @@ impl Settings {
         }
     }
 
-    pub(crate) fn server_config(&self) -> crate::Config {
+    /// Where the archive is kept, if the server archives.
+    pub(crate) fn archive_place(&self) -> Option<spud_archive::Place> {
+        self.archive.clone().map(|dir| spud_archive::Place {
+            dir,
+            rrdcached: self.rrdcached.clone(),
+        })
+    }
+
+    /// The store's configuration; `/metrics`' mapping (`exporter`) names a key's series in
+    /// a query API.
+    pub(crate) fn server_config(&self, exporter: &Arc<Exporter>) -> crate::Config {
+        let past: Option<Arc<dyn Past>> = match (&self.promql, self.archive_place()) {
+            (Some(url), _) => {
+                let exporter = Arc::clone(exporter);
+                let series_of: SeriesOf = Arc::new(move |key: &str| {
+                    let m = exporter.map(key)?;
+                    let selector = format!("{}{}{}", m.family.name, m.suffix, m.label_text);
+                    Some((selector, m.scale))
+                });
+                Some(Arc::new(Promql::new(url, series_of)))
+            }
+            (None, Some(place)) => Some(Arc::new(Archived(place))),
+            (None, None) => None,
+        };
         crate::Config {
             history: self.history,
             max_pending_pushes: self.max_pending,
+            past,
             ..crate::Config::default()
         }
     }

@@ -342,7 +342,6 @@ impl<'a> Samples<'a> {
         &self.block[HEADER..HEADER + len]
     }
 
-    #[cfg(test)]
     pub(crate) fn len(self) -> usize {
         usize::from(Header::read(self.block).len)
     }

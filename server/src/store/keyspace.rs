@@ -21,8 +21,12 @@ pub(crate) struct Entry {
     history: History,
     /// Subscribers of this key, as matched at some generation of the registry.
     pub(crate) subs: SinkList,
-    /// Its shard's write count at its last write: what `changed_since` looks at.
-    changed: u64,
+    /// Its shard's write count at its last write, modulo 2^32: what `changed_since` looks
+    /// at (a wrapping comparison, see there).
+    changed: u32,
+    /// Samples in its history the archive has not read yet (see `archive_evicted`); kept
+    /// only while the server archives.
+    unread: u16,
     /// The write-ahead log's sequence number of its newest sample (0: none logged).
     pub(crate) seq: u64,
     /// What the alert rules need to know at a set (see `alerts`).
@@ -112,6 +116,32 @@ impl EntryMut<'_> {
     /// Appends a sample, dropping the oldest ones beyond `cap`.
     pub(crate) fn push(&mut self, time: u64, value: Encoded<'_>, cap: usize) {
         self.entry.history.push(self.blocks, time, value, cap);
+    }
+
+    /// Counts the sample about to be pushed as unread by the archive, and returns the
+    /// oldest sample if that push will drop it before the archive read it: a key set more
+    /// than `cap` times between two of the archive's looks (a backfill) hands its oldest
+    /// samples over instead of losing them.
+    pub(crate) fn archive_evicted(&mut self, cap: usize) -> Option<(u64, f64)> {
+        let history = self.entry.history.samples(self.blocks);
+        let len = history.len();
+        let all_unread = usize::from(self.entry.unread) >= len;
+        if len < cap.max(1) || !all_unread {
+            self.entry.unread = self.entry.unread.saturating_add(1);
+            return None;
+        }
+        let (time, value) = history.oldest_first().next()?;
+        value.number().map(|n| (time, n))
+    }
+
+    /// How many of its samples the archive has not read.
+    pub(crate) fn unread(&self) -> usize {
+        usize::from(self.entry.unread)
+    }
+
+    /// The archive read every sample of this key.
+    pub(crate) fn mark_read(&mut self) {
+        self.entry.unread = 0;
     }
 }
 
@@ -282,7 +312,7 @@ impl Keyspace {
         let (hash, index) = self.locate(key);
         let mut shard = self.shards[index].lock();
         shard.writes += 1;
-        let changed = shard.writes;
+        let changed = shard.writes as u32;
         let hasher = &self.hasher;
         let Shard {
             table, blocks, log, ..
@@ -297,6 +327,7 @@ impl Keyspace {
                     history: History::new(blocks, key.as_bytes()),
                     subs: SinkList::default(),
                     changed,
+                    unread: 0,
                     seq: 0,
                     alert: AlertMark::default(),
                 })
@@ -369,16 +400,19 @@ impl Keyspace {
     }
 
     /// Visits the entries written since `marks` (and moves the marks to now). A shard
-    /// without writes since is passed over without a look at its entries.
+    /// without writes since is passed over without a look at its entries. An entry's
+    /// count is kept modulo 2^32, compared wrapping: one left alone for over 2^31 of its
+    /// shard's writes may be visited again, which costs its reader a look and no more.
     pub(crate) fn changed_since(&self, marks: &mut [u64], mut f: impl FnMut(EntryRef<'_>)) {
         for (shard, mark) in self.shards.iter().zip(marks.iter_mut()) {
             let shard = shard.lock();
             if shard.writes != *mark {
                 let blocks = &shard.blocks;
+                let since = *mark as u32;
                 shard
                     .table
                     .iter()
-                    .filter(|e| e.changed > *mark)
+                    .filter(|e| e.changed.wrapping_sub(since) as i32 > 0)
                     .for_each(|entry| f(EntryRef { entry, blocks }));
                 *mark = shard.writes;
             }

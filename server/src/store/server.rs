@@ -13,6 +13,7 @@ use crate::store::counters::{Counters, Stat};
 use crate::store::journal::{Fsync, Journal, JournalError, Ticket};
 use crate::store::keyspace::Keyspace;
 use crate::store::outbox::Outbox;
+use crate::store::spill::Spill;
 use crate::store::subscriptions::{self, Delivered, Push, Sink, Subscriptions};
 use crate::store::value::Encoded;
 use crate::store::watcher::Watcher;
@@ -27,6 +28,8 @@ pub struct Config {
     pub max_pending_pushes: usize,
     /// Updates that may wait for one in-process subscriber before it is cut off.
     pub channel_capacity: usize,
+    /// Where ranges beyond the history in memory are read (`past`).
+    pub past: Option<Arc<dyn crate::past::Past>>,
 }
 
 impl Default for Config {
@@ -35,6 +38,7 @@ impl Default for Config {
             history: 100,
             max_pending_pushes: 8 << 20,
             channel_capacity: 65_536,
+            past: None,
         }
     }
 }
@@ -125,6 +129,8 @@ struct Shared {
     control: parking_lot::RwLock<Option<Arc<dyn Control>>>,
     /// What sees every set (the alert rules, once started).
     watcher: std::sync::OnceLock<Arc<dyn Watcher>>,
+    /// Samples dropped from a history before the archive read them, once it archives.
+    spill: std::sync::OnceLock<parking_lot::Mutex<Spill>>,
 }
 
 /// Unix seconds now.
@@ -150,6 +156,7 @@ impl Server {
                 next_id: AtomicU64::new(1),
                 control: parking_lot::RwLock::new(None),
                 watcher: std::sync::OnceLock::new(),
+                spill: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -287,6 +294,11 @@ impl Server {
             if given && entry.history().newest() == Some((time, encoded)) {
                 return (Delivered::default(), journal.is_some());
             }
+            if let Some(spill) = shared.spill.get() {
+                if let Some(sample) = entry.archive_evicted(shared.config.history) {
+                    spill.lock().keep(key, sample);
+                }
+            }
             entry.push(time, encoded, shared.config.history);
             if let Some(watcher) = shared.watcher.get() {
                 watcher.note_set(entry, encoded.number(), (!given).then_some(time));
@@ -402,6 +414,45 @@ impl Server {
                 f(&key, sample.time, n);
             }
         }
+    }
+
+    /// From now on, what a history drops before `take_unarchived` read it is kept for it.
+    pub(crate) fn start_archiving(&self) {
+        let _ = self
+            .shared
+            .spill
+            .set(parking_lot::Mutex::new(Spill::default()));
+    }
+
+    /// The numeric samples of `key` the archive has not read, oldest first (those its
+    /// history dropped, then those it holds; `whole`: all it holds, for a key stored before
+    /// the archive began); and how many samples did not fit while waiting, for any key.
+    pub(crate) fn take_unarchived(&self, key: &str, whole: bool) -> (Vec<(u64, f64)>, u64) {
+        let Some(spill) = self.shared.spill.get() else {
+            return (Vec::new(), 0);
+        };
+        self.shared
+            .keys
+            .read_mut(key, |entry| {
+                // Under the key's lock, so no sample falls between the two.
+                let mut spill = spill.lock();
+                let mut samples = spill.take(key);
+                // Only the unread end of the history: the rest the archive has.
+                let read = match whole {
+                    true => 0,
+                    false => entry.history().len().saturating_sub(entry.unread()),
+                };
+                samples.extend(
+                    entry
+                        .history()
+                        .oldest_first()
+                        .skip(read)
+                        .filter_map(|(t, v)| v.number().map(|n| (t, n))),
+                );
+                entry.mark_read();
+                (samples, spill.take_dropped())
+            })
+            .unwrap_or_default()
     }
 
     /// A cursor for `changed_since`, starting now.
@@ -586,6 +637,30 @@ mod tests {
         assert_eq!(h[0].time, 104);
         assert!(s.get("nope").is_none());
         assert_eq!(h[0].value.number(), Some(4.0));
+    }
+
+    #[test]
+    fn what_a_history_drops_before_the_archive_read_it_is_kept_for_it() {
+        let s = Server::new(Config {
+            history: 3,
+            ..Config::default()
+        });
+        s.set("before", "1", Some(1)).unwrap();
+        s.start_archiving();
+        for i in 0..8 {
+            s.set("a.b", i.to_string(), Some(100 + i)).unwrap();
+        }
+        s.set("a.b", "text", Some(200)).unwrap();
+        let all: Vec<(u64, f64)> = (0..8).map(|i| (100 + i, i as f64)).collect();
+        assert_eq!(s.take_unarchived("a.b", false), (all, 0));
+        // What was read is dropped without a word; then the unread 108 is kept.
+        for i in 8..12 {
+            s.set("a.b", i.to_string(), Some(100 + i)).unwrap();
+        }
+        let next: Vec<(u64, f64)> = (8..12).map(|i| (100 + i, i as f64)).collect();
+        assert_eq!(s.take_unarchived("a.b", false).0, next);
+        assert_eq!(s.take_unarchived("before", true).0, vec![(1, 1.0)]);
+        assert_eq!(s.take_unarchived("nope", false), (vec![], 0));
     }
 
     #[test]

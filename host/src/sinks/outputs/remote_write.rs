@@ -329,7 +329,10 @@ impl RemoteWrite {
     ) -> (Vec<u8>, HashMap<String, i64>, u64) {
         let mut by_series: BTreeMap<String, (Arc<Mapping>, BTreeMap<i64, f64>)> = BTreeMap::new();
         for q in batch {
-            let id = format!("{}{}", q.series.family.name, q.series.label_text);
+            let id = format!(
+                "{}{}{}",
+                q.series.family.name, q.series.suffix, q.series.label_text
+            );
             let entry = by_series
                 .entry(id)
                 .or_insert_with(|| (Arc::clone(&q.series), BTreeMap::new()));
@@ -361,7 +364,8 @@ impl RemoteWrite {
             for (k, v) in &mapping.labels {
                 labels.insert(k, v);
             }
-            labels.insert("__name__", &mapping.family.name);
+            let name = format!("{}{}", mapping.family.name, mapping.suffix);
+            labels.insert("__name__", &name);
             request.timeseries.push(prompb::TimeSeries {
                 labels: labels
                     .into_iter()

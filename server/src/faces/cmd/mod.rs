@@ -11,6 +11,7 @@ mod get;
 mod list;
 mod quickset;
 mod quit;
+mod range;
 mod set;
 mod shutdown;
 mod sub;
@@ -117,6 +118,7 @@ const COMMANDS: &[Command] = &[
     quickset::QUICKSET,
     auth::AUTH,
     alerts::ALERTS,
+    range::RANGE,
     quit::QUIT,
 ];
 

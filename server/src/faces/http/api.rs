@@ -129,11 +129,27 @@ pub async fn alerts(State(app): State<App>, Query(q): Query<AlertsQuery>) -> Res
             })
         })
         .collect();
+    // Every rule's thresholds, for charts to draw them whether or not anything alerts.
+    let rules = alerts.rules();
+    let thresholds: Vec<JsonValue> = rules
+        .iter()
+        .filter(|r| r.warn.is_some() || r.crit.is_some())
+        .map(|rule| {
+            json!({
+                "name": rule.name,
+                "keys": rule.keys_text,
+                "regex": rule.keys.source(),
+                "warn": rule.warn.as_ref().and_then(|c| c.threshold()),
+                "crit": rule.crit.as_ref().and_then(|c| c.threshold()),
+            })
+        })
+        .collect();
     Json(json!({
         "enabled": true,
         "file": alerts.path().map(|p| p.display().to_string()),
         "problems": alerts.problems(),
-        "rules": alerts.rules().len(),
+        "rules": rules.len(),
+        "thresholds": thresholds,
         "instances": alerts.instance_count(),
         "alerts": rows,
         "receivers": alerts.receivers(),

@@ -1,4 +1,5 @@
 //! The dashboard's files, inside the binary: these machines have no internet, so no CDN.
+//! uPlot, its charting library, is fetched from npm by the build (`build.rs`).
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -21,6 +22,26 @@ pub async fn style() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
         include_str!("dashboard/style.css"),
+    )
+}
+
+pub async fn uplot_script() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        include_str!(concat!(env!("OUT_DIR"), "/uPlot.iife.min.js")),
+    )
+}
+
+pub async fn uplot_style() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        include_str!(concat!(env!("OUT_DIR"), "/uPlot.min.css")),
     )
 }
 

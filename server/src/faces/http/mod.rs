@@ -7,6 +7,7 @@
 //! | `GET /` | the dashboard (every asset inside the binary) |
 //! | `GET /api/keys?match=P` | newest value of every matching key |
 //! | `GET /api/history/{key}` | one key's history, newest first |
+//! | `GET /api/range?key=K&from=T&to=T&step=S` (or `pattern=P`) | samples over a range, consolidated per step |
 //! | `GET /api/stream?match=P[&every=500ms]` | server-sent events of every set (or the newest per key per `every`) |
 //! | `GET /api/uptime` | uptime, subscriptions, keys |
 //! | `GET /api/alerts[?match=P]` | alert instances not ok, with thresholds; receivers |
@@ -23,6 +24,7 @@ mod api;
 mod auth;
 mod dashboard;
 mod push;
+mod range;
 mod stream;
 
 use std::sync::Arc;
@@ -52,6 +54,7 @@ pub fn router(server: Server, exporter: Arc<Exporter>, tokens: Option<Arc<Tokens
     let reads = Router::new()
         .route("/api/keys", get(api::keys))
         .route("/api/history/{key}", get(api::history))
+        .route("/api/range", get(range::range))
         .route("/api/uptime", get(api::uptime))
         .route("/api/alerts", get(api::alerts))
         .route("/api/jobs", get(api::jobs))
@@ -81,6 +84,8 @@ pub fn router(server: Server, exporter: Arc<Exporter>, tokens: Option<Arc<Tokens
         .route("/", get(dashboard::index))
         .route("/app.js", get(dashboard::script))
         .route("/style.css", get(dashboard::style))
+        .route("/uplot.js", get(dashboard::uplot_script))
+        .route("/uplot.css", get(dashboard::uplot_style))
         .route("/openapi.yaml", get(dashboard::openapi))
         .merge(reads)
         .merge(writes)

@@ -25,6 +25,9 @@ struct Cache {
     routes: hashbrown::HashMap<Box<str>, Option<Arc<Mapping>>>,
     /// One family per name, so that a family's series can be found by pointer.
     families: hashbrown::HashMap<String, Arc<Family>>,
+    /// Per family described by its key's metadata: the `HELP` it gives, if any, and when
+    /// that was looked for (a key without metadata is looked at again a minute later).
+    described: hashbrown::HashMap<String, (Option<String>, u64)>,
 }
 
 impl Cache {
@@ -33,6 +36,7 @@ impl Cache {
             rules,
             routes: hashbrown::HashMap::new(),
             families: hashbrown::HashMap::new(),
+            described: hashbrown::HashMap::new(),
         }
     }
 
@@ -91,10 +95,13 @@ impl Exporter {
         rows.sort_unstable_by(|a, b| {
             Arc::as_ptr(&a.0.family)
                 .cmp(&Arc::as_ptr(&b.0.family))
+                .then_with(|| a.0.suffix.cmp(b.0.suffix))
                 .then_with(|| a.0.label_text.cmp(&b.0.label_text))
         });
         rows.dedup_by(|a, b| {
-            Arc::ptr_eq(&a.0.family, &b.0.family) && a.0.label_text == b.0.label_text
+            Arc::ptr_eq(&a.0.family, &b.0.family)
+                && a.0.suffix == b.0.suffix
+                && a.0.label_text == b.0.label_text
         });
 
         let mut out = String::with_capacity(rows.len() * 64 + 512);
@@ -121,17 +128,33 @@ impl Exporter {
                 "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
+        // What collectors say of the keys no rule matched, read once per family (the walk
+        // above is over, so reading keys takes no lock it holds).
+        let mut cache = self.cache.lock();
         let mut current: *const Family = std::ptr::null();
         for (m, value) in &rows {
             let family = m.family.name.as_str();
             if Arc::as_ptr(&m.family) != current {
                 current = Arc::as_ptr(&m.family);
-                if let Some(help) = &m.family.help {
+                let described = m.family.described_by.as_deref().and_then(|key| {
+                    match cache.described.get(family) {
+                        Some((help, at)) if help.is_some() || now < at + 60 => help.clone(),
+                        _ => {
+                            let help = describe(server, key);
+                            cache
+                                .described
+                                .insert(family.to_string(), (help.clone(), now));
+                            help
+                        }
+                    }
+                });
+                if let Some(help) = described.as_ref().or(m.family.help.as_ref()) {
                     let _ = writeln!(out, "# HELP {family} {}", help.replace('\n', " "));
                 }
                 let _ = writeln!(out, "# TYPE {family} {}", m.family.kind.as_str());
             }
             out.push_str(family);
+            out.push_str(m.suffix);
             out.push_str(&m.label_text);
             out.push(' ');
             push_value(&mut out, *value);
@@ -142,6 +165,44 @@ impl Exporter {
         }
         out
     }
+}
+
+/// A `HELP` from what the key's collector wrote beside it: munin's `graph_title`, the
+/// field's `label` and `info`, and `graph_vlabel` (its unit); None without any.
+fn describe(server: &Server, key: &str) -> Option<String> {
+    let text = |k: &str| {
+        server
+            .get(k)
+            .and_then(|h| {
+                h.first()
+                    .map(|s| s.value.to_string_lossy().trim().to_string())
+            })
+            .filter(|t| !t.is_empty())
+    };
+    let graph = key.rsplit_once('.').map_or(key, |(g, _)| g);
+    let title = text(&format!("{graph}.graph_title"));
+    let label = text(&format!("{key}.label"));
+    let info = text(&format!("{key}.info")).or_else(|| text(&format!("{graph}.graph_info")));
+    let unit = text(&format!("{graph}.graph_vlabel"));
+    if title.is_none() && label.is_none() && info.is_none() {
+        return None;
+    }
+    let mut help = [title, label]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(": ");
+    if let Some(info) = info {
+        help = if help.is_empty() {
+            info
+        } else {
+            format!("{help}. {info}")
+        };
+    }
+    if let Some(unit) = unit {
+        help = format!("{help} ({unit})");
+    }
+    Some(help)
 }
 
 /// Alert instances that are not ok, as Prometheus' own `ALERTS` series: `alertstate` is
@@ -235,6 +296,28 @@ mod tests {
         assert!(!text.contains("status"), "{text}");
         assert!(
             text.contains("# TYPE spud_server_keys gauge\nspud_server_keys 6\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_collectors_metadata_is_the_help_of_the_keys_no_rule_names() {
+        let server = Server::new(Config::default());
+        server.set("m.load.load", "0.5", None).unwrap();
+        server
+            .set("m.load.graph_title", "Load average", None)
+            .unwrap();
+        server.set("m.load.graph_vlabel", "load", None).unwrap();
+        server.set("m.load.load.label", "load", None).unwrap();
+        server.set("plain.key", "1", None).unwrap();
+        let exporter = Exporter::new(Rules::new(&MetricsConfig::default()).unwrap());
+        let text = exporter.render(&server);
+        assert!(
+            text.contains("# HELP m_load_load Load average: load (load)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP plain_key The SPUD key plain.key.\n"),
             "{text}"
         );
     }

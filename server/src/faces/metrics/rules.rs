@@ -1,6 +1,9 @@
 //! Mapping rules from SPUD keys to Prometheus series, in the spirit of graphite_exporter:
-//! a glob whose `*` matches one dot-separated part, and a name and labels that may use the
-//! parts as `$1`, `$2`...
+//! a glob whose `*` matches one dot-separated part (or part of one) and `**` one or more
+//! parts, and a name and labels that may use what they matched as `$1`, `$2`... With
+//! `tags = true`, a key's `name:value` parts (DogStatsD, Graphite and Influx tags, as the
+//! receivers write them) become labels and the rest is matched. `type = "summary"` with
+//! `quantile` makes StatsD timers' `p90`, `median`, `sum` and `count` one summary.
 //!
 //! ```toml
 //! [[metrics.rule]]
@@ -30,6 +33,8 @@ pub enum Kind {
     Gauge,
     Counter,
     Untyped,
+    /// Quantiles, `_sum` and `_count` of one family (see `RuleConfig::quantile`).
+    Summary,
 }
 
 impl Kind {
@@ -38,6 +43,7 @@ impl Kind {
             Kind::Gauge => "gauge",
             Kind::Counter => "counter",
             Kind::Untyped => "untyped",
+            Kind::Summary => "summary",
         }
     }
 }
@@ -63,6 +69,13 @@ pub struct RuleConfig {
     /// Keys this rule matches are not exported.
     #[serde(default)]
     pub drop: bool,
+    /// The key's `name:value` parts become labels, and the rest is matched.
+    #[serde(default)]
+    pub tags: bool,
+    /// With `type = "summary"`: which part of the summary the key is, after `$N`: `pNN`
+    /// (`p90` → quantile 0.9, `p99_9` → 0.999), `median` (0.5), `sum` or `count`. A key for
+    /// which it reads as none of them falls to the next rule.
+    pub quantile: Option<String>,
 }
 
 /// What to do with numeric keys no rule matches.
@@ -111,6 +124,9 @@ pub struct Family {
     pub name: String,
     pub kind: Kind,
     pub help: Option<String>,
+    /// A key whose collector may describe it better than `help` (munin's graph_title,
+    /// a field's label and info, graph_vlabel): the key no rule matched.
+    pub described_by: Option<Box<str>>,
 }
 
 /// Where one key's value goes.
@@ -124,6 +140,8 @@ pub struct Mapping {
     pub builtin: bool,
     /// The labels as exposed: `{a="x",b="y"}`, or nothing without labels.
     pub label_text: String,
+    /// What follows the family's name in the series' name: `_sum` and `_count` of a summary.
+    pub suffix: &'static str,
 }
 
 impl Mapping {
@@ -140,6 +158,7 @@ impl Mapping {
             scale,
             builtin,
             label_text,
+            suffix: "",
         }
     }
 }
@@ -176,15 +195,23 @@ struct Rule {
 /// Compiled rules: built-in ones first, then the configured ones.
 pub struct Rules {
     rules: Vec<Rule>,
+    /// Whether some rule takes tags as labels (then keys are matched untagged too).
+    any_tags: bool,
     set: RegexSet,
     unmatched: Unmatched,
     pub expiry: Duration,
 }
 
-/// The server's and the host's own keys.
-fn builtin() -> Vec<RuleConfig> {
-    let rule =
-        |glob: &str, name: &str, labels: &[(&str, &str)], kind: Kind, help: &str| RuleConfig {
+impl RuleConfig {
+    /// A rule naming the keys `glob` matches `name`, with `labels`, `kind` and `help`.
+    pub fn named(
+        glob: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        kind: Kind,
+        help: &str,
+    ) -> RuleConfig {
+        RuleConfig {
             glob: glob.into(),
             name: Some(name.into()),
             labels: labels
@@ -195,7 +222,15 @@ fn builtin() -> Vec<RuleConfig> {
             help: Some(help.into()),
             scale: None,
             drop: false,
-        };
+            tags: false,
+            quantile: None,
+        }
+    }
+}
+
+/// The server's and the host's own keys.
+fn builtin() -> Vec<RuleConfig> {
+    let rule = RuleConfig::named;
     use Kind::{Counter, Gauge};
     let mut rules = vec![
         rule(
@@ -267,6 +302,25 @@ fn builtin() -> Vec<RuleConfig> {
             "spud-host totals.",
         ));
     }
+    // Milliseconds as seconds, the base unit Prometheus names carry.
+    let mut load = rule(
+        "host.plugin.*.load_ms",
+        "spud_host_plugin_load_seconds",
+        &[("plugin", "$1")],
+        Gauge,
+        "How long loading the plugin's library took.",
+    );
+    load.scale = Some(0.001);
+    rules.push(load);
+    let mut lateness = rule(
+        "host.scheduler.lateness_*_ms",
+        "spud_host_scheduler_lateness_seconds",
+        &[("stat", "$1")],
+        Gauge,
+        "How late the scheduler started collects (p50, p99, max).",
+    );
+    lateness.scale = Some(0.001);
+    rules.push(lateness);
     rules.push(rule(
         "host.job.*.*",
         "spud_host_job_$2",
@@ -298,18 +352,66 @@ fn builtin() -> Vec<RuleConfig> {
     rules
 }
 
-/// `memcached.*.curr_items` → `^memcached\.([^.]+)\.curr_items$`.
+/// `memcached.*.curr_items` → `^memcached\.([^.]+)\.curr_items$`; `**` is `(.+)`.
 fn glob_regex(glob: &str) -> String {
-    let parts: Vec<String> = glob.split('*').map(regex::escape).collect();
-    format!("^{}$", parts.join("([^.]+)"))
+    let any: Vec<String> = glob
+        .split("**")
+        .map(|piece| {
+            let parts: Vec<String> = piece.split('*').map(regex::escape).collect();
+            parts.join("([^.]+)")
+        })
+        .collect();
+    format!("^{}$", any.join("(.+)"))
 }
 
-/// Replaces invalid characters with `_` (and puts one before a leading digit).
+/// A key without its `name:value` parts, and those parts as labels (names made valid).
+fn untag(key: &str) -> (String, Vec<(String, String)>) {
+    let mut rest = Vec::new();
+    let mut tags = Vec::new();
+    for part in key.split('.') {
+        match part.split_once(':') {
+            Some((name, value)) if !name.is_empty() => {
+                let mut name = valid_name(name);
+                if name.starts_with("__") {
+                    name.insert_str(0, "tag");
+                }
+                tags.push((name, value.to_string()));
+            }
+            _ => rest.push(part),
+        }
+    }
+    (rest.join("."), tags)
+}
+
+/// What a summary rule's `quantile` reads as: a quantile's label value, or a suffix.
+enum Part {
+    Quantile(String),
+    Suffix(&'static str),
+}
+
+fn summary_part(text: &str) -> Option<Part> {
+    match text {
+        "sum" => return Some(Part::Suffix("_sum")),
+        "count" => return Some(Part::Suffix("_count")),
+        "median" => return Some(Part::Quantile("0.5".into())),
+        _ => {}
+    }
+    let digits = text.strip_prefix('p')?.replacen('_', ".", 1);
+    let percent: f64 = digits.parse().ok().filter(|p| (0.0..=100.0).contains(p))?;
+    if !digits.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    // Rounded: 99.9 / 100 is 0.9990000000000001 in binary.
+    Some(Part::Quantile(format!("{}", (percent * 1e7).round() / 1e9)))
+}
+
+/// Replaces invalid characters with `_` (and puts one before a leading digit). A `:` too:
+/// Prometheus keeps it for recording rules' names.
 pub fn valid_name(name: &str) -> String {
     let mut out: String = name
         .chars()
         .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == ':' {
+            if c.is_ascii_alphanumeric() || c == '_' {
                 c
             } else {
                 '_'
@@ -370,8 +472,15 @@ impl Rules {
                 return Err(error("the glob is empty".into()));
             }
             let regex = Regex::new(&glob_regex(&config.glob)).map_err(|e| error(e.to_string()))?;
-            let stars = config.glob.matches('*').count();
-            let templates = config.name.iter().chain(config.labels.values());
+            // `**` is one capture, as is each lone `*`.
+            let pieces: Vec<&str> = config.glob.split("**").collect();
+            let stars =
+                pieces.len() - 1 + pieces.iter().map(|p| p.matches('*').count()).sum::<usize>();
+            let templates = config
+                .name
+                .iter()
+                .chain(config.labels.values())
+                .chain(config.quantile.iter());
             for t in templates {
                 for n in t.match_indices('$').filter_map(|(i, _)| {
                     t[i + 1..]
@@ -401,6 +510,7 @@ impl Rules {
                     name: valid_name(name),
                     kind: config.kind,
                     help: config.help.clone(),
+                    described_by: None,
                 })),
                 _ => None,
             };
@@ -418,6 +528,7 @@ impl Rules {
             }
         })?;
         Ok(Rules {
+            any_tags: rules.iter().any(|r| r.config.tags),
             rules,
             set,
             unmatched: config.unmatched,
@@ -427,50 +538,89 @@ impl Rules {
 
     /// Where `key` goes; None if it is dropped.
     pub fn map(&self, key: &str) -> Option<Mapping> {
-        let Some(index) = self.set.matches(key).iter().next() else {
-            return match self.unmatched {
-                Unmatched::Drop => None,
-                Unmatched::Gauge => Some(Mapping::new(
-                    Arc::new(Family {
-                        name: valid_name(key),
-                        kind: Kind::Gauge,
-                        help: None,
-                    }),
-                    Vec::new(),
-                    1.0,
-                    false,
-                )),
+        let plain = self.set.matches(key);
+        let untagged = self.any_tags.then(|| {
+            let (rest, tags) = untag(key);
+            (self.set.matches(&rest), rest, tags)
+        });
+        for (index, rule) in self.rules.iter().enumerate() {
+            let (subject, tags) = match (&untagged, rule.config.tags) {
+                (Some((matches, rest, tags)), true) if matches.matched(index) => {
+                    (rest.as_str(), tags.as_slice())
+                }
+                (_, false) if plain.matched(index) => (key, &[][..]),
+                _ => continue,
             };
-        };
-        let rule = &self.rules[index];
-        if rule.config.drop {
-            return None;
+            if rule.config.drop {
+                return None;
+            }
+            if let Some(mapping) = self.apply(rule, subject, tags) {
+                return Some(mapping);
+            }
         }
-        let caps = rule.regex.captures(key).expect("the set matched it");
+        match self.unmatched {
+            Unmatched::Drop => None,
+            Unmatched::Gauge => Some(Mapping::new(
+                Arc::new(Family {
+                    name: valid_name(key),
+                    kind: Kind::Gauge,
+                    help: Some(format!("The SPUD key {key}.")),
+                    described_by: Some(key.into()),
+                }),
+                Vec::new(),
+                1.0,
+                false,
+            )),
+        }
+    }
+
+    /// `rule` applied to `subject` (the key, or the key less its tags), or None when its
+    /// `quantile` does not read as a part of a summary.
+    fn apply(&self, rule: &Rule, subject: &str, tags: &[(String, String)]) -> Option<Mapping> {
+        let caps = rule.regex.captures(subject).expect("the set matched it");
+        let part = match &rule.config.quantile {
+            Some(template) => Some(summary_part(&substitute(template, &caps))?),
+            None => None,
+        };
         let family = match (&rule.fixed, &rule.config.name) {
             (Some(f), _) => Arc::clone(f),
             (None, name) => Arc::new(Family {
                 name: valid_name(
                     &name
                         .as_deref()
-                        .map_or(key.to_string(), |t| substitute(t, &caps)),
+                        .map_or(subject.to_string(), |t| substitute(t, &caps)),
                 ),
                 kind: rule.config.kind,
                 help: rule.config.help.clone(),
+                described_by: None,
             }),
         };
-        let labels = rule
+        let mut labels: Vec<(String, String)> = rule
             .config
             .labels
             .iter()
             .map(|(k, v)| (k.clone(), substitute(v, &caps)))
             .collect();
-        Some(Mapping::new(
+        for (name, value) in tags {
+            if !labels.iter().any(|(n, _)| n == name) {
+                labels.push((name.clone(), value.clone()));
+            }
+        }
+        let mut suffix = "";
+        match part {
+            Some(Part::Quantile(q)) => labels.push(("quantile".into(), q)),
+            Some(Part::Suffix(s)) => suffix = s,
+            None => {}
+        }
+        labels.sort();
+        let mut mapping = Mapping::new(
             family,
             labels,
             rule.config.scale.unwrap_or(1.0),
             rule.builtin,
-        ))
+        );
+        mapping.suffix = suffix;
+        Some(mapping)
     }
 }
 
@@ -490,6 +640,8 @@ mod tests {
                 help: None,
                 scale: None,
                 drop: false,
+                tags: false,
+                quantile: None,
             })
             .collect();
         let config = MetricsConfig {
@@ -527,6 +679,55 @@ mod tests {
         let m = r.map("memcached.a.b.curr_items").unwrap();
         assert_eq!(m.family.name, "memcached_a_b_curr_items");
         assert!(m.labels.is_empty());
+    }
+
+    #[test]
+    fn tags_become_labels_and_a_timer_one_summary() {
+        let r = rules(
+            r#"
+            [[metrics.rule]]
+            match = "statsd.**.p*"
+            name = "statsd_$1"
+            type = "summary"
+            quantile = "p$2"
+            tags = true
+            [[metrics.rule]]
+            match = "statsd.**.count"
+            name = "statsd_$1"
+            type = "summary"
+            quantile = "count"
+            tags = true
+            [[metrics.rule]]
+            match = "statsd.**"
+            name = "statsd_$1"
+            tags = true
+            "#,
+        );
+        let m = r.map("statsd.api.latency.route:_users.p99_9").unwrap();
+        assert_eq!(
+            (m.family.name.as_str(), m.family.kind, m.suffix),
+            ("statsd_api_latency", Kind::Summary, "")
+        );
+        assert_eq!(m.label_text, r#"{quantile="0.999",route="_users"}"#);
+        let m = r.map("statsd.api.latency.route:_users.count").unwrap();
+        assert_eq!(
+            (m.family.name.as_str(), m.suffix),
+            ("statsd_api_latency", "_count")
+        );
+        assert_eq!(m.label_text, r#"{route="_users"}"#);
+        // `p` and a word is not a percentile: the next rule takes it.
+        let m = r.map("statsd.app.perf").unwrap();
+        assert_eq!(
+            (m.family.name.as_str(), m.family.kind),
+            ("statsd_app_perf", Kind::Gauge)
+        );
+        // Unmatched: a `:` is not kept in a name, and the key is the help.
+        let m = r.map("memcached.web1:11211.curr_items").unwrap();
+        assert_eq!(m.family.name, "memcached_web1_11211_curr_items");
+        assert_eq!(
+            m.family.described_by.as_deref(),
+            Some("memcached.web1:11211.curr_items")
+        );
     }
 
     #[test]

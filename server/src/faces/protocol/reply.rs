@@ -28,6 +28,8 @@ pub(crate) enum Error {
     AuthFailed,
     /// New: with `fsync = always`, the write-ahead log could not take the sample.
     NotDurable,
+    /// New: `range` with arguments that are not a range, and why.
+    BadRange(String),
 }
 
 impl Error {
@@ -46,6 +48,7 @@ impl Error {
             Error::AuthRequired(..) => "auth_required",
             Error::AuthFailed => "auth_failed",
             Error::NotDurable => "not_durable",
+            Error::BadRange(_) => "bad_range",
         }
     }
 
@@ -56,7 +59,7 @@ impl Error {
             Error::NoArgs => "No arguments provided".into(),
             Error::NeedTwoArgs => "Two arguments needed".into(),
             Error::NotOnOrOff => "Argument wasn't of form 'on' or 'off'".into(),
-            Error::BadPattern(reason) => reason.clone(),
+            Error::BadPattern(reason) | Error::BadRange(reason) => reason.clone(),
             Error::BadTime => "Time is beyond 18446744073709551615".into(),
             Error::NotAllowed => {
                 "This command is only accepted on a server that listens on loopback alone".into()
