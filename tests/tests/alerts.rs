@@ -581,19 +581,24 @@ fn the_dashboard_shows_alerts_by_severity_and_plots_a_key_with_its_thresholds() 
     browser.wait(r#"tr[data-alert="slow/api.latency"] td.sev.pending"#, t);
     let count = browser.wait("#alerts-count", t);
     assert_eq!(browser.text(&count), "2 firing, 1 pending");
-    // A click plots the key, with the warn and crit thresholds drawn in their colours.
+    // A click opens the key's chart, with the warn and crit thresholds drawn in their
+    // colours and the alert's state by its title.
     let row = browser.wait(r#"tr[data-alert="disk/db1.disk"]"#, t);
     browser.click(&row);
+    let state = browser.wait(r#".chart[data-group="db1"] .states .sev.critical"#, t);
+    assert_eq!(browser.text(&state), "CRITICAL");
     let deadline = Instant::now() + t;
     let red = loop {
         let red = browser.execute(
-            "const c = document.querySelector('#plot');\
+            "const chart = document.querySelector('.chart[data-group=\"db1\"]');\
+             const c = chart && chart.querySelector('canvas');\
+             if (!c || chart.hidden) return ['', 0];\
              const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;\
              let red = 0; for (let i = 0; i < d.length; i += 4) \
                if (d[i + 3] > 100 && d[i] > 120 && d[i] > 2 * d[i + 1] && d[i] > 2 * d[i + 2]) red++;\
-             return [document.querySelector('#plot-title').textContent, red];",
+             return [chart.dataset.thresholds, red];",
         );
-        if red[0] == "db1.disk" && red[1].as_u64().unwrap_or(0) > 100 {
+        if red[0] == "2" && red[1].as_u64().unwrap_or(0) > 100 {
             break red;
         }
         assert!(Instant::now() < deadline, "no threshold on the plot: {red}");

@@ -676,20 +676,21 @@ fn the_dashboard_names_a_munin_key_by_its_graph_and_draws_its_ranges() {
     );
     host.wait_for("d.pool.used.warning", T, |_| true);
     let browser = Browser::start();
-    browser.goto(&format!("http://{}/#d.pool.used", host.http.unwrap()));
-    let row = browser.wait(r#"tr[data-key="d.pool.used"]"#, T);
-    browser.click(&row);
+    // The chart of the graph: titled by munin's graph_title, its warning range (10:50) as
+    // two amber lines.
+    browser.goto(&format!("http://{}/#d.pool", host.http.unwrap()));
     let deadline = std::time::Instant::now() + T;
     loop {
         let seen = browser.execute(
-            "const c = document.querySelector('#plot');\
+            "const chart = document.querySelector('.chart[data-group=\"d.pool\"]');\
+             const c = chart && chart.querySelector('canvas');\
+             if (!c) return ['', 0];\
              const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;\
              let amber = 0; for (let i = 0; i < d.length; i += 4) \
                if (d[i + 3] > 100 && d[i] > 150 && d[i + 1] > 90 && d[i + 1] < 180 && d[i + 2] < 70) amber++;\
-             return [document.querySelector('#plot-title').textContent, amber];",
+             return [chart.querySelector('.title').textContent + ' ' + chart.dataset.thresholds, amber];",
         );
-        if seen[0] == "Connection pool — used (d.pool.used)" && seen[1].as_u64().unwrap_or(0) > 200
-        {
+        if seen[0] == "Connection pool (d.pool) 2" && seen[1].as_u64().unwrap_or(0) > 200 {
             break;
         }
         assert!(

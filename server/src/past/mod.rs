@@ -6,17 +6,9 @@
 pub mod archive;
 pub mod promql;
 
-use spud_archive::Row;
-
+pub use crate::store::range::Past;
 use crate::store::range::{consolidate, consolidate_rows, step_of, Point, Span};
 use crate::Server;
-
-/// Where the rows of a key older than its history in memory are found.
-pub trait Past: Send + Sync + std::fmt::Debug {
-    /// `key`'s rows over `[from, to)`, each at least `step` long, oldest first; empty when
-    /// it knows nothing of the key.
-    fn rows(&self, key: &str, from: u64, to: u64, step: u64) -> Result<Vec<Row>, String>;
-}
 
 /// `key` over `span`, consolidated per step, oldest first; None for a key neither memory
 /// nor the past knows.

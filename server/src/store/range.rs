@@ -5,6 +5,14 @@
 use crate::Sample;
 use spud_archive::Row;
 
+/// Where the rows of a key older than its history in memory are found (the server's
+/// archive, a query API: `past/`); the store's `Config` holds one.
+pub trait Past: Send + Sync + std::fmt::Debug {
+    /// `key`'s rows over `[from, to)`, each at least `step` long, oldest first; empty when
+    /// it knows nothing of the key.
+    fn rows(&self, key: &str, from: u64, to: u64, step: u64) -> Result<Vec<Row>, String>;
+}
+
 /// Steps one answer may hold: a day at one a second (a day at 5 s is 17,280).
 pub const MAX_POINTS: u64 = 86_400;
 

@@ -29,7 +29,7 @@ pub struct Config {
     /// Updates that may wait for one in-process subscriber before it is cut off.
     pub channel_capacity: usize,
     /// Where ranges beyond the history in memory are read (`past`).
-    pub past: Option<Arc<dyn crate::past::Past>>,
+    pub past: Option<Arc<dyn crate::store::range::Past>>,
 }
 
 impl Default for Config {
