@@ -8,7 +8,7 @@
 //! the rate of sets. The samples wait in the store's history, which ranges read anyway; a
 //! key set more often than its history holds loses nothing, for the store keeps what the
 //! history drops unread for the archiver (`Spill`). At start it looks at every stored key
-//! once, whole (what a snapshot brought back), and at a stop it writes what waits.
+//! once (what a snapshot brought back), and at a stop it writes what waits.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -69,12 +69,11 @@ fn archive(
     let all = Pattern::new("*").expect("a valid pattern");
     let mut cursor = server.change_cursor();
     let mut due = Due::default();
-    // What a snapshot brought back, whole: at once.
+    // What a snapshot brought back: at once.
     let started = Instant::now() - flush;
     for (key, _) in server.get_matching(&all) {
         due.push(key, started);
     }
-    let mut whole: HashSet<String> = due.queued.clone();
     loop {
         let stopping = stop.is_cancelled();
         let now = Instant::now();
@@ -88,8 +87,7 @@ fn archive(
         };
         let mut dropped = 0;
         for key in keys {
-            let all = !whole.is_empty() && whole.remove(&key);
-            dropped += gather(&server, &mut archive, key, all);
+            dropped += gather(&server, &mut archive, key);
         }
         if dropped > 0 {
             tracing::warn!(
@@ -121,10 +119,10 @@ fn archive(
     }
 }
 
-/// Hands `archive` the samples of `key` newer than what it wrote of it (`whole`: of all its
-/// history); returns how many samples of any key the store could not keep for it.
-fn gather(server: &Server, archive: &mut Archive, key: String, whole: bool) -> u64 {
-    let (mut samples, dropped) = server.take_unarchived(&key, whole);
+/// Hands `archive` the samples of `key` newer than what it wrote of it; returns how many
+/// samples of any key the store could not keep for it.
+fn gather(server: &Server, archive: &mut Archive, key: String) -> u64 {
+    let (mut samples, dropped) = server.take_unarchived(&key);
     if let Some(after) = archive.newest(&key) {
         samples.retain(|&(time, _)| time > after);
     }

@@ -123,15 +123,22 @@ impl EntryMut<'_> {
     /// than `cap` times between two of the archive's looks (a backfill) hands its oldest
     /// samples over instead of losing them.
     pub(crate) fn archive_evicted(&mut self, cap: usize) -> Option<(u64, f64)> {
+        // A history never holds more than `cap`: it drops one unread only when it is full
+        // and all of it is unread. The count alone settles the usual case.
+        let cap = cap.max(1);
         let history = self.entry.history.samples(self.blocks);
-        let len = history.len();
-        let all_unread = usize::from(self.entry.unread) >= len;
-        if len < cap.max(1) || !all_unread {
+        if usize::from(self.entry.unread) < cap || history.len() < cap {
             self.entry.unread = self.entry.unread.saturating_add(1);
             return None;
         }
         let (time, value) = history.oldest_first().next()?;
         value.number().map(|n| (time, n))
+    }
+
+    /// Counts every sample it holds as unread (when the archive begins).
+    pub(crate) fn mark_all_unread(&mut self) {
+        let len = self.entry.history.samples(self.blocks).len();
+        self.entry.unread = u16::try_from(len).unwrap_or(u16::MAX);
     }
 
     /// How many of its samples the archive has not read.
@@ -387,6 +394,17 @@ impl Keyspace {
         let Shard { table, blocks, .. } = &mut *shard;
         let entry = table.find_mut(hash, |e| is_for(e, blocks, key))?;
         Some(f(&mut EntryMut { entry, blocks }))
+    }
+
+    /// Visits every entry to change it, without counting as a write; one shard at a time.
+    pub(crate) fn for_each_mut(&self, mut f: impl FnMut(&mut EntryMut<'_>)) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            let Shard { table, blocks, .. } = &mut *shard;
+            for entry in table.iter_mut() {
+                f(&mut EntryMut { entry, blocks });
+            }
+        }
     }
 
     /// Visits every entry, one shard at a time; each shard is locked only while visited.

@@ -417,17 +417,20 @@ impl Server {
     }
 
     /// From now on, what a history drops before `take_unarchived` read it is kept for it.
+    /// What the store holds already (a snapshot, a log) is unread too.
     pub(crate) fn start_archiving(&self) {
-        let _ = self
-            .shared
-            .spill
-            .set(parking_lot::Mutex::new(Spill::default()));
+        let spill = parking_lot::Mutex::new(Spill::default());
+        if self.shared.spill.set(spill).is_ok() {
+            self.shared
+                .keys
+                .for_each_mut(|entry| entry.mark_all_unread());
+        }
     }
 
     /// The numeric samples of `key` the archive has not read, oldest first (those its
-    /// history dropped, then those it holds; `whole`: all it holds, for a key stored before
-    /// the archive began); and how many samples did not fit while waiting, for any key.
-    pub(crate) fn take_unarchived(&self, key: &str, whole: bool) -> (Vec<(u64, f64)>, u64) {
+    /// history dropped, then those it holds); and how many samples did not fit while
+    /// waiting, for any key.
+    pub(crate) fn take_unarchived(&self, key: &str) -> (Vec<(u64, f64)>, u64) {
         let Some(spill) = self.shared.spill.get() else {
             return (Vec::new(), 0);
         };
@@ -438,10 +441,7 @@ impl Server {
                 let mut spill = spill.lock();
                 let mut samples = spill.take(key);
                 // Only the unread end of the history: the rest the archive has.
-                let read = match whole {
-                    true => 0,
-                    false => entry.history().len().saturating_sub(entry.unread()),
-                };
+                let read = entry.history().len().saturating_sub(entry.unread());
                 samples.extend(
                     entry
                         .history()
@@ -652,15 +652,15 @@ mod tests {
         }
         s.set("a.b", "text", Some(200)).unwrap();
         let all: Vec<(u64, f64)> = (0..8).map(|i| (100 + i, i as f64)).collect();
-        assert_eq!(s.take_unarchived("a.b", false), (all, 0));
+        assert_eq!(s.take_unarchived("a.b"), (all, 0));
         // What was read is dropped without a word; then the unread 108 is kept.
         for i in 8..12 {
             s.set("a.b", i.to_string(), Some(100 + i)).unwrap();
         }
         let next: Vec<(u64, f64)> = (8..12).map(|i| (100 + i, i as f64)).collect();
-        assert_eq!(s.take_unarchived("a.b", false).0, next);
-        assert_eq!(s.take_unarchived("before", true).0, vec![(1, 1.0)]);
-        assert_eq!(s.take_unarchived("nope", false), (vec![], 0));
+        assert_eq!(s.take_unarchived("a.b").0, next);
+        assert_eq!(s.take_unarchived("before").0, vec![(1, 1.0)]);
+        assert_eq!(s.take_unarchived("nope"), (vec![], 0));
     }
 
     #[test]
