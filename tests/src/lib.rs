@@ -13,6 +13,7 @@ pub mod alertmanager;
 pub mod collectd;
 pub mod etsy;
 pub mod http;
+pub mod minisign;
 pub mod nats;
 pub mod netdata;
 pub mod prometheus;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::signature::Trust;
 use crate::model::{Isolation, JobSpec, Limits, Probe};
 use crate::sinks::backlog::Waiting;
 use crate::sinks::outputs::OutputConfig;
@@ -174,6 +175,15 @@ pub struct HostSection {
     /// An isolated job's worker: the most threads it may have.
     #[serde(default = "default_worker_threads")]
     pub worker_threads: u64,
+    /// minisign public keys (a `minisign.pub` file's second line): when set, a plugin
+    /// loads only with a signature by one of them beside it (`name.so.minisig`).
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+    /// A file of such keys (one or more `minisign.pub` files), relative to this file.
+    pub trusted_keys_file: Option<PathBuf>,
+    /// The keys above, read and checked when the config is.
+    #[serde(skip)]
+    pub trust: Trust,
 }
 
 impl HostSection {
@@ -204,6 +214,9 @@ impl Default for HostSection {
             isolation: Isolation::None,
             worker_memory_mib: default_worker_memory_mib(),
             worker_threads: default_worker_threads(),
+            trusted_keys: Vec::new(),
+            trusted_keys_file: None,
+            trust: Trust::default(),
         }
     }
 }
@@ -279,10 +292,18 @@ impl Config {
 
     /// Parses and checks `text`, naming `path` in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError {
             problems: vec![spud_server::toml_error::describe(&e, text, path)],
         })?;
-        let problems = config.problems(text, path);
+        let mut problems = config.problems(text, path);
+        let keys_file = config.host.trusted_keys_file.as_ref();
+        match Trust::new(
+            &config.host.trusted_keys,
+            keys_file.map(|f| relative_to(path, f)).as_deref(),
+        ) {
+            Ok(trust) => config.host.trust = trust,
+            Err(e) => problems.push(format!("{}: [host] {e}", locate(text, "trusted_keys", path))),
+        }
         if problems.is_empty() {
             Ok(config)
         } else {
