@@ -273,6 +273,9 @@ impl HelperConfig {
     }
 }
 
+/// The prefix of the variables the host sets for plugins; `[vars]` may not use it.
+pub const HOST_VARS: &str = "spud.";
+
 /// A config that cannot be used, and why.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .problems.join("\n"))]
@@ -320,11 +323,17 @@ impl Config {
                 at("remote")
             ));
         }
+        if let Some(name) = self.vars.keys().find(|k| k.starts_with(HOST_VARS)) {
+            problems.push(format!(
+                "{}: [vars] {name}: names starting with {HOST_VARS:?} are the host's own",
+                at(name)
+            ));
+        }
         if self.server.remote.is_some()
-            && (self.server.embedded.tokens.is_some() || self.server.embedded.no_auth)
+            && self.server.embedded.no_auth
         {
             problems.push(format!(
-                "{}: [server] `tokens` and `no_auth` are for the embedded server, not a remote one",
+                "{}: [server] `no_auth` is for the embedded server, not a remote one",
                 at("remote")
             ));
         }
@@ -510,9 +519,11 @@ impl Config {
         }
     }
 
-    /// `[vars]` as text, the way plugins read them.
-    pub fn vars_as_text(&self) -> HashMap<String, String> {
-        self.vars
+    /// `[vars]` as text, the way plugins read them, and what the host tells plugins under
+    /// names of its own: `spud.tokens`, the tokens file receivers check (`[server] tokens`).
+    pub fn vars_as_text(&self, config_path: &Path) -> HashMap<String, String> {
+        let mut vars: HashMap<String, String> = self
+            .vars
             .iter()
             .map(|(k, v)| {
                 let text = match v {
@@ -521,7 +532,12 @@ impl Config {
                 };
                 (k.clone(), text)
             })
-            .collect()
+            .collect();
+        if let Some(tokens) = &self.server.embedded.tokens {
+            let path = relative_to(config_path, tokens);
+            vars.insert(HOST_VARS.to_string() + "tokens", path.display().to_string());
+        }
+        vars
     }
 
     /// Where the plugins are: `[host] plugins`, relative to the config file's folder.

@@ -72,7 +72,7 @@ impl Gatherer {
             plugins_dir,
             ctx: Context {
                 sink: Sink::new(target, outputs),
-                vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text())),
+                vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text(config_path))),
                 limits: config.host.limits(),
                 sockets: Arc::default(),
             },

@@ -59,7 +59,7 @@ fn jobs_and_rules(
             Target::Embedded(spud_server::Server::new(spud_server::Config::default())),
             Vec::new(),
         ),
-        vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text())),
+        vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text(config_path))),
         limits: config.host.limits(),
         sockets: Arc::default(),
     };

@@ -402,7 +402,7 @@ pub fn reload_config(gatherer: &Arc<Gatherer>) {
     state.config = running(&old, &new);
 
     if d.vars {
-        *gatherer.ctx.vars.write() = new.vars_as_text();
+        *gatherer.ctx.vars.write() = new.vars_as_text(&gatherer.config_path);
         // Isolated jobs keep their own copy.
         for job in gatherer.scheduler.jobs() {
             if let Runner::Process(isolated) = &job.runner {
