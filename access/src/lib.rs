@@ -9,5 +9,7 @@ pub mod secret;
 pub mod tokens;
 
 pub use protected::protected_mode;
-pub use secret::{read_secret_file, read_token_file, Secret, SecretRef};
+pub use secret::{
+    anchor_path, read_secret_file, read_secret_setting, read_token_file, Secret, SecretRef,
+};
 pub use tokens::{Role, Roles, Tokens};

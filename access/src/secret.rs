@@ -94,6 +94,11 @@ impl std::fmt::Debug for SecretRef {
 }
 
 impl Secret {
+    /// A secret made from others (an `Authorization` header from a password).
+    pub fn new(text: String) -> Secret {
+        Secret(text)
+    }
+
     /// The secret's text, for the one place that sends it.
     pub fn expose(&self) -> &str {
         &self.0
@@ -128,12 +133,49 @@ pub fn read_secret_file(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-/// Reads a client's token file: the secret on its first line.
+/// Whether a setting's text says where a secret is (`env:NAME`, `file:PATH`).
+pub fn is_reference(text: &str) -> bool {
+    text.starts_with("env:") || text.starts_with("file:")
+}
+
+/// A path setting that may hold a secret reference, anchored at a config's folder `base`:
+/// a plain relative path is joined to it; `file:REL` becomes `file:` its absolute place
+/// (`$CREDENTIALS_DIRECTORY` first); `env:NAME` stays.
+pub fn anchor_path(base: &Path, path: &Path) -> PathBuf {
+    let Some(text) = path.to_str() else {
+        return base.join(path);
+    };
+    match text.strip_prefix("file:") {
+        Some(rel) => PathBuf::from(format!(
+            "file:{}",
+            credential_path(Path::new(rel), Some(base)).display()
+        )),
+        None if is_reference(text) => path.to_path_buf(),
+        None => base.join(path),
+    }
+}
+
+/// The content of a file setting that holds a secret (a TLS key, NATS credentials, a
+/// token file): the file at `path`, refused if others may read it; or, when `path` is
+/// `env:NAME` or `file:PATH`, that secret.
+pub fn read_secret_setting(path: &Path) -> Result<Secret, String> {
+    match path.to_str().filter(|t| is_reference(t)) {
+        Some(reference) => SecretRef::new(reference)
+            .resolve(None)
+            .map_err(|e| e.to_string()),
+        None => read_secret_file(path).map(Secret),
+    }
+}
+
+/// Reads a client's token file: the secret on its first line (or `env:NAME`, `file:PATH`).
 pub fn read_token_file(path: &Path) -> Result<String, String> {
-    let text = read_secret_file(path)?;
+    let text = read_secret_setting(path)?.expose().to_string();
     let token = text.lines().next().unwrap_or("").trim().to_string();
     if token.is_empty() {
-        return Err(format!("{}: no token on its first line", path.display()));
+        return Err(format!(
+            "{}: no token on its first line",
+            path.display()
+        ));
     }
     Ok(token)
 }

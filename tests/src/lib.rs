@@ -277,9 +277,19 @@ impl SpudServer {
         SpudServer::start_binary(&binary("spud-server"), args)
     }
 
+    /// `start`, with these variables in its environment.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> SpudServer {
+        SpudServer::start_binary_env(&binary("spud-server"), args, env)
+    }
+
     /// `start`, of another build of `spud-server` (a benchmark's earlier release).
     pub fn start_binary(binary: &Path, args: &[&str]) -> SpudServer {
+        SpudServer::start_binary_env(binary, args, &[])
+    }
+
+    fn start_binary_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> SpudServer {
         let mut cmd = Command::new(binary);
+        cmd.envs(env.iter().copied());
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
@@ -362,7 +372,21 @@ impl SpudHost {
 
     /// `start_in`, of a given build of `spud-host`.
     pub fn start_binary_in(binary: &Path, dir: tempfile::TempDir) -> SpudHost {
+        SpudHost::start_binary_in_env(binary, dir, &[])
+    }
+
+    /// `start_in`, with these variables in its environment.
+    pub fn start_in_env(dir: tempfile::TempDir, env: &[(&str, &str)]) -> SpudHost {
+        SpudHost::start_binary_in_env(&binary("spud-host"), dir, env)
+    }
+
+    fn start_binary_in_env(
+        binary: &Path,
+        dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+    ) -> SpudHost {
         let mut cmd = Command::new(binary);
+        cmd.envs(env.iter().copied());
         cmd.arg("--conf").arg(dir.path().join("gatherer.toml"));
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");

@@ -405,7 +405,8 @@ impl Config {
         }
         for (i, output) in self.outputs.iter().enumerate() {
             let settings = output.settings();
-            if let Some(e) = settings.problem() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            if let Some(e) = settings.problem(base) {
                 problems.push(format!(
                     "{}: [[output]] {}: {e}",
                     at(settings.locator()),
@@ -547,9 +548,11 @@ impl Config {
 }
 
 /// `p` relative to the folder holding `config_path`, unless absolute.
+/// A path of the config, taken from the config file's folder; a secret's `file:` and
+/// `env:` references are kept as such (see `spud_access::anchor_path`).
 pub fn relative_to(config_path: &Path, p: &Path) -> PathBuf {
     let base = config_path.parent().unwrap_or(Path::new("."));
-    base.join(p)
+    spud_access::anchor_path(base, p)
 }
 
 /// `file:line` of the first occurrence of `needle`, or just the file.
