@@ -18,6 +18,7 @@ pub mod nats;
 pub mod netdata;
 pub mod prometheus;
 pub mod rrdcached;
+pub mod sshd;
 pub mod victoria;
 pub mod webdriver;
 
