@@ -20,7 +20,7 @@
 //! The sockets are handed over to the job's next generation on reload (see
 //! `spud_plugin_api::kit::listen`).
 
-mod parse;
+pub mod parse;
 
 use std::net::UdpSocket;
 use std::sync::Arc;

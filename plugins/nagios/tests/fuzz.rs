@@ -1,0 +1,37 @@
+//! The Nagios plugin output and perfdata parser, fuzzed (see `spud-fuzzing`): any output,
+//! never a panic, perfdata items in proportion to it.
+
+use proptest::prelude::*;
+use spud_plugin_nagios::perfdata;
+
+const WORDS: &[&str] = &[
+    "|", "=", ";", "'", "''", "@", "~", ":", "%", "s", "ms", "us", "B", "KB", "MB", "GB", "TB", "c", " ",
+    "OK - ", "CRITICAL", "U",
+];
+
+fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
+    let text = String::from_utf8_lossy(bytes);
+    let out = perfdata::parse(&text);
+    prop_assert!(out.perfdata.len() + out.bad.len() <= text.matches(['=', ' ', '\n', '|']).count() + 1);
+    prop_assert!(out.long_text.len() <= text.lines().count());
+    for range in [text.as_ref(), "10:", "~:20", "@5:6"] {
+        let _ = perfdata::Range::parse(range, 1.0);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(spud_fuzzing::config(3000))]
+
+    #[test]
+    fn any_output(bytes in spud_fuzzing::input(WORDS, spud_fuzzing::corpus(env!("CARGO_MANIFEST_DIR")))) {
+        check(&bytes)?;
+    }
+}
+
+#[test]
+fn the_seed_corpus() {
+    for entry in spud_fuzzing::corpus(env!("CARGO_MANIFEST_DIR")) {
+        check(&entry).unwrap();
+    }
+}
