@@ -56,8 +56,8 @@ impl SecretRef {
             std::env::var(name).map_err(|_| SecretError::NoVariable(name.to_string()))?
         } else if let Some(path) = self.0.strip_prefix("file:") {
             let found = credential_path(Path::new(path), base);
-            let text = read_secret_file(&found)
-                .map_err(|e| SecretError::File(path.to_string(), e))?;
+            let text =
+                read_secret_file(&found).map_err(|e| SecretError::File(path.to_string(), e))?;
             let text = text.strip_suffix('\n').unwrap_or(&text);
             text.strip_suffix('\r').unwrap_or(text).to_string()
         } else {
@@ -172,10 +172,7 @@ pub fn read_token_file(path: &Path) -> Result<String, String> {
     let text = read_secret_setting(path)?.expose().to_string();
     let token = text.lines().next().unwrap_or("").trim().to_string();
     if token.is_empty() {
-        return Err(format!(
-            "{}: no token on its first line",
-            path.display()
-        ));
+        return Err(format!("{}: no token on its first line", path.display()));
     }
     Ok(token)
 }
@@ -191,7 +188,10 @@ mod tests {
         let env = SecretRef::new("env:SPUD_ACCESS_TEST_SECRET");
         let secret = env.resolve(None).unwrap();
         assert_eq!(secret.expose(), "from-the-environment");
-        assert_eq!(format!("{secret} {secret:?} {env:?}"), "<secret> <secret> SecretRef(env:SPUD_ACCESS_TEST_SECRET)");
+        assert_eq!(
+            format!("{secret} {secret:?} {env:?}"),
+            "<secret> <secret> SecretRef(env:SPUD_ACCESS_TEST_SECRET)"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("s");
@@ -207,13 +207,21 @@ mod tests {
 
     #[test]
     fn missing_or_open_secrets_are_refused_by_where_not_what() {
-        let e = SecretRef::new("env:SPUD_ACCESS_TEST_UNSET").resolve(None).unwrap_err();
-        assert_eq!(e.to_string(), "env:SPUD_ACCESS_TEST_UNSET: the environment variable is not set");
+        let e = SecretRef::new("env:SPUD_ACCESS_TEST_UNSET")
+            .resolve(None)
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "env:SPUD_ACCESS_TEST_UNSET: the environment variable is not set"
+        );
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("open");
         std::fs::write(&file, "readable-by-all").unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = SecretRef::new("file:open").resolve(Some(dir.path())).unwrap_err().to_string();
+        let e = SecretRef::new("file:open")
+            .resolve(Some(dir.path()))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("other users may read"), "{e}");
         assert!(!e.contains("readable-by-all"), "{e}");
     }

@@ -111,7 +111,11 @@ pub struct Tokens {
 impl std::fmt::Debug for Tokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map()
-            .entries(self.entries.iter().map(|(name, _, roles)| (name, roles.names())))
+            .entries(
+                self.entries
+                    .iter()
+                    .map(|(name, _, roles)| (name, roles.names())),
+            )
             .finish()
     }
 }
@@ -124,8 +128,7 @@ impl Tokens {
     /// different, at least one token.
     pub fn load(path: &Path) -> Result<Tokens, String> {
         let text = read_secret_file(path)?;
-        Tokens::parse_in(&text, path.parent())
-            .map_err(|e| format!("{}: {e}", path.display()))
+        Tokens::parse_in(&text, path.parent()).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// A tokens file's text; `file:` secrets relative to the current folder.

@@ -3,7 +3,9 @@
 //! trusted_keys` set and the plugin signed with Debian's `minisign`, once without keys (the
 //! reference: the same load, unchecked), in alternation; the host's own figures say how
 //! long the load took (`host.plugin.<name>.load_ms`) and, of it, the signature's check
-//! (`.signature_check_ms`).
+//! (`.signature_check_ms`). Each plugin as `cargo build --release` leaves it (with its
+//! debugging information) and stripped of it (`strip --strip-debug`, as a package ships it):
+//! the check reads every byte, the load does not.
 
 use std::time::Duration;
 
@@ -16,8 +18,8 @@ use crate::common::median;
 /// Small to large: the plugin's job (options that let it start, or at least load).
 const PLUGINS: [(&str, &str); 4] = [
     ("test", ""),
-    ("statsd", "options = { listen = \"127.0.0.1:0\" }"),
-    ("influx", "options = { listen = \"127.0.0.1:0\" }"),
+    ("statsd", "options = { listen = \"localhost:0\" }"),
+    ("influx", "options = { listen = \"localhost:0\" }"),
     ("nats", ""),
 ];
 
@@ -26,8 +28,39 @@ pub fn signing(quick: bool, report: &mut Vec<String>) -> Result<()> {
     let key = SigningKey::new();
     println!("== signed plugins: a plugin's load with and without its signature checked, {rounds} host starts each");
     for (name, options) in PLUGINS {
-        let bytes = std::fs::metadata(plugin(name))?.len();
-        let (mut plain, mut signed, mut check) = (Vec::new(), Vec::new(), Vec::new());
+        for stripped in [false, true] {
+            measure(name, options, stripped, rounds, &key, report)?;
+        }
+    }
+    Ok(())
+}
+
+fn measure(
+    name: &str,
+    options: &str,
+    stripped: bool,
+    rounds: usize,
+    key: &SigningKey,
+    report: &mut Vec<String>,
+) -> Result<()> {
+    let built = plugin(name);
+    let file = if stripped {
+        let out = std::env::temp_dir().join(format!("spud-bench-stripped-{name}.so"));
+        let status = std::process::Command::new("strip")
+            .arg("--strip-debug")
+            .arg("-o")
+            .arg(&out)
+            .arg(&built)
+            .status()?;
+        anyhow::ensure!(status.success(), "strip --strip-debug {}", built.display());
+        out
+    } else {
+        built
+    };
+    let bytes = std::fs::metadata(&file)?.len();
+    let what = format!("{name}.so{}", if stripped { ", stripped" } else { "" });
+    let (mut plain, mut signed, mut check) = (Vec::new(), Vec::new(), Vec::new());
+    {
         for _ in 0..rounds {
             for keys in [false, true] {
                 let head = if keys {
@@ -37,7 +70,8 @@ pub fn signing(quick: bool, report: &mut Vec<String>) -> Result<()> {
                 };
                 let config =
                     format!("{head}[[job]]\nname = \"j\"\nplugin = \"{name}\"\n{options}\n");
-                let dir = SpudHost::prepare(&[name], &config);
+                let dir = SpudHost::prepare(&[], &config);
+                spud_tests::install_plugin(&file, &dir.path().join(format!("plugins/{name}.so")));
                 if keys {
                     key.sign(&dir.path().join(format!("plugins/{name}.so")));
                 }
@@ -59,17 +93,17 @@ pub fn signing(quick: bool, report: &mut Vec<String>) -> Result<()> {
                 }
             }
         }
-        let (plain, signed, check) = (median(plain), median(signed), median(check));
-        println!(
-            "{name}.so ({:.1} MB): load {plain:.2} ms unchecked, {signed:.2} ms checked, of which the check {check:.2} ms",
-            bytes as f64 / 1e6
-        );
-        report.push(format!(
-            "| signed plugin load: {name}.so ({:.1} MB), median of {rounds} | {signed:.2} ms, of which the signature check {check:.2} ms | {plain:.2} ms unchecked (no trusted_keys) | {:.2}× (check = {:.0}% of the checked load) |",
-            bytes as f64 / 1e6,
-            signed / plain,
-            100.0 * check / signed
-        ));
     }
+    let (plain, signed, check) = (median(plain), median(signed), median(check));
+    println!(
+        "{what} ({:.1} MB): load {plain:.2} ms unchecked, {signed:.2} ms checked, of which the check {check:.2} ms",
+        bytes as f64 / 1e6
+    );
+    report.push(format!(
+        "| signed plugin load: {what} ({:.1} MB), median of {rounds} | {signed:.2} ms, of which the signature check {check:.2} ms | {plain:.2} ms unchecked (no trusted_keys) | {:.2}× (check = {:.0}% of the checked load) |",
+        bytes as f64 / 1e6,
+        signed / plain,
+        100.0 * check / signed
+    ));
     Ok(())
 }

@@ -31,7 +31,11 @@ impl std::fmt::Debug for Trust {
 impl PartialEq for Trust {
     fn eq(&self, other: &Trust) -> bool {
         self.keys.len() == other.keys.len()
-            && self.keys.iter().zip(&other.keys).all(|(a, b)| a.text == b.text)
+            && self
+                .keys
+                .iter()
+                .zip(&other.keys)
+                .all(|(a, b)| a.text == b.text)
     }
 }
 

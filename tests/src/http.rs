@@ -80,9 +80,7 @@ pub fn get_with(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let mut r = request
-        .call()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let mut r = request.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = r.status().as_u16();
     (status, r.body_mut().read_to_string().unwrap_or_default())
 }

@@ -24,7 +24,11 @@ impl ClientKey {
             .arg(&private)
             .output()
             .expect("ssh-keygen runs (scripts/setup-test-deps installs openssh-client)");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let public = std::fs::read_to_string(private.with_extension("pub"))
             .unwrap()
             .trim()
@@ -58,7 +62,8 @@ impl Sshd {
             .expect("ssh-keygen");
         assert!(out.status.success());
         // conf/authorized_keys, its example key replaced by the test's.
-        let shipped = std::fs::read_to_string(workspace_root().join("conf/authorized_keys")).unwrap();
+        let shipped =
+            std::fs::read_to_string(workspace_root().join("conf/authorized_keys")).unwrap();
         let line = shipped
             .lines()
             .find(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -73,9 +78,16 @@ impl Sshd {
             .replace("Match User spud", &format!("Match User {user}"))
             .replace(
                 "/usr/local/bin/spud cmdshell --conf /etc/spud/cmdshell.conf",
-                &format!("{} cmdshell --conf {}", spud.display(), cmdshell_conf.display()),
+                &format!(
+                    "{} cmdshell --conf {}",
+                    spud.display(),
+                    cmdshell_conf.display()
+                ),
             );
-        assert_ne!(ours, shipped, "conf/sshd_config changed shape: update the test");
+        assert_ne!(
+            ours, shipped,
+            "conf/sshd_config changed shape: update the test"
+        );
         let addr = free_port();
         // What the machine's own sshd_config would say; StrictModes is off because the
         // test's files live under /tmp, which is writable by all.

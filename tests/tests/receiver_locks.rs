@@ -91,7 +91,10 @@ for who, password in [('collectors', 'not-the-secret-at-all'), ('dashboards', '{
     assert_eq!(status, 204);
     host.wait_for("influx.locked2.v", T, |v| v == "2");
     let (status, answer) = http::post_with(&url, &[], b"intruder v=7 1700000001");
-    assert_eq!((status, answer.as_str()), (401, "{\"error\":\"authorization failed\"}"));
+    assert_eq!(
+        (status, answer.as_str()),
+        (401, "{\"error\":\"authorization failed\"}")
+    );
     host.wait_for("host.job.influx.refused", T, |v| v == "3");
     let mut c = host.connect();
     assert_eq!(c.history("influx.intruder.v"), Vec::<String>::new());
@@ -124,13 +127,15 @@ for who, password in [('collectors', 'not-the-secret-at-all'), ('dashboards', '{
     let mut g = TcpStream::connect(graphite).unwrap();
     g.write_all(b"allowed.tcp 4 1700000000\n").unwrap();
     drop(g);
-    udp.send_to(b"allowed.udp 5 1700000000\n", graphite).unwrap();
+    udp.send_to(b"allowed.udp 5 1700000000\n", graphite)
+        .unwrap();
     host.wait_for("graphite.allowed.tcp", T, |v| v == "4");
     host.wait_for("graphite.allowed.udp", T, |v| v == "5");
     host.wait_for("host.job.graphite.refused", T, |v| v == "0");
 
     // collectd allows 192.0.2.0/24 only: refused before a byte is parsed.
-    udp.send_to(b"\x00\x00\x00\x0elocalhost\x00", collectd).unwrap();
+    udp.send_to(b"\x00\x00\x00\x0elocalhost\x00", collectd)
+        .unwrap();
     host.wait_for("host.job.collectd.refused", T, |v| v == "1");
     host.wait_for("host.job.collectd.bad", T, |v| v == "0");
 }
@@ -161,7 +166,8 @@ fn a_receiver_beyond_loopback_without_a_lock_refuses_to_start() {
         );
         let error = host.wait_for(&format!("host.job.{plugin}.last_error"), T, |_| true);
         assert!(
-            error.contains("refusing to listen on 0.0.0.0:0 without a lock") && error.contains(lock),
+            error.contains("refusing to listen on 0.0.0.0:0 without a lock")
+                && error.contains(lock),
             "{plugin}: {error}"
         );
     }

@@ -115,10 +115,22 @@ fn secrets_from_the_environment_and_credentials_reach_their_services_and_nowhere
 
     let mut outputs = String::new();
     for (name, auth) in [
-        ("vm_password_env", "basic_auth = { username = \"spud\", password = \"env:SPUD_TEST_VM_PASSWORD\" }"),
-        ("vm_password_file", "basic_auth = { username = \"spud\", password = \"file:vm.password\" }"),
-        ("vm_header_env", "headers = { Authorization = \"env:SPUD_TEST_VM_HEADER\" }"),
-        ("vm_header_file", "headers = { Authorization = \"file:vm.header\" }"),
+        (
+            "vm_password_env",
+            "basic_auth = { username = \"spud\", password = \"env:SPUD_TEST_VM_PASSWORD\" }",
+        ),
+        (
+            "vm_password_file",
+            "basic_auth = { username = \"spud\", password = \"file:vm.password\" }",
+        ),
+        (
+            "vm_header_env",
+            "headers = { Authorization = \"env:SPUD_TEST_VM_HEADER\" }",
+        ),
+        (
+            "vm_header_file",
+            "headers = { Authorization = \"file:vm.header\" }",
+        ),
     ] {
         outputs.push_str(&format!(
             "[[output]]\ntype = \"prometheus_remote_write\"\nname = \"{name}\"\nurl = \"{}\"\n\
@@ -127,10 +139,26 @@ fn secrets_from_the_environment_and_credentials_reach_their_services_and_nowhere
         ));
     }
     for (name, servers, auth) in [
-        ("nats_token_env", by_token.servers_toml(), "token = \"env:SPUD_TEST_NATS_TOKEN\""),
-        ("nats_token_file", by_token.servers_toml(), "token = \"file:nats.token\""),
-        ("nats_password_env", by_user.servers_toml(), "user = \"spud\"\npassword = \"env:SPUD_TEST_NATS_PASSWORD\""),
-        ("nats_password_file", by_user.servers_toml(), "user = \"spud\"\npassword = \"file:nats.password\""),
+        (
+            "nats_token_env",
+            by_token.servers_toml(),
+            "token = \"env:SPUD_TEST_NATS_TOKEN\"",
+        ),
+        (
+            "nats_token_file",
+            by_token.servers_toml(),
+            "token = \"file:nats.token\"",
+        ),
+        (
+            "nats_password_env",
+            by_user.servers_toml(),
+            "user = \"spud\"\npassword = \"env:SPUD_TEST_NATS_PASSWORD\"",
+        ),
+        (
+            "nats_password_file",
+            by_user.servers_toml(),
+            "user = \"spud\"\npassword = \"file:nats.password\"",
+        ),
     ] {
         outputs.push_str(&format!(
             "[[output]]\ntype = \"nats\"\nname = \"{name}\"\nservers = {servers}\nstream = \"{}\"\n\
@@ -167,22 +195,37 @@ fn secrets_from_the_environment_and_credentials_reach_their_services_and_nowhere
 
     // Each reached what checks it.
     let mut c = host.connect();
-    assert!(c.ask(&format!("auth {writer}"), "\n").starts_with("OK authenticated as collectors"));
+    assert!(c
+        .ask(&format!("auth {writer}"), "\n")
+        .starts_with("OK authenticated as collectors"));
     let mut c2 = host.connect();
-    assert!(c2.ask(&format!("auth {reader}"), "\n").starts_with("OK authenticated as dashboards"));
+    assert!(c2
+        .ask(&format!("auth {reader}"), "\n")
+        .starts_with("OK authenticated as dashboards"));
     let vm_auth = [("Authorization", authorization.as_str())];
-    for via in ["vm_password_env", "vm_password_file", "vm_header_env", "vm_header_file"] {
-        wait(&format!("remote write {via} reached VictoriaMetrics"), || {
-            http::get_with(&format!("http://{}/internal/force_flush", vm.addr), &vm_auth);
-            let (status, body) = http::get_with(
-                &format!(
-                    "http://{}/api/v1/export?match[]={{via=%22{via}%22}}",
-                    vm.addr
-                ),
-                &vm_auth,
-            );
-            status == 200 && body.contains("secret")
-        });
+    for via in [
+        "vm_password_env",
+        "vm_password_file",
+        "vm_header_env",
+        "vm_header_file",
+    ] {
+        wait(
+            &format!("remote write {via} reached VictoriaMetrics"),
+            || {
+                http::get_with(
+                    &format!("http://{}/internal/force_flush", vm.addr),
+                    &vm_auth,
+                );
+                let (status, body) = http::get_with(
+                    &format!(
+                        "http://{}/api/v1/export?match[]={{via=%22{via}%22}}",
+                        vm.addr
+                    ),
+                    &vm_auth,
+                );
+                status == 200 && body.contains("secret")
+            },
+        );
     }
     for (nats, stream) in [
         (&by_token, "NATS_TOKEN_ENV"),
@@ -236,7 +279,8 @@ fn secrets_from_the_environment_and_credentials_reach_their_services_and_nowhere
         .envs(vars.iter().copied())
         .output()
         .unwrap();
-    let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}");
     secrets.absent_from("check-config", &said);
     // A secret that is missing is named by where it was looked for.
@@ -275,18 +319,47 @@ fn tls_keys_and_client_tokens_from_the_environment_and_credentials() {
     let cert = pki.file("server.pem");
     // The key from the environment, then from a credential.
     let by_env = SpudServer::start_env(
-        &["--tls-cert", &cert, "--tls-key", "env:SPUD_TEST_TLS_KEY", "--tokens", &tokens_file, "--no-http"],
-        &[("SPUD_TEST_TLS_KEY", &key), ("CREDENTIALS_DIRECTORY", &credentials)],
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            "env:SPUD_TEST_TLS_KEY",
+            "--tokens",
+            &tokens_file,
+            "--no-http",
+        ],
+        &[
+            ("SPUD_TEST_TLS_KEY", &key),
+            ("CREDENTIALS_DIRECTORY", &credentials),
+        ],
     );
     let by_file = SpudServer::start_env(
-        &["--tls-cert", &cert, "--tls-key", "file:server.key", "--tokens", &tokens_file, "--no-http"],
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            "file:server.key",
+            "--tokens",
+            &tokens_file,
+            "--no-http",
+        ],
         &[("CREDENTIALS_DIRECTORY", &credentials)],
     );
     let ca = pki.file("ca.pem");
-    for (server, token_file) in [(&by_env, "env:SPUD_TEST_TOKEN"), (&by_file, "file:client.token")] {
+    for (server, token_file) in [
+        (&by_env, "env:SPUD_TEST_TOKEN"),
+        (&by_file, "file:client.token"),
+    ] {
         let spud = |args: &[&str]| {
             let out = Command::new(binary("spud"))
-                .args(["--server", &server.addr.to_string(), "--tls-ca", &ca, "--token-file", token_file])
+                .args([
+                    "--server",
+                    &server.addr.to_string(),
+                    "--tls-ca",
+                    &ca,
+                    "--token-file",
+                    token_file,
+                ])
                 .args(args)
                 .env("SPUD_TEST_TOKEN", token)
                 .env("CREDENTIALS_DIRECTORY", &credentials)
@@ -295,12 +368,18 @@ fn tls_keys_and_client_tokens_from_the_environment_and_credentials() {
             let text = String::from_utf8_lossy(&out.stdout).to_string()
                 + &String::from_utf8_lossy(&out.stderr);
             assert!(out.status.success(), "{text}");
-            assert!(!text.contains(token) && !text.contains("PRIVATE KEY"), "{text}");
+            assert!(
+                !text.contains(token) && !text.contains("PRIVATE KEY"),
+                "{text}"
+            );
             text
         };
         spud(&["set", "secret.key", "42"]);
         assert!(spud(&["get", "secret.key"]).contains("42"));
         let log = server.process.log();
-        assert!(!log.contains(token) && !log.contains("PRIVATE KEY"), "{log}");
+        assert!(
+            !log.contains(token) && !log.contains("PRIVATE KEY"),
+            "{log}"
+        );
     }
 }

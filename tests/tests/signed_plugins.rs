@@ -63,7 +63,9 @@ fn only_signed_plugins_load_and_a_bad_signature_keeps_the_running_version() {
     };
     let refused = |needle: &str| {
         host.process.wait_log(needle, T);
-        let error = host.wait_for("host.plugin.versioned.last_error", T, |v| v.contains(needle));
+        let error = host.wait_for("host.plugin.versioned.last_error", T, |v| {
+            v.contains(needle)
+        });
         assert_eq!(
             host.wait_for("host.plugin.versioned.status", T, |_| true),
             "reload_failed"
@@ -134,7 +136,10 @@ fn check_config_reports_each_plugins_signature() {
             .arg(conf)
             .output()
             .unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     };
     let conf = dir.path().join("gatherer.toml");
     let (ok, out) = check(&conf);
@@ -161,7 +166,9 @@ fn check_config_reports_each_plugins_signature() {
     let (ok, out) = check(&conf);
     assert!(ok, "{out}");
     assert_eq!(
-        out.lines().filter(|l| l.contains("signed by trusted key")).count(),
+        out.lines()
+            .filter(|l| l.contains("signed by trusted key"))
+            .count(),
         3,
         "{out}"
     );
@@ -177,7 +184,9 @@ fn check_config_reports_each_plugins_signature() {
     let (ok, out) = check(&conf);
     assert!(!ok);
     assert!(
-        out.contains("gatherer.toml:2: [host] trusted key \"RWQnot-a-key\" is not a minisign public key"),
+        out.contains(
+            "gatherer.toml:2: [host] trusted key \"RWQnot-a-key\" is not a minisign public key"
+        ),
         "{out}"
     );
 }

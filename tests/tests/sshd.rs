@@ -50,17 +50,33 @@ fn the_replicator_goes_through_sshd_and_loses_nothing_when_sshd_restarts() {
 
     // The forced command connects the key's SPUD_COMMAND to its server.
     let out = ssh(&sshd, &allowed, &[], "set 1 via.ssh yes\r\nget via.ssh\r\n");
-    assert_eq!(text(&out.stdout), "OK \r\nOK 1 1 yes\r\nOK done\r\n", "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "OK \r\nOK 1 1 yes\r\nOK done\r\n",
+        "{}",
+        text(&out.stderr)
+    );
     // A key not in authorized_keys is refused.
     let out = ssh(&sshd, &stranger, &[], "get via.ssh\r\n");
     assert_eq!(out.status.code(), Some(255));
-    assert!(text(&out.stderr).contains("Permission denied (publickey)"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("Permission denied (publickey)"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(out.stdout.is_empty());
     // A command the client gives never runs, however it is spelled.
-    for command in [&["cat", "/etc/passwd"][..], &["sh", "-c", "id"], &["--", "/bin/sh"]] {
+    for command in [
+        &["cat", "/etc/passwd"][..],
+        &["sh", "-c", "id"],
+        &["--", "/bin/sh"],
+    ] {
         let out = ssh(&sshd, &allowed, command, "");
         let said = text(&out.stdout) + &text(&out.stderr);
-        assert!(!said.contains("root:x:0") && !said.contains("uid="), "{command:?}: {said}");
+        assert!(
+            !said.contains("root:x:0") && !said.contains("uid="),
+            "{command:?}: {said}"
+        );
         assert!(said.contains("runs no commands"), "{command:?}: {said}");
         assert_eq!(out.status.code(), Some(1), "{command:?}: {said}");
     }
@@ -75,7 +91,11 @@ fn the_replicator_goes_through_sshd_and_loses_nothing_when_sshd_restarts() {
         .unwrap();
     let subscribed = |server: &SpudServer| {
         let deadline = Instant::now() + T;
-        while !server.connect().ask("listall", "OK done\r\n").contains("rep\\..*") {
+        while !server
+            .connect()
+            .ask("listall", "OK done\r\n")
+            .contains("rep\\..*")
+        {
             assert!(Instant::now() < deadline, "replicate never subscribed");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -115,7 +135,11 @@ fn the_replicator_goes_through_sshd_and_loses_nothing_when_sshd_restarts() {
     let deadline = Instant::now() + T;
     let missing = loop {
         let missing: Vec<usize> = (0..N)
-            .filter(|i| d.history(&format!("rep.k{i}")).first().is_none_or(|l| !l.ends_with(&format!(" v{i}"))))
+            .filter(|i| {
+                d.history(&format!("rep.k{i}"))
+                    .first()
+                    .is_none_or(|l| !l.ends_with(&format!(" v{i}")))
+            })
             .collect();
         if missing.is_empty() || Instant::now() > deadline {
             break missing;
@@ -123,13 +147,22 @@ fn the_replicator_goes_through_sshd_and_loses_nothing_when_sshd_restarts() {
         std::thread::sleep(Duration::from_millis(500));
     };
     replicate.kill().unwrap();
+    let _ = replicate.wait();
     let log = {
         use std::io::Read;
         let mut log = String::new();
-        replicate.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+        replicate
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut log)
+            .unwrap();
         log
     };
-    assert!(missing.is_empty(), "missing on the target: {missing:?}\nreplicate said:\n{log}");
+    assert!(
+        missing.is_empty(),
+        "missing on the target: {missing:?}\nreplicate said:\n{log}"
+    );
     // Each exactly once, at its original time.
     for i in 0..N {
         assert_eq!(d.history(&format!("rep.k{i}")).len(), 1, "rep.k{i}");

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::signature::Trust;
 use crate::model::{Isolation, JobSpec, Limits, Probe};
+use crate::signature::Trust;
 use crate::sinks::backlog::Waiting;
 use crate::sinks::outputs::OutputConfig;
 use spud_server::client::endpoint::Endpoint;
@@ -305,7 +305,10 @@ impl Config {
             keys_file.map(|f| relative_to(path, f)).as_deref(),
         ) {
             Ok(trust) => config.host.trust = trust,
-            Err(e) => problems.push(format!("{}: [host] {e}", locate(text, "trusted_keys", path))),
+            Err(e) => problems.push(format!(
+                "{}: [host] {e}",
+                locate(text, "trusted_keys", path)
+            )),
         }
         if problems.is_empty() {
             Ok(config)
@@ -329,9 +332,7 @@ impl Config {
                 at(name)
             ));
         }
-        if self.server.remote.is_some()
-            && self.server.embedded.no_auth
-        {
+        if self.server.remote.is_some() && self.server.embedded.no_auth {
             problems.push(format!(
                 "{}: [server] `no_auth` is for the embedded server, not a remote one",
                 at("remote")

@@ -57,7 +57,11 @@ impl PrivateCopy {
     pub fn release_debug_info(&self) {
         use std::os::fd::AsRawFd;
         const PAGE: u64 = 4096;
-        let Ok(copy) = std::fs::OpenOptions::new().write(true).read(true).open(&self.0) else {
+        let Ok(copy) = std::fs::OpenOptions::new()
+            .write(true)
+            .read(true)
+            .open(&self.0)
+        else {
             return;
         };
         for range in elf::debug_ranges(&object::ReadCache::new(&copy)) {

@@ -18,9 +18,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::loading::library::{open_module, Module, PrivateCopy};
-use crate::signature::{Signed, Trust};
 use crate::loading::{elf, safety};
 use crate::model::Probe;
+use crate::signature::{Signed, Trust};
 
 /// A plugin loaded and ready to make jobs.
 pub struct Plugin {

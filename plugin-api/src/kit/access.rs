@@ -22,7 +22,9 @@ impl Allow {
                 let n = n.as_ref().trim();
                 n.parse::<IpNet>()
                     .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("allow: {n:?} is not a network (10.0.0.0/8) or an address"))
+                    .map_err(|_| {
+                        format!("allow: {n:?} is not a network (10.0.0.0/8) or an address")
+                    })
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Allow)
@@ -125,7 +127,10 @@ mod tests {
     fn a_receiver_beyond_loopback_needs_a_lock_or_open() {
         assert!(receiver_guard("127.0.0.1:0", false, false, "allow").is_ok());
         let e = receiver_guard("0.0.0.0:0", false, false, "allow").unwrap_err();
-        assert!(e.contains("refusing to listen on 0.0.0.0:0 without a lock"), "{e}");
+        assert!(
+            e.contains("refusing to listen on 0.0.0.0:0 without a lock"),
+            "{e}"
+        );
         assert!(e.contains("Give allow, or open = true"), "{e}");
         assert!(receiver_guard("0.0.0.0:0", true, false, "allow").is_ok());
         assert!(receiver_guard("0.0.0.0:0", false, true, "allow").is_ok());

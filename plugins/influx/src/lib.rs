@@ -213,39 +213,37 @@ fn tokens(host: &Host) -> Result<Tokens, Error> {
 /// The variable the host names its tokens file by.
 const TOKENS_VAR: &str = "spud.tokens";
 
-/// Whether a write from `peer` with these credentials may go on; the answer if not.
-fn admitted(
+/// The answer refusing a write from `peer` with these credentials; None if it may go on.
+fn refusal(
     shared: &Shared,
     peer: SocketAddr,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
-) -> Result<(), Response> {
+) -> Option<Response> {
     if !shared.allow.admits(peer, &shared.intake) {
-        return Err(error(StatusCode::FORBIDDEN, "this address may not write"));
+        return Some(error(StatusCode::FORBIDDEN, "this address may not write"));
     }
-    let Some(tokens) = &shared.tokens else {
-        return Ok(());
-    };
+    let tokens = shared.tokens.as_ref()?;
     let unauthorized = |why: &str| {
         shared.intake.unauthorized(peer, why);
         // InfluxDB's words, which its clients recognise.
         error(StatusCode::UNAUTHORIZED, "authorization failed")
     };
     let Some(secret) = credentials(headers, params) else {
-        return Err(unauthorized("no credentials"));
+        return Some(unauthorized("no credentials"));
     };
     match tokens.check(secret.as_bytes()) {
-        None => Err(unauthorized("unknown credentials")),
+        None => Some(unauthorized("unknown credentials")),
         Some((name, roles)) if !roles.has(Role::Write) => {
             shared
                 .intake
                 .unauthorized(peer, format_args!("token {name} lacks the write role"));
-            Err(error(
+            Some(error(
                 StatusCode::FORBIDDEN,
                 format!("token {name} may not write"),
             ))
         }
-        Some(_) => Ok(()),
+        Some(_) => None,
     }
 }
 
@@ -263,9 +261,13 @@ fn credentials(headers: &HeaderMap, params: &HashMap<String, String>) -> Option<
             return Some(rest.to_string());
         }
         if scheme.eq_ignore_ascii_case("basic") {
-            let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .ok()?;
             let text = String::from_utf8(decoded).ok()?;
-            return text.split_once(':').map(|(_, password)| password.to_string());
+            return text
+                .split_once(':')
+                .map(|(_, password)| password.to_string());
         }
         return None;
     }
@@ -279,7 +281,7 @@ async fn write(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(refused) = admitted(&shared, peer, &headers, &params) {
+    if let Some(refused) = refusal(&shared, peer, &headers, &params) {
         // Read (a bounded part of) what the client sends, so that it sees the answer
         // rather than a connection closed while it was still sending.
         let _ = axum::body::to_bytes(body, 1 << 20).await;

@@ -6,8 +6,24 @@ use proptest::prelude::*;
 use spud_plugin_influx::points::{self, Precision};
 
 const WORDS: &[&str] = &[
-    ",", "=", " ", "\\", "\\ ", "\\,", "\\=", "\"", "i", "u", "t", "true", "F", "#", "1700000000000000000",
-    "-9223372036854775808", "m,t=v f=1", "f=\"s\"",
+    ",",
+    "=",
+    " ",
+    "\\",
+    "\\ ",
+    "\\,",
+    "\\=",
+    "\"",
+    "i",
+    "u",
+    "t",
+    "true",
+    "F",
+    "#",
+    "1700000000000000000",
+    "-9223372036854775808",
+    "m,t=v f=1",
+    "f=\"s\"",
 ];
 
 fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
@@ -20,7 +36,10 @@ fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
             assert!(key.len() <= 3 * text.len() + 16, "{key} from {text:?}");
             assert!(value.len() <= text.len());
         });
-        prop_assert!(samples <= text.matches('=').count(), "{samples} samples from {text:?}");
+        prop_assert!(
+            samples <= text.matches('=').count(),
+            "{samples} samples from {text:?}"
+        );
         prop_assert!(refused.len() <= text.split('\n').count());
     }
     Ok(())

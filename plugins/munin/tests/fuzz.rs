@@ -5,8 +5,24 @@ use proptest::prelude::*;
 use spud_plugin_munin::output;
 
 const WORDS: &[&str] = &[
-    ".value", ".label", ".warning", ".critical", ".type", "graph_title", "graph_args", "multigraph",
-    "U", ":", " ", ".", "-", "_", "#", "1700000000:", "DERIVE", "GAUGE",
+    ".value",
+    ".label",
+    ".warning",
+    ".critical",
+    ".type",
+    "graph_title",
+    "graph_args",
+    "multigraph",
+    "U",
+    ":",
+    " ",
+    ".",
+    "-",
+    "_",
+    "#",
+    "1700000000:",
+    "DERIVE",
+    "GAUGE",
 ];
 
 fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
@@ -14,8 +30,16 @@ fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
     let parsed = output::parse("fuzzed", &text);
     let lines = text.lines().count();
     let fields: usize = parsed.graphs.iter().map(|g| g.fields.len()).sum();
-    prop_assert!(parsed.graphs.len() <= lines + 1, "{} graphs from {lines} lines", parsed.graphs.len());
-    prop_assert!(fields <= lines && parsed.bad.len() <= lines, "{fields} fields, {} bad from {lines} lines", parsed.bad.len());
+    prop_assert!(
+        parsed.graphs.len() <= lines + 1,
+        "{} graphs from {lines} lines",
+        parsed.graphs.len()
+    );
+    prop_assert!(
+        fields <= lines && parsed.bad.len() <= lines,
+        "{fields} fields, {} bad from {lines} lines",
+        parsed.bad.len()
+    );
     Ok(())
 }
 

@@ -5,8 +5,8 @@ use proptest::prelude::*;
 use spud_plugin_nagios::perfdata;
 
 const WORDS: &[&str] = &[
-    "|", "=", ";", "'", "''", "@", "~", ":", "%", "s", "ms", "us", "B", "KB", "MB", "GB", "TB", "c", " ",
-    "OK - ", "CRITICAL", "U",
+    "|", "=", ";", "'", "''", "@", "~", ":", "%", "s", "ms", "us", "B", "KB", "MB", "GB", "TB",
+    "c", " ", "OK - ", "CRITICAL", "U",
 ];
 
 fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
@@ -14,7 +14,11 @@ fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
     let out = perfdata::parse(&text);
     // Items are separated by blanks (any whitespace) and `|`.
     let pieces = text.split(|c: char| c.is_whitespace() || c == '|').count();
-    prop_assert!(out.perfdata.len() + out.bad.len() <= pieces, "{} items from {pieces} pieces", out.perfdata.len() + out.bad.len());
+    prop_assert!(
+        out.perfdata.len() + out.bad.len() <= pieces,
+        "{} items from {pieces} pieces",
+        out.perfdata.len() + out.bad.len()
+    );
     prop_assert!(out.long_text.len() <= text.lines().count());
     for range in [text.as_ref(), "10:", "~:20", "@5:6"] {
         let _ = perfdata::Range::parse(range, 1.0);

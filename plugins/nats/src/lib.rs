@@ -181,8 +181,8 @@ impl Reader {
             .max_reconnects(None);
         // Secrets are read at each connection, never kept in the options.
         if let Some(creds) = &o.creds {
-            let text = spud_access::read_secret_setting(creds)
-                .map_err(|e| format!("creds: {e}"))?;
+            let text =
+                spud_access::read_secret_setting(creds).map_err(|e| format!("creds: {e}"))?;
             options = options
                 .credentials(text.expose())
                 .map_err(|e| format!("creds {}: {e}", creds.display()))?;
@@ -192,7 +192,9 @@ impl Reader {
             options = options.token(token.expose().to_string());
         }
         if let (Some(user), Some(password)) = (&o.user, &o.password) {
-            let password = password.resolve(None).map_err(|e| format!("password: {e}"))?;
+            let password = password
+                .resolve(None)
+                .map_err(|e| format!("password: {e}"))?;
             options = options.user_and_password(user.clone(), password.expose().to_string());
         }
         if let Some(ca) = &o.tls_ca {

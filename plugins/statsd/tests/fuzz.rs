@@ -33,12 +33,17 @@ fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
                 _ => pending.add(&m, &LIMITS, &mut dropped),
             }
         });
-        prop_assert!(metrics <= line.len() / 2 + 1, "{metrics} metrics from {line:?}");
+        prop_assert!(
+            metrics <= line.len() / 2 + 1,
+            "{metrics} metrics from {line:?}"
+        );
     }
     aggregate.take(&mut pending, &LIMITS, &mut dropped);
     for _ in 0..3 {
         let mut stored = 0;
-        aggregate.flush(1.0, &[50.0, 90.0, 99.9], LIMITS.forget_after, |_, _| stored += 1);
+        aggregate.flush(1.0, &[50.0, 90.0, 99.9], LIMITS.forget_after, |_, _| {
+            stored += 1
+        });
         // Counters 2, gauges 1, sets 1, timers up to 7 + 2 per percentile.
         prop_assert!(stored <= LIMITS.keys * 13, "{stored} stored");
     }

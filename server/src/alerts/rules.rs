@@ -139,7 +139,11 @@ pub fn shown(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let authority = rest.split('/').next().unwrap_or("");
     let host = authority.rsplit('@').next().unwrap_or(authority);
-    let more = if rest.len() > authority.len() { "/…" } else { "" };
+    let more = if rest.len() > authority.len() {
+        "/…"
+    } else {
+        ""
+    };
     format!("{scheme}://{host}{more}")
 }
 
@@ -673,7 +677,10 @@ mod tests {
 
     #[test]
     fn a_receivers_url_from_the_environment_is_named_by_where_it_came_from() {
-        std::env::set_var("SPUD_RULES_TEST_HOOK", "https://hooks.example.com/T0/B0/secret");
+        std::env::set_var(
+            "SPUD_RULES_TEST_HOOK",
+            "https://hooks.example.com/T0/B0/secret",
+        );
         let rules = "[[alert]]\nname = \"a\"\nkeys = \"x\"\nwarn = \"last > 1\"\n\
                      [[notify]]\ntype = \"webhook\"\nurl = \"env:SPUD_RULES_TEST_HOOK\"\n";
         let set = parse(rules).unwrap();
@@ -687,12 +694,18 @@ mod tests {
         let e = parse(&rules.replace("SPUD_RULES_TEST_HOOK", "SPUD_RULES_TEST_NOT_A_URL"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("env:SPUD_RULES_TEST_NOT_A_URL is not an http"), "{e}");
+        assert!(
+            e.contains("env:SPUD_RULES_TEST_NOT_A_URL is not an http"),
+            "{e}"
+        );
         assert!(!e.contains("secret-not-a-url"), "{e}");
         let e = parse(&rules.replace("SPUD_RULES_TEST_HOOK", "SPUD_RULES_TEST_UNSET"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("env:SPUD_RULES_TEST_UNSET: the environment variable is not set"), "{e}");
+        assert!(
+            e.contains("env:SPUD_RULES_TEST_UNSET: the environment variable is not set"),
+            "{e}"
+        );
     }
 
     #[test]

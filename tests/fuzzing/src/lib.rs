@@ -36,7 +36,11 @@ pub fn corpus(manifest_dir: &str) -> Vec<Vec<u8>> {
         .collect();
     files.sort();
     let corpus: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
-    assert!(!corpus.is_empty(), "the seed corpus in {} is empty", dir.display());
+    assert!(
+        !corpus.is_empty(),
+        "the seed corpus in {} is empty",
+        dir.display()
+    );
     corpus
 }
 

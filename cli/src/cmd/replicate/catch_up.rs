@@ -31,7 +31,8 @@ impl Seen {
             Some(newest) if newest.0 > time => {}
             Some(newest) => *newest = (time, value.to_string()),
             None => {
-                self.newest.insert(key.to_string(), (time, value.to_string()));
+                self.newest
+                    .insert(key.to_string(), (time, value.to_string()));
             }
         }
     }
@@ -156,7 +157,13 @@ mod tests {
         seen.copied("a", 100, "one");
         seen.copied("b", 90, "x");
         // Newest first, as `get KEY` answers.
-        let a = history(&[(103, "four"), (101, "three"), (100, "two"), (100, "one"), (99, "zero")]);
+        let a = history(&[
+            (103, "four"),
+            (101, "three"),
+            (100, "two"),
+            (100, "one"),
+            (99, "zero"),
+        ]);
         assert_eq!(seen.not_copied("a", &a), &a[..3]);
         assert!(seen.missed("a", 103, "four"));
         assert!(!seen.missed("a", 100, "one"));

@@ -205,7 +205,9 @@ fn copy(
                 if seen.after_break() {
                     match catch_up::run(args, identity, seen, pusher) {
                         Ok(pushed) => {
-                            counts.caught_up.fetch_add(pushed.len() as u64, Ordering::Relaxed);
+                            counts
+                                .caught_up
+                                .fetch_add(pushed.len() as u64, Ordering::Relaxed);
                             pushed_by_catch_up = pushed;
                         }
                         Err(e) => return format!("catching up: {e}"),
