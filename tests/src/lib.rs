@@ -278,6 +278,19 @@ impl SpudServer {
         SpudServer::start_binary(&binary("spud-server"), args)
     }
 
+    /// Waits until a client is subscribed to `pattern` (as `sub` converts it: `rep\\..*`).
+    pub fn wait_subscribed(&self, pattern: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self
+            .connect()
+            .ask("listall", "OK done\r\n")
+            .contains(pattern)
+        {
+            assert!(Instant::now() < deadline, "nobody subscribed to {pattern}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `start`, with these variables in its environment.
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> SpudServer {
         SpudServer::start_binary_env(&binary("spud-server"), args, env)
@@ -554,6 +567,23 @@ pub fn skip(test: &str, reason: &str) {
         .open(&path)
         .expect("target/test-skips.txt");
     writeln!(file, "{test}: {reason}").expect("a line in target/test-skips.txt");
+}
+
+/// Runs `script` in Debian's python3 (where python3-influxdb is installed, not another
+/// python3 on PATH), asserting it succeeds; its stdout.
+pub fn python_influxdb(script: &str) -> String {
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python3-influxdb client failed (scripts/setup-test-deps installs it):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The machine's 1-minute load average, from `/proc/loadavg`: what collectors reading the

@@ -7,7 +7,6 @@
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use spud_tests::{free_port, http, SpudHost};
@@ -15,21 +14,6 @@ use spud_tests::{free_port, http, SpudHost};
 const T: Duration = Duration::from_secs(20);
 const WRITER: &str = "writer-secret-0123456789";
 const READER: &str = "reader-secret-0123456789";
-
-fn python(script: &str) -> String {
-    let out = Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python3-influxdb client failed (scripts/setup-test-deps installs it):\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn receivers_take_only_what_their_lock_lets_through() {
@@ -57,7 +41,7 @@ fn receivers_take_only_what_their_lock_lets_through() {
 
     // Influx, v1: the python client's user and password; the password is the secret.
     let port = influx.port();
-    let out = python(&format!(
+    let out = spud_tests::python_influxdb(&format!(
         r#"
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError

@@ -89,18 +89,7 @@ fn the_replicator_goes_through_sshd_and_loses_nothing_when_sshd_restarts() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let subscribed = |server: &SpudServer| {
-        let deadline = Instant::now() + T;
-        while !server
-            .connect()
-            .ask("listall", "OK done\r\n")
-            .contains("rep\\..*")
-        {
-            assert!(Instant::now() < deadline, "replicate never subscribed");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    subscribed(&source);
+    source.wait_subscribed("rep\\..*", T);
 
     // Sets go on all along; sshd dies and comes back in the middle of them.
     const N: usize = 300;

@@ -42,18 +42,4 @@ fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(spud_fuzzing::config(3000))]
-
-    #[test]
-    fn any_packet(bytes in spud_fuzzing::input(WORDS, spud_fuzzing::corpus(env!("CARGO_MANIFEST_DIR")))) {
-        check(&bytes)?;
-    }
-}
-
-#[test]
-fn the_seed_corpus() {
-    for entry in spud_fuzzing::corpus(env!("CARGO_MANIFEST_DIR")) {
-        check(&entry).unwrap();
-    }
-}
+spud_fuzzing::fuzz_target!(any_packet, WORDS, check, 3000);

@@ -10,6 +10,8 @@
 
 use std::path::Path;
 
+pub use proptest;
+
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
@@ -84,4 +86,29 @@ pub fn input(words: &'static [&'static str], corpus: Vec<Vec<u8>>) -> BoxedStrat
             entry
         });
     prop_oneof![3 => joined, 2 => mutated].boxed()
+}
+
+/// The two tests of a fuzz target: `$name` runs `$check` on generated input (`$words` of
+/// the protocol and the crate's corpus; `$cases` cases unless `PROPTEST_CASES` says more),
+/// and `the_seed_corpus` on each corpus entry whole. `$check` takes `&[u8]` and returns
+/// `Result<(), TestCaseError>`.
+#[macro_export]
+macro_rules! fuzz_target {
+    ($name:ident, $words:expr, $check:path, $cases:expr) => {
+        $crate::proptest::proptest! {
+            #![proptest_config($crate::config($cases))]
+
+            #[test]
+            fn $name(bytes in $crate::input($words, $crate::corpus(env!("CARGO_MANIFEST_DIR")))) {
+                $check(&bytes)?;
+            }
+        }
+
+        #[test]
+        fn the_seed_corpus() {
+            for entry in $crate::corpus(env!("CARGO_MANIFEST_DIR")) {
+                $check(&entry).unwrap();
+            }
+        }
+    };
 }
