@@ -1,6 +1,6 @@
 //! `spud-bench`: the stat server's figures, each beside its reference, measured in one run.
 //!
-//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|durability|memory|new-keys|host|reload|reload-growth|http|isolation|isolation-reloads|alerts|munin|range|archive|dashboard|statsd|graphite|influx|collectd|fleet|footprint]`. Starts the release `spud-server`,
+//! `cargo run --release -p spud-bench [-- --quick] [ingest|fanout|latency|durability|memory|new-keys|host|reload|reload-growth|http|isolation|isolation-reloads|alerts|munin|range|archive|dashboard|statsd|graphite|influx|collectd|fleet|footprint|signing]`. Starts the release `spud-server`,
 //! Debian's `redis-server` (spoken to by this program's own client) and the original Perl server from the
 //! seed; a reference that cannot run here is reported as missing, not guessed.
 //! Every throughput figure is the median of several trials; the machine is shared.
@@ -24,6 +24,7 @@ mod new_keys;
 mod range;
 mod receivers;
 mod reload;
+mod signing;
 
 use anyhow::Result;
 
@@ -126,6 +127,9 @@ fn main() -> Result<()> {
     }
     if wanted("footprint") {
         footprint::footprint(quick, &mut report)?;
+    }
+    if wanted("signing") {
+        signing::signing(quick, &mut report)?;
     }
     if wanted("fleet") {
         fleet::fleet(&scale, &mut report)?;

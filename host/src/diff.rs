@@ -123,6 +123,9 @@ pub fn config_diff<'a>(
             "[host] worker_threads",
             o.worker_threads != n.worker_threads,
         ),
+        // Every running plugin was checked against the keys in force when it loaded: a
+        // restart checks them all again under the new ones.
+        ("[host] trusted_keys", o.trust != n.trust),
     ] {
         if changed {
             d.need_restart.push(field);
@@ -178,6 +181,9 @@ pub fn running(old: &Config, new: &Config) -> Config {
     running.host.control = old.host.control;
     running.host.worker_memory_mib = old.host.worker_memory_mib;
     running.host.worker_threads = old.host.worker_threads;
+    running.host.trusted_keys = old.host.trusted_keys.clone();
+    running.host.trusted_keys_file = old.host.trusted_keys_file.clone();
+    running.host.trust = old.host.trust.clone();
     running
 }
 

@@ -6,6 +6,8 @@
 mod config;
 mod diff;
 mod model;
+// Which plugin signatures the host trusts:
+mod signature;
 // Loading a plugin: ELF check, private copy, abi_stable, the version policy:
 mod loading;
 // Where samples go: the store, and every [[output]]:
@@ -44,7 +46,8 @@ struct Args {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check the configuration: every plugin loads and every job's options are accepted.
-    /// Prints one line per problem and exits non-zero if there is any.
+    /// Prints one line per problem, then each plugin's signature status, and exits
+    /// non-zero if there is any problem.
     CheckConfig,
     /// A worker for one isolated job, started by the host itself (see docs/host.md).
     #[command(hide = true)]
@@ -57,12 +60,12 @@ fn main() {
     match args.command {
         Some(Command::Worker) => std::process::exit(loading::worker::serve::main()),
         Some(Command::CheckConfig) => {
-            let problems = reload::check::check(&args.conf);
+            let report = reload::check::check(&args.conf);
             loading::library::remove_own_copies();
-            for p in &problems {
-                println!("{p}");
+            for line in report.problems.iter().chain(&report.signatures) {
+                println!("{line}");
             }
-            if problems.is_empty() {
+            if report.problems.is_empty() {
                 println!("{}: OK", args.conf.display());
             } else {
                 std::process::exit(1);

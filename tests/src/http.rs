@@ -60,3 +60,27 @@ pub fn post_with_token(url: &str, secret: &str, body: &[u8]) -> (u16, String) {
     let status = r.status().as_u16();
     (status, r.body_mut().read_to_string().unwrap_or_default())
 }
+
+/// POST `body` to `url` with these headers: (status, body).
+pub fn post_with(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let mut request = agent().post(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut r = request
+        .send(body)
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_to_string().unwrap_or_default())
+}
+
+/// GET `url` with these headers: (status, body).
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut request = agent().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let mut r = request.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_to_string().unwrap_or_default())
+}

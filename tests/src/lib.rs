@@ -13,10 +13,12 @@ pub mod alertmanager;
 pub mod collectd;
 pub mod etsy;
 pub mod http;
+pub mod minisign;
 pub mod nats;
 pub mod netdata;
 pub mod prometheus;
 pub mod rrdcached;
+pub mod sshd;
 pub mod victoria;
 pub mod webdriver;
 
@@ -276,9 +278,32 @@ impl SpudServer {
         SpudServer::start_binary(&binary("spud-server"), args)
     }
 
+    /// Waits until a client is subscribed to `pattern` (as `sub` converts it: `rep\\..*`).
+    pub fn wait_subscribed(&self, pattern: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self
+            .connect()
+            .ask("listall", "OK done\r\n")
+            .contains(pattern)
+        {
+            assert!(Instant::now() < deadline, "nobody subscribed to {pattern}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `start`, with these variables in its environment.
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> SpudServer {
+        SpudServer::start_binary_env(&binary("spud-server"), args, env)
+    }
+
     /// `start`, of another build of `spud-server` (a benchmark's earlier release).
     pub fn start_binary(binary: &Path, args: &[&str]) -> SpudServer {
+        SpudServer::start_binary_env(binary, args, &[])
+    }
+
+    fn start_binary_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> SpudServer {
         let mut cmd = Command::new(binary);
+        cmd.envs(env.iter().copied());
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
@@ -361,7 +386,21 @@ impl SpudHost {
 
     /// `start_in`, of a given build of `spud-host`.
     pub fn start_binary_in(binary: &Path, dir: tempfile::TempDir) -> SpudHost {
+        SpudHost::start_binary_in_env(binary, dir, &[])
+    }
+
+    /// `start_in`, with these variables in its environment.
+    pub fn start_in_env(dir: tempfile::TempDir, env: &[(&str, &str)]) -> SpudHost {
+        SpudHost::start_binary_in_env(&binary("spud-host"), dir, env)
+    }
+
+    fn start_binary_in_env(
+        binary: &Path,
+        dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+    ) -> SpudHost {
         let mut cmd = Command::new(binary);
+        cmd.envs(env.iter().copied());
         cmd.arg("--conf").arg(dir.path().join("gatherer.toml"));
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
@@ -528,6 +567,23 @@ pub fn skip(test: &str, reason: &str) {
         .open(&path)
         .expect("target/test-skips.txt");
     writeln!(file, "{test}: {reason}").expect("a line in target/test-skips.txt");
+}
+
+/// Runs `script` in Debian's python3 (where python3-influxdb is installed, not another
+/// python3 on PATH), asserting it succeeds; its stdout.
+pub fn python_influxdb(script: &str) -> String {
+    let out = Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python3-influxdb client failed (scripts/setup-test-deps installs it):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The machine's 1-minute load average, from `/proc/loadavg`: what collectors reading the

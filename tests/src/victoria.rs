@@ -15,12 +15,18 @@ pub struct Victoria {
 
 impl Victoria {
     pub fn start() -> Victoria {
+        Victoria::start_with(&[])
+    }
+
+    /// With these flags added (`-httpAuth.username=…`, say).
+    pub fn start_with(flags: &[&str]) -> Victoria {
         let dir = tempfile::tempdir().unwrap();
         let addr = free_port();
         let mut cmd = Command::new("victoria-metrics");
         cmd.arg(format!("-httpListenAddr={addr}"))
             .arg(format!("-storageDataPath={}", dir.path().display()))
-            .arg("-retentionPeriod=100y");
+            .arg("-retentionPeriod=100y")
+            .args(flags);
         let process = Process::start_listening(cmd, addr, Duration::from_secs(60))
             .unwrap_or_else(|e| panic!("{e} (scripts/setup-test-deps installs victoria-metrics)"));
         Victoria {

@@ -313,18 +313,7 @@ fn replicate_through_cmdshell_under_a_pty_survives_the_source_restarting() {
         .spawn()
         .unwrap();
 
-    let subscribed = |server: &SpudServer| {
-        let deadline = Instant::now() + T;
-        while !server
-            .connect()
-            .ask("listall", "OK done\r\n")
-            .contains("rep\\..*")
-        {
-            assert!(Instant::now() < deadline, "replicate never subscribed");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    subscribed(&source);
+    source.wait_subscribed("rep\\..*", T);
     let mut s = source.connect();
     s.ask("set 100 rep.a one", "\r\n");
     s.ask("set 101 other.b skipped", "\r\n");
@@ -350,7 +339,7 @@ fn replicate_through_cmdshell_under_a_pty_survives_the_source_restarting() {
     drop(source);
     std::thread::sleep(Duration::from_millis(300));
     let again = SpudServer::start(&["--listen", &source_addr.to_string()]);
-    subscribed(&again);
+    again.wait_subscribed("rep\\..*", T);
     again.connect().ask("set 200 rep.a two", "\r\n");
     let deadline = Instant::now() + T;
     while d.history("rep.a").len() < 2 {

@@ -8,8 +8,6 @@ use std::time::Duration;
 use spud_tests::{free_port, SpudHost};
 
 const T: Duration = Duration::from_secs(20);
-/// Debian's interpreter, where python3-influxdb is installed (not another python3 on PATH).
-const PYTHON: &str = "/usr/bin/python3";
 
 fn job(listen: SocketAddr, options: &str) -> String {
     format!(
@@ -17,23 +15,12 @@ fn job(listen: SocketAddr, options: &str) -> String {
     )
 }
 
-fn python(script: &str) -> String {
-    let out = Command::new(PYTHON).arg("-c").arg(script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "python3-influxdb client failed (scripts/setup-test-deps installs it):\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn the_influxdb_python_client_writes_points() {
     let listen = free_port();
     let host = SpudHost::start(&["influx"], &job(listen, ""));
     let port = listen.port();
-    let out = python(&format!(
+    let out = spud_tests::python_influxdb(&format!(
         r#"
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::model::{Isolation, JobSpec, Limits, Probe};
+use crate::signature::Trust;
 use crate::sinks::backlog::Waiting;
 use crate::sinks::outputs::OutputConfig;
 use spud_server::client::endpoint::Endpoint;
@@ -174,6 +175,15 @@ pub struct HostSection {
     /// An isolated job's worker: the most threads it may have.
     #[serde(default = "default_worker_threads")]
     pub worker_threads: u64,
+    /// minisign public keys (a `minisign.pub` file's second line): when set, a plugin
+    /// loads only with a signature by one of them beside it (`name.so.minisig`).
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+    /// A file of such keys (one or more `minisign.pub` files), relative to this file.
+    pub trusted_keys_file: Option<PathBuf>,
+    /// The keys above, read and checked when the config is.
+    #[serde(skip)]
+    pub trust: Trust,
 }
 
 impl HostSection {
@@ -204,6 +214,9 @@ impl Default for HostSection {
             isolation: Isolation::None,
             worker_memory_mib: default_worker_memory_mib(),
             worker_threads: default_worker_threads(),
+            trusted_keys: Vec::new(),
+            trusted_keys_file: None,
+            trust: Trust::default(),
         }
     }
 }
@@ -260,6 +273,9 @@ impl HelperConfig {
     }
 }
 
+/// The prefix of the variables the host sets for plugins; `[vars]` may not use it.
+pub const HOST_VARS: &str = "spud.";
+
 /// A config that cannot be used, and why.
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .problems.join("\n"))]
@@ -279,10 +295,21 @@ impl Config {
 
     /// Parses and checks `text`, naming `path` in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError {
             problems: vec![spud_server::toml_error::describe(&e, text, path)],
         })?;
-        let problems = config.problems(text, path);
+        let mut problems = config.problems(text, path);
+        let keys_file = config.host.trusted_keys_file.as_ref();
+        match Trust::new(
+            &config.host.trusted_keys,
+            keys_file.map(|f| relative_to(path, f)).as_deref(),
+        ) {
+            Ok(trust) => config.host.trust = trust,
+            Err(e) => problems.push(format!(
+                "{}: [host] {e}",
+                locate(text, "trusted_keys", path)
+            )),
+        }
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -299,11 +326,15 @@ impl Config {
                 at("remote")
             ));
         }
-        if self.server.remote.is_some()
-            && (self.server.embedded.tokens.is_some() || self.server.embedded.no_auth)
-        {
+        if let Some(name) = self.vars.keys().find(|k| k.starts_with(HOST_VARS)) {
             problems.push(format!(
-                "{}: [server] `tokens` and `no_auth` are for the embedded server, not a remote one",
+                "{}: [vars] {name}: names starting with {HOST_VARS:?} are the host's own",
+                at(name)
+            ));
+        }
+        if self.server.remote.is_some() && self.server.embedded.no_auth {
+            problems.push(format!(
+                "{}: [server] `no_auth` is for the embedded server, not a remote one",
                 at("remote")
             ));
         }
@@ -375,7 +406,8 @@ impl Config {
         }
         for (i, output) in self.outputs.iter().enumerate() {
             let settings = output.settings();
-            if let Some(e) = settings.problem() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            if let Some(e) = settings.problem(base) {
                 problems.push(format!(
                     "{}: [[output]] {}: {e}",
                     at(settings.locator()),
@@ -489,9 +521,11 @@ impl Config {
         }
     }
 
-    /// `[vars]` as text, the way plugins read them.
-    pub fn vars_as_text(&self) -> HashMap<String, String> {
-        self.vars
+    /// `[vars]` as text, the way plugins read them, and what the host tells plugins under
+    /// names of its own: `spud.tokens`, the tokens file receivers check (`[server] tokens`).
+    pub fn vars_as_text(&self, config_path: &Path) -> HashMap<String, String> {
+        let mut vars: HashMap<String, String> = self
+            .vars
             .iter()
             .map(|(k, v)| {
                 let text = match v {
@@ -500,7 +534,12 @@ impl Config {
                 };
                 (k.clone(), text)
             })
-            .collect()
+            .collect();
+        if let Some(tokens) = &self.server.embedded.tokens {
+            let path = relative_to(config_path, tokens);
+            vars.insert(HOST_VARS.to_string() + "tokens", path.display().to_string());
+        }
+        vars
     }
 
     /// Where the plugins are: `[host] plugins`, relative to the config file's folder.
@@ -510,9 +549,11 @@ impl Config {
 }
 
 /// `p` relative to the folder holding `config_path`, unless absolute.
+/// A path of the config, taken from the config file's folder; a secret's `file:` and
+/// `env:` references are kept as such (see `spud_access::anchor_path`).
 pub fn relative_to(config_path: &Path, p: &Path) -> PathBuf {
     let base = config_path.parent().unwrap_or(Path::new("."));
-    base.join(p)
+    spud_access::anchor_path(base, p)
 }
 
 /// `file:line` of the first occurrence of `needle`, or just the file.

@@ -37,7 +37,7 @@ options = { file = "targets.toml" }
         c.jobs[0].options["address"].as_str(),
         Some("127.0.0.1:11211")
     );
-    assert_eq!(c.vars_as_text()["site"], "ams1");
+    assert_eq!(c.vars_as_text(Path::new("gatherer.toml"))["site"], "ams1");
     assert_eq!(c.job_specs()[0].timeout, Duration::from_secs(3));
     assert_eq!(
         c.plugins_dir(Path::new("/etc/spud/gatherer.toml")),

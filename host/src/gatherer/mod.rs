@@ -25,6 +25,7 @@ use crate::jobs::job_host::Context;
 use crate::jobs::scheduler::Scheduler;
 use crate::loading::loader::{self, Plugin};
 use crate::model::{Failure, JobSpec};
+use crate::signature::Signed;
 use crate::sinks::outputs::{self, OutputConfig, Started};
 use crate::sinks::{Sink, Target};
 use spud_server::faces::metrics::Exporter;
@@ -71,7 +72,7 @@ impl Gatherer {
             plugins_dir,
             ctx: Context {
                 sink: Sink::new(target, outputs),
-                vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text())),
+                vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text(config_path))),
                 limits: config.host.limits(),
                 sockets: Arc::default(),
             },
@@ -193,7 +194,7 @@ impl Gatherer {
                 state.plugin_names()
             )));
         };
-        let plugin = loader::load(&file, state.config.probe())
+        let plugin = loader::load(&file, state.config.probe(), &state.config.host.trust)
             .map_err(|e| Failure::error(format!("plugin {name}: {e}")))?;
         if plugin.name != name {
             return Err(Failure::error(format!(
@@ -235,6 +236,13 @@ impl Gatherer {
             &key("load_ms"),
             format_args!("{:.3}", plugin.load_time.as_secs_f64() * 1000.0),
         );
+        if let Signed::By { key: by, .. } = &plugin.signed {
+            self.report(&key("signed_by"), by);
+            self.report(
+                &key("signature_check_ms"),
+                format_args!("{:.3}", plugin.check_time.as_secs_f64() * 1000.0),
+            );
+        }
         state.plugins.insert(name, Arc::clone(plugin))
     }
 

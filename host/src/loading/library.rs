@@ -25,8 +25,8 @@ pub struct PrivateCopy(PathBuf);
 
 impl PrivateCopy {
     /// Copies `len` bytes of `source` (opened from `file`) to a new private copy, in the
-    /// kernel: nothing of it passes through this process's memory. The copy's debugging
-    /// information is dropped (see `release_debug_info`).
+    /// kernel: nothing of it passes through this process's memory. Its signature is checked
+    /// on this copy, and then its debugging information is dropped (`release_debug_info`).
     pub fn of(file: &Path, mut source: std::fs::File, len: u64) -> std::io::Result<PrivateCopy> {
         use std::io::{Read, Seek};
         let (path, mut written) = new_copy_file(file)?;
@@ -38,7 +38,6 @@ impl PrivateCopy {
                 "the file shrank while being copied ({copied} of {len} bytes)"
             )));
         }
-        copy.release_debug_info(&written);
         Ok(copy)
     }
 
@@ -55,10 +54,17 @@ impl PrivateCopy {
     /// Frees the copy's debugging information: never mapped, it is most of a library built
     /// with `debug` on (11 of 13 MB), and a copy in memory would hold it for the host's
     /// life. The file keeps its size and layout (holes read as zeros).
-    fn release_debug_info(&self, copy: &std::fs::File) {
+    pub fn release_debug_info(&self) {
         use std::os::fd::AsRawFd;
         const PAGE: u64 = 4096;
-        for range in elf::debug_ranges(&object::ReadCache::new(copy)) {
+        let Ok(copy) = std::fs::OpenOptions::new()
+            .write(true)
+            .read(true)
+            .open(&self.0)
+        else {
+            return;
+        };
+        for range in elf::debug_ranges(&object::ReadCache::new(&copy)) {
             // Whole pages only: a page shared with a section that is kept stays.
             let start = range.start.div_ceil(PAGE) * PAGE;
             let end = range.end / PAGE * PAGE;

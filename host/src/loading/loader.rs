@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::loading::library::{open_module, Module, PrivateCopy};
 use crate::loading::{elf, safety};
 use crate::model::Probe;
+use crate::signature::{Signed, Trust};
 
 /// A plugin loaded and ready to make jobs.
 pub struct Plugin {
@@ -38,6 +39,10 @@ pub struct Plugin {
     /// How many loads this process has made so far, this one included.
     pub generation: u64,
     pub load_time: Duration,
+    /// Whose signature let it load.
+    pub signed: Signed,
+    /// Of `load_time`, the signature check.
+    pub check_time: Duration,
 }
 
 impl Plugin {
@@ -107,29 +112,47 @@ pub enum ReadError {
 }
 
 /// What tells that a file changed without reading it: its size, inode, and the times of
-/// its last write and last change (a chmod, a rename over it).
+/// its last write and last change (a chmod, a rename over it); the same of its signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
+    file: FileStamp,
+    signature: Option<FileStamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
     len: u64,
     ino: u64,
     modified: (i64, i64),
     changed: (i64, i64),
 }
 
-impl Stamp {
-    pub fn of(meta: &std::fs::Metadata) -> Stamp {
+impl FileStamp {
+    fn of(meta: &std::fs::Metadata) -> FileStamp {
         use std::os::unix::fs::MetadataExt;
-        Stamp {
+        FileStamp {
             len: meta.len(),
             ino: meta.ino(),
             modified: (meta.mtime(), meta.mtime_nsec()),
             changed: (meta.ctime(), meta.ctime_nsec()),
         }
     }
+}
+
+impl Stamp {
+    /// The stamp of the plugin file at `path` (whose metadata is `meta`).
+    pub fn of(path: &Path, meta: &std::fs::Metadata) -> Stamp {
+        Stamp {
+            file: FileStamp::of(meta),
+            signature: std::fs::metadata(Trust::signature_of(path))
+                .ok()
+                .map(|m| FileStamp::of(&m)),
+        }
+    }
 
     /// The stamp of the file at `path` now; None if it is gone.
     pub fn read(path: &Path) -> Option<Stamp> {
-        std::fs::metadata(path).ok().map(|m| Stamp::of(&m))
+        std::fs::metadata(path).ok().map(|m| Stamp::of(path, &m))
     }
 }
 
@@ -143,6 +166,9 @@ pub struct PluginFile {
     pub stamp: Stamp,
     /// Its content's hash, to tell whether it changed.
     pub hash: u64,
+    /// A hash of its signature file's content (0 without one): a new signature is a new
+    /// chance for a file refused before.
+    pub signature_hash: u64,
     /// The name it declares in its ELF file; None for a plugin older than plugin-api 0.1.6
     /// (which is mapped to learn its name).
     pub declared: Option<String>,
@@ -178,18 +204,29 @@ pub fn open(path: &Path) -> Result<PluginFile, ReadError> {
         len += n as u64;
     }
     let declared = elf::declared_name(&object::ReadCache::new(&file));
+    let signature_hash = std::fs::read(Trust::signature_of(path))
+        .map(|s| xxhash_rust::xxh3::xxh3_64(&s))
+        .unwrap_or(0);
     Ok(PluginFile {
         path: path.to_path_buf(),
         file,
         len,
-        stamp: Stamp::of(&meta),
+        stamp: Stamp::of(path, &meta),
         hash: hasher.digest(),
+        signature_hash,
         declared,
     })
 }
 
+impl PluginFile {
+    /// The file's content and its signature's, as one hash: what a refusal is noted under.
+    pub fn hash_with_signature(&self) -> u64 {
+        self.hash ^ self.signature_hash.rotate_left(1)
+    }
+}
+
 /// Loads one plugin file.
-pub fn load(file: &Path, probe: Probe) -> Result<Plugin, LoadError> {
+pub fn load(file: &Path, probe: Probe, trust: &Trust) -> Result<Plugin, LoadError> {
     let opened = open(file).map_err(|e| LoadError {
         file: file.to_path_buf(),
         reason: match e {
@@ -197,11 +234,11 @@ pub fn load(file: &Path, probe: Probe) -> Result<Plugin, LoadError> {
             ReadError::Refused(reason) => reason,
         },
     })?;
-    load_opened(opened, probe)
+    load_opened(opened, probe, trust)
 }
 
 /// Loads a plugin file just opened.
-pub fn load_opened(opened: PluginFile, probe: Probe) -> Result<Plugin, LoadError> {
+pub fn load_opened(opened: PluginFile, probe: Probe, trust: &Trust) -> Result<Plugin, LoadError> {
     let file = opened.path.clone();
     let err = |reason: String| LoadError {
         file: file.clone(),
@@ -212,6 +249,12 @@ pub fn load_opened(opened: PluginFile, probe: Probe) -> Result<Plugin, LoadError
     // (a `cp` over it, a truncation) cannot touch the running code.
     let copy = PrivateCopy::of(&file, opened.file, opened.len)
         .map_err(|e| err(format!("cannot make a private copy: {e}")))?;
+    let checking = Instant::now();
+    let signed = trust
+        .check(&file, copy.path())
+        .map_err(|e| err(e.to_string()))?;
+    let check_time = checking.elapsed();
+    copy.release_debug_info();
     copy.check().map_err(|e| err(e.to_string()))?;
     let copied = started.elapsed();
     let module = OnceLock::new();
@@ -247,5 +290,7 @@ pub fn load_opened(opened: PluginFile, probe: Probe) -> Result<Plugin, LoadError
         module,
         generation,
         load_time: started.elapsed(),
+        signed,
+        check_time,
     })
 }

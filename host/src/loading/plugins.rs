@@ -6,10 +6,15 @@ use std::sync::Arc;
 
 use crate::loading::loader::{self, LoadError, Plugin};
 use crate::model::Probe;
+use crate::signature::Trust;
 
 /// Loads every plugin file in `dir`. Returns the plugins by declared name, and one line
 /// per file that could not be used.
-pub fn load_dir(dir: &Path, probe: Probe) -> (HashMap<String, Arc<Plugin>>, Vec<String>) {
+pub fn load_dir(
+    dir: &Path,
+    probe: Probe,
+    trust: &Trust,
+) -> (HashMap<String, Arc<Plugin>>, Vec<String>) {
     let mut plugins: HashMap<String, Arc<Plugin>> = HashMap::new();
     let mut problems = Vec::new();
     let files = match loader::plugin_files(dir) {
@@ -17,7 +22,7 @@ pub fn load_dir(dir: &Path, probe: Probe) -> (HashMap<String, Arc<Plugin>>, Vec<
         Err(e) => return (plugins, vec![e.to_string()]),
     };
     for file in files {
-        match loader::load(&file, probe) {
+        match loader::load(&file, probe, trust) {
             Ok(plugin) => {
                 if let Some(first) = plugins.get(&plugin.name) {
                     problems.push(format!(

@@ -1,28 +1,65 @@
 //! `spud-host check-config`: every problem with a config, one line each. Loads every plugin
-//! and asks each job's plugin to accept its options, as a start would.
+//! and asks each job's plugin to accept its options, as a start would, and says whose
+//! signature let each plugin load.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::jobs::job::Job;
 use crate::jobs::job_host::Context;
+use crate::loading::loader::Plugin;
 use crate::loading::plugins;
 use crate::sinks::{Sink, Target};
 
-pub fn check(config_path: &Path) -> Vec<String> {
+/// What `check-config` found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// One line per problem.
+    pub problems: Vec<String>,
+    /// One line per plugin loaded: its file and its signature's status.
+    pub signatures: Vec<String>,
+}
+
+pub fn check(config_path: &Path) -> Report {
     let config = match Config::load(config_path) {
         Ok(c) => c,
-        Err(e) => return e.problems,
+        Err(e) => {
+            return Report {
+                problems: e.problems,
+                ..Report::default()
+            }
+        }
     };
-    let (plugins, mut problems) =
-        plugins::load_dir(&config.plugins_dir(config_path), config.probe());
+    let (plugins, problems) = plugins::load_dir(
+        &config.plugins_dir(config_path),
+        config.probe(),
+        &config.host.trust,
+    );
+    let mut signatures: Vec<String> = plugins
+        .values()
+        .map(|p| format!("signature: {} ({}): {}", p.file.display(), p.name, p.signed))
+        .collect();
+    signatures.sort();
+    Report {
+        problems: jobs_and_rules(config_path, &config, &plugins, problems),
+        signatures,
+    }
+}
+
+fn jobs_and_rules(
+    config_path: &Path,
+    config: &Config,
+    plugins: &HashMap<String, Arc<Plugin>>,
+    mut problems: Vec<String>,
+) -> Vec<String> {
     let ctx = Context {
         sink: Sink::new(
             Target::Embedded(spud_server::Server::new(spud_server::Config::default())),
             Vec::new(),
         ),
-        vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text())),
+        vars: Arc::new(parking_lot::RwLock::new(config.vars_as_text(config_path))),
         limits: config.host.limits(),
         sockets: Arc::default(),
     };

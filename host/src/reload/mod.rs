@@ -171,8 +171,8 @@ fn load_file(gatherer: &Gatherer, state: &mut State, path: &Path, starting: bool
         tracing::debug!("{}: content unchanged", path.display());
         return;
     }
-    if state.failed_files.get(path) == Some(&content) {
-        return; // Already said why this content does not load.
+    if state.failed_files.get(path) == Some(&opened.hash_with_signature()) {
+        return; // Already said why this content (and signature) does not load.
     }
     let known = state.files.get(path).map(|f| f.name.clone());
     // A new version of a running plugin is loaded whatever it declares: it goes through
@@ -187,10 +187,11 @@ fn load_file(gatherer: &Gatherer, state: &mut State, path: &Path, starting: bool
     {
         return note_unused(gatherer, state, path, name, content, known);
     }
-    let plugin = match loader::load_opened(opened, state.config.probe()) {
+    let refused_as = opened.hash_with_signature();
+    let plugin = match loader::load_opened(opened, state.config.probe(), &state.config.host.trust) {
         Ok(plugin) => plugin,
         Err(e) => {
-            state.failed_files.insert(path.to_path_buf(), content);
+            state.failed_files.insert(path.to_path_buf(), refused_as);
             match &known {
                 Some(name) => {
                     tracing::error!(
@@ -401,7 +402,7 @@ pub fn reload_config(gatherer: &Arc<Gatherer>) {
     state.config = running(&old, &new);
 
     if d.vars {
-        *gatherer.ctx.vars.write() = new.vars_as_text();
+        *gatherer.ctx.vars.write() = new.vars_as_text(&gatherer.config_path);
         // Isolated jobs keep their own copy.
         for job in gatherer.scheduler.jobs() {
             if let Runner::Process(isolated) = &job.runner {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 
 use crate::loading::loader::is_plugin_file;
+use crate::signature::Trust;
 
 /// Something to look at again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,10 +76,14 @@ fn watch(plugins_dir: &Path, config: &Path, tx: Sender<Change>) -> notify::Resul
         for path in &event.paths {
             if path.file_name() == config_name.as_deref() {
                 let _ = tx.send(Change::Config);
-            } else if is_plugin_file(path)
-                && path.parent().is_some_and(|d| same_dir(d, &plugins_seen))
-            {
-                let _ = tx.send(Change::PluginFile(path.clone()));
+            } else {
+                // A signature's change is its plugin file's.
+                let plugin = Trust::signed_file(path).unwrap_or_else(|| path.clone());
+                if is_plugin_file(&plugin)
+                    && plugin.parent().is_some_and(|d| same_dir(d, &plugins_seen))
+                {
+                    let _ = tx.send(Change::PluginFile(plugin));
+                }
             }
         }
     })?;

@@ -2,8 +2,9 @@
 //! flooding the log.
 //!
 //! Figures land under `host.job.<job>.`: `received` (items taken: metrics, lines, values),
-//! `bad` (items refused as malformed) and `dropped` (well-formed items let go to keep memory
-//! bounded). Each kind of bad input is logged at most once a second, with a sample and how
+//! `bad` (items refused as malformed), `dropped` (well-formed items let go to keep memory
+//! bounded) and `refused` (datagrams, connections or requests from a source or with
+//! credentials the job's lock turns away). Each kind of bad input is logged at most once a second, with a sample and how
 //! many more of its kind came since the last line. The figures run on across a reload: the
 //! job's next generation, made while the old one still runs, shares its counts.
 
@@ -22,8 +23,8 @@ pub const LOG_EVERY: Duration = Duration::from_secs(1);
 /// host's own are: an idle receiver writes nothing in between.
 pub const REPUBLISH_EVERY: Duration = Duration::from_secs(300);
 
-/// (received, bad, dropped).
-type Figures = (u64, u64, u64);
+/// (received, bad, dropped, refused).
+type Figures = (u64, u64, u64, u64);
 
 /// A receiver's running figures. Shared by its threads (`&self` everywhere).
 pub struct Intake {
@@ -40,6 +41,7 @@ struct Counts {
     received: AtomicU64,
     bad: AtomicU64,
     dropped: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// Each job's counts, while a generation of it holds them.
@@ -95,6 +97,19 @@ impl Intake {
         self.tell(kind, detail);
     }
 
+    /// A datagram, connection or request from `from` turned away by the job's lock:
+    /// counted, and logged like bad input.
+    pub fn refused(&self, from: impl Display) {
+        self.counts.refused.fetch_add(1, Ordering::Relaxed);
+        self.tell("refused", format_args!("{from} is not allowed to send"));
+    }
+
+    /// A request whose credentials the job's lock turns away (`why`: missing, unknown).
+    pub fn unauthorized(&self, from: impl Display, why: impl Display) {
+        self.counts.refused.fetch_add(1, Ordering::Relaxed);
+        self.tell("refused", format_args!("{from}: {why}"));
+    }
+
     fn tell(&self, kind: &'static str, detail: impl Display) {
         let now = Instant::now();
         let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
@@ -116,12 +131,13 @@ impl Intake {
         }
     }
 
-    /// The figures as they stand: (received, bad, dropped).
+    /// The figures as they stand: (received, bad, dropped, refused).
     pub fn figures(&self) -> Figures {
         (
             self.counts.received.load(Ordering::Relaxed),
             self.counts.bad.load(Ordering::Relaxed),
             self.counts.dropped.load(Ordering::Relaxed),
+            self.counts.refused.load(Ordering::Relaxed),
         )
     }
 
@@ -138,13 +154,15 @@ impl Intake {
             }
             *last = Some((Instant::now(), figures));
         }
-        let (received, bad, dropped) = figures;
+        let (received, bad, dropped, refused) = figures;
         let job = &self.job;
         self.host
             .set_absolute(&format!("host.job.{job}.received"), received);
         self.host.set_absolute(&format!("host.job.{job}.bad"), bad);
         self.host
             .set_absolute(&format!("host.job.{job}.dropped"), dropped);
+        self.host
+            .set_absolute(&format!("host.job.{job}.refused"), refused);
     }
 }
 

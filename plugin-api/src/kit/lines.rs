@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::kit::access::Allow;
 use crate::kit::intake::Intake;
 use crate::kit::listen::POLL;
 use crate::Host;
@@ -21,8 +22,8 @@ pub struct Bounds {
     pub line: usize,
 }
 
-/// Accepts connections on `listener` until the job is asked to stop, serving each on a
-/// thread of its own: every complete line goes to `take` (without its line ending, a `\r`
+/// Accepts connections on `listener` until the job is asked to stop, serving each from a
+/// source `allow` permits on a thread of its own (others are closed at once, refused): every complete line goes to `take` (without its line ending, a `\r`
 /// before the `\n` removed), which says how many items it took from it (added to the
 /// intake's `received` once per read, not per line). Returns when the job stops and every
 /// connection has ended.
@@ -31,12 +32,14 @@ pub fn serve(
     host: &Host,
     intake: &Intake,
     bounds: Bounds,
+    allow: &Allow,
     take: &(impl Fn(&[u8]) -> u64 + Sync),
 ) {
     let open = Arc::new(AtomicUsize::new(0));
     std::thread::scope(|scope| {
         while !host.stop_requested(Duration::ZERO) {
             let stream = match listener.accept() {
+                Ok((_, peer)) if !allow.admits(peer, intake) => continue,
                 Ok((stream, _)) => stream,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     continue

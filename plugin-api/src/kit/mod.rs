@@ -1,8 +1,10 @@
 //! Small things several collectors need: talking to line-oriented services over TCP within
 //! a deadline, running another program within one ([`run`]), reporting a target's
 //! health without flooding the log, and, for collectors that receive, sockets that survive a
-//! reload ([`listen`]) and figures about what arrived ([`intake`]).
+//! reload ([`listen`]), figures about what arrived ([`intake`]) and locks on who may send
+//! ([`access`]).
 
+pub mod access;
 pub mod intake;
 pub mod lines;
 pub mod listen;

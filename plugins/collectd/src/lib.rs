@@ -18,7 +18,9 @@
 //! options = { listen = "0.0.0.0:25826", security_level = "Sign", auth_file = "/etc/spud/collectd.passwd" }
 //! ```
 //!
-//! Options: `listen`; `security_level` (`None`, the default, `Sign`, `Encrypt`); `auth_file`
+//! Options: `listen`; `allow` (the source networks taken; others are counted as
+//! `refused`); beyond loopback, `allow` or a `security_level` of `Sign` or `Encrypt` is
+//! required, unless `open = true` says anyone may send; `security_level` (`None`, the default, `Sign`, `Encrypt`); `auth_file`
 //! (collectd's format: `user: password` per line; needed for `Sign` and `Encrypt`);
 //! `typesdb` (files, default `/usr/share/collectd/types.db`); `max_keys` (counters whose
 //! last value is kept for rates, default 100,000); `recv_buffer` (bytes, default 8 MiB).
@@ -31,6 +33,7 @@ use std::collections::HashMap;
 use std::net::UdpSocket;
 use std::time::Duration;
 
+use spud_plugin_api::kit::access::{self, Allow};
 use spud_plugin_api::kit::intake::Intake;
 use spud_plugin_api::kit::listen::{self, Held};
 use spud_plugin_api::serde::Deserialize;
@@ -46,6 +49,10 @@ pub struct Collectd;
 #[serde(crate = "spud_plugin_api::serde", deny_unknown_fields)]
 struct Options {
     listen: String,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    open: bool,
     #[serde(default)]
     security_level: Option<String>,
     auth_file: Option<String>,
@@ -69,6 +76,7 @@ fn recv_buffer() -> usize {
 
 struct Receiver {
     socket: Held<UdpSocket>,
+    allow: Allow,
     level: Security,
     users: Users,
     names: Names,
@@ -120,9 +128,17 @@ impl Plugin for Collectd {
                 bad[0]
             ));
         }
+        let allow = Allow::new(&o.allow)?;
+        access::receiver_guard(
+            &o.listen,
+            allow.is_set() || level != Security::None,
+            o.open,
+            "allow = [\"10.0.0.0/8\", …] or security_level = \"Sign\"",
+        )?;
         let socket = listen::udp(&o.listen, &job.name, Some(o.recv_buffer))?;
         Ok(Collector::service(Receiver {
             socket,
+            allow,
             level,
             users,
             names: Names::new(db, o.max_keys),
@@ -158,6 +174,7 @@ impl Service for Receiver {
     fn run(&mut self) -> Result<(), Error> {
         let Receiver {
             socket,
+            allow,
             level,
             users,
             names,
@@ -172,7 +189,7 @@ impl Service for Receiver {
             scope.spawn(move || {
                 let (mut buf, mut lists) = (vec![0u8; 65536], Vec::new());
                 while !host.stop_requested(Duration::ZERO) {
-                    let Ok(n) = socket.recv(&mut buf) else {
+                    let Ok(Some(n)) = allow.recv(socket, &mut buf, intake) else {
                         continue;
                     };
                     lists.clear();

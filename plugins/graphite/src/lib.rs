@@ -9,21 +9,24 @@
 //! name = "graphite"
 //! plugin = "graphite"
 //! interval = "10s"          # how often host.job.graphite.{received,bad,dropped} are stored
-//! options = { listen = "0.0.0.0:2003" }
+//! options = { listen = "0.0.0.0:2003", allow = ["10.0.0.0/8"] }
 //! ```
 //!
-//! Options: `listen` (address for TCP and UDP), `udp` (default true), `absolute` (default
+//! Options: `listen` (address for TCP and UDP); `allow` (the source networks taken; others
+//! are counted as `refused`), required beyond loopback unless `open = true` says anyone
+//! may send; `udp` (default true), `absolute` (default
 //! false), `max_line` (bytes, default 4096), `max_connections` (default 256),
 //! `recv_buffer` (bytes asked of the kernel for UDP, default 4 MiB).
 //! The sockets are handed over to the job's next generation on reload (see
 //! `spud_plugin_api::kit::listen`).
 
-mod parse;
+pub mod parse;
 
 use std::net::UdpSocket;
 use std::sync::Arc;
 use std::time::Duration;
 
+use spud_plugin_api::kit::access::{self, Allow};
 use spud_plugin_api::kit::intake::Intake;
 use spud_plugin_api::kit::lines::{self, Bounds, Splitter};
 use spud_plugin_api::kit::listen::{self, Held};
@@ -37,6 +40,10 @@ pub struct Graphite;
 #[serde(crate = "spud_plugin_api::serde", deny_unknown_fields)]
 struct Options {
     listen: String,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    open: bool,
     #[serde(default = "yes")]
     udp: bool,
     #[serde(default)]
@@ -66,6 +73,7 @@ struct Receiver {
     tcp: Held<std::net::TcpListener>,
     udp: Option<Held<UdpSocket>>,
     bounds: Bounds,
+    allow: Allow,
     store: Arc<Store>,
     interval: Duration,
     host: Host,
@@ -106,6 +114,7 @@ impl Plugin for Graphite {
 
     fn new_job(job: &Job, host: Host) -> Result<Collector, Error> {
         let o: Options = job.options()?;
+        let allow = access::source_lock(&o.listen, &o.allow, o.open)?;
         // Bound now, so an address in use is the new job's error and the old one stays.
         let tcp = listen::tcp(&o.listen, &job.name)?;
         let udp = match o.udp {
@@ -120,6 +129,7 @@ impl Plugin for Graphite {
                 connections: o.max_connections,
                 line: o.max_line,
             },
+            allow,
             store: Arc::new(Store {
                 host: host.clone(),
                 intake,
@@ -134,11 +144,12 @@ impl Plugin for Graphite {
 impl Service for Receiver {
     fn run(&mut self) -> Result<(), Error> {
         let (host, store, tcp, bounds) = (&self.host, &self.store, &self.tcp, self.bounds);
+        let allow = &self.allow;
         std::thread::scope(|scope| {
             let take = |line: &[u8]| store.take(line);
-            scope.spawn(move || lines::serve(tcp, host, &store.intake, bounds, &take));
+            scope.spawn(move || lines::serve(tcp, host, &store.intake, bounds, allow, &take));
             if let Some(udp) = &self.udp {
-                scope.spawn(move || datagrams(udp, host, store, bounds.line));
+                scope.spawn(move || datagrams(udp, allow, host, store, bounds.line));
             }
             while !host.stop_requested(self.interval) {
                 store.intake.publish();
@@ -150,12 +161,12 @@ impl Service for Receiver {
 }
 
 /// Reads datagrams until the job stops; each holds one or more lines.
-fn datagrams(socket: &UdpSocket, host: &Host, store: &Store, max_line: usize) {
+fn datagrams(socket: &UdpSocket, allow: &Allow, host: &Host, store: &Store, max_line: usize) {
     let mut buf = vec![0u8; 65536];
     while !host.stop_requested(Duration::ZERO) {
-        let n = match socket.recv(&mut buf) {
-            Ok(n) => n,
-            Err(_) => continue,
+        let n = match allow.recv(socket, &mut buf, &store.intake) {
+            Ok(Some(n)) => n,
+            Ok(None) | Err(_) => continue,
         };
         let mut splitter = Splitter::new(max_line);
         let mut taken = 0;

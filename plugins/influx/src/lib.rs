@@ -13,10 +13,14 @@
 //! name = "influx"
 //! plugin = "influx"
 //! interval = "10s"          # how often host.job.influx.{received,bad,dropped} are stored
-//! options = { listen = "0.0.0.0:8086" }
+//! options = { listen = "0.0.0.0:8086", auth = true }
 //! ```
 //!
-//! Options: `listen`; `max_body` (bytes after gzip is undone, default 32 MiB; more is 413);
+//! Options: `listen`; `auth` (writes need a token with the `write` role from the server's
+//! tokens file, `[server] tokens`: `Authorization: Token SECRET` as v2 clients send it,
+//! or v1's user and password, `u`/`p` or HTTP basic, the password being the secret);
+//! `allow` (the source networks answered); beyond loopback, `auth` or `allow` is required
+//! unless `open = true` says anyone may write; refusals count as `refused`; `max_body` (bytes after gzip is undone, default 32 MiB; more is 413);
 //! `max_requests` (bodies held at once, default 8: memory stays under their product).
 //! The listening socket is handed over to the job's next generation on reload.
 
@@ -25,16 +29,18 @@ pub mod points;
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use spud_access::{Role, Tokens};
+use spud_plugin_api::kit::access::{self, Allow};
 use spud_plugin_api::kit::intake::Intake;
 use spud_plugin_api::kit::listen::{self, Held};
 use spud_plugin_api::serde::Deserialize;
@@ -50,6 +56,12 @@ pub struct Influx;
 #[serde(crate = "spud_plugin_api::serde", deny_unknown_fields)]
 struct Options {
     listen: String,
+    #[serde(default)]
+    auth: bool,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    open: bool,
     #[serde(default = "max_body")]
     max_body: usize,
     #[serde(default = "max_requests")]
@@ -72,6 +84,9 @@ struct Server {
 struct Shared {
     host: Host,
     intake: Intake,
+    /// With `auth`: the tokens, one of which with the `write` role a write must carry.
+    tokens: Option<Tokens>,
+    allow: Allow,
     max_body: usize,
     bodies: Semaphore,
 }
@@ -85,12 +100,25 @@ impl Plugin for Influx {
         if o.max_requests == 0 {
             return Err("options: max_requests must be at least 1".into());
         }
+        let allow = Allow::new(&o.allow)?;
+        access::receiver_guard(
+            &o.listen,
+            o.auth || allow.is_set(),
+            o.open,
+            "auth = true (tokens from [server] tokens) or allow = [\"10.0.0.0/8\", …]",
+        )?;
+        let tokens = match o.auth {
+            false => None,
+            true => Some(tokens(&host)?),
+        };
         let listener = listen::tcp(&o.listen, &job.name)?;
         Ok(Collector::service(Server {
             listener,
             interval: job.interval,
             shared: Arc::new(Shared {
                 intake: Intake::new(&job.name, host.clone()),
+                tokens,
+                allow,
                 host,
                 max_body: o.max_body,
                 bodies: Semaphore::new(o.max_requests),
@@ -129,6 +157,7 @@ impl Service for Server {
                     watcher.intake.publish();
                 }
             });
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stopped.await;
             });
@@ -173,12 +202,91 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
+/// The server's tokens file, as the host names it (`[server] tokens`).
+fn tokens(host: &Host) -> Result<Tokens, Error> {
+    let path = host.var(TOKENS_VAR).ok_or(
+        "options: auth = true needs the server's tokens file: give [server] tokens in gatherer.toml",
+    )?;
+    Tokens::load(std::path::Path::new(&path)).map_err(|e| format!("auth: {e}"))
+}
+
+/// The variable the host names its tokens file by.
+const TOKENS_VAR: &str = "spud.tokens";
+
+/// The answer refusing a write from `peer` with these credentials; None if it may go on.
+fn refusal(
+    shared: &Shared,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Option<Response> {
+    if !shared.allow.admits(peer, &shared.intake) {
+        return Some(error(StatusCode::FORBIDDEN, "this address may not write"));
+    }
+    let tokens = shared.tokens.as_ref()?;
+    let unauthorized = |why: &str| {
+        shared.intake.unauthorized(peer, why);
+        // InfluxDB's words, which its clients recognise.
+        error(StatusCode::UNAUTHORIZED, "authorization failed")
+    };
+    let Some(secret) = credentials(headers, params) else {
+        return Some(unauthorized("no credentials"));
+    };
+    match tokens.check(secret.as_bytes()) {
+        None => Some(unauthorized("unknown credentials")),
+        Some((name, roles)) if !roles.has(Role::Write) => {
+            shared
+                .intake
+                .unauthorized(peer, format_args!("token {name} lacks the write role"));
+            Some(error(
+                StatusCode::FORBIDDEN,
+                format!("token {name} may not write"),
+            ))
+        }
+        Some(_) => None,
+    }
+}
+
+/// The secret a request carries: v2's `Authorization: Token SECRET` (or v1's compatible
+/// `Token USER:SECRET`), HTTP basic's password, or v1's `p` parameter.
+fn credentials(headers: &HeaderMap, params: &HashMap<String, String>) -> Option<String> {
+    use base64::Engine;
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, rest) = value.trim().split_once(' ')?;
+        let rest = rest.trim();
+        if scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer") {
+            return Some(rest.to_string());
+        }
+        if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest)
+                .ok()?;
+            let text = String::from_utf8(decoded).ok()?;
+            return text
+                .split_once(':')
+                .map(|(_, password)| password.to_string());
+        }
+        return None;
+    }
+    params.get("p").cloned()
+}
+
 async fn write(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if let Some(refused) = refusal(&shared, peer, &headers, &params) {
+        // Read (a bounded part of) what the client sends, so that it sees the answer
+        // rather than a connection closed while it was still sending.
+        let _ = axum::body::to_bytes(body, 1 << 20).await;
+        return refused;
+    }
     // Bodies held at once are bounded: a flood waits here (and in the kernel) instead of
     // growing memory.
     let Ok(_permit) = shared.bodies.acquire().await else {

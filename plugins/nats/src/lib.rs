@@ -21,9 +21,12 @@
 //! `durable` (the consumer's name, default `spud`), `subject` (only these subjects, a NATS
 //! filter such as `spud.web.>`; default all of the stream), and authentication as the
 //! output takes it: `token`, `user` and `password`, `creds`, `tls_ca`, `tls_cert` and
-//! `tls_key`.
+//! `tls_key`. `token`, `password` and `creds` may be `env:NAME` or `file:PATH`, and
+//! `tls_key` `file:PATH` (`$CREDENTIALS_DIRECTORY` first: see `spud_access::SecretRef`).
 
 use std::path::PathBuf;
+
+use spud_access::SecretRef;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,9 +59,9 @@ struct Options {
     durable: String,
     #[serde(default)]
     subject: String,
-    token: Option<String>,
+    token: Option<SecretRef>,
     user: Option<String>,
-    password: Option<String>,
+    password: Option<SecretRef>,
     creds: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
@@ -176,23 +179,37 @@ impl Reader {
             .name(format!("spud nats job {}", self.job))
             .connection_timeout(Duration::from_secs(5))
             .max_reconnects(None);
+        // Secrets are read at each connection, never kept in the options.
         if let Some(creds) = &o.creds {
+            let text =
+                spud_access::read_secret_setting(creds).map_err(|e| format!("creds: {e}"))?;
             options = options
-                .credentials_file(creds)
-                .await
+                .credentials(text.expose())
                 .map_err(|e| format!("creds {}: {e}", creds.display()))?;
         }
         if let Some(token) = &o.token {
-            options = options.token(token.clone());
+            let token = token.resolve(None).map_err(|e| format!("token: {e}"))?;
+            options = options.token(token.expose().to_string());
         }
         if let (Some(user), Some(password)) = (&o.user, &o.password) {
-            options = options.user_and_password(user.clone(), password.clone());
+            let password = password
+                .resolve(None)
+                .map_err(|e| format!("password: {e}"))?;
+            options = options.user_and_password(user.clone(), password.expose().to_string());
         }
         if let Some(ca) = &o.tls_ca {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
         }
         if let (Some(cert), Some(key)) = (&o.tls_cert, &o.tls_key) {
-            options = options.add_client_certificate(cert.clone(), key.clone());
+            let key = spud_access::anchor_path(std::path::Path::new("."), key);
+            let key = match key.to_str().and_then(|k| k.strip_prefix("file:")) {
+                Some(path) => PathBuf::from(path),
+                None if key.to_str().is_some_and(|k| k.starts_with("env:")) => {
+                    return Err("tls_key: env: is not taken here; give file:PATH".into())
+                }
+                None => key,
+            };
+            options = options.add_client_certificate(cert.clone(), key);
         }
         options
             .connect(o.servers.as_slice())

@@ -12,15 +12,18 @@
 //! name = "statsd"
 //! plugin = "statsd"
 //! interval = "10s"           # the flush interval
-//! options = { listen = "0.0.0.0:8125", percentiles = [90, 99] }
+//! options = { listen = "0.0.0.0:8125", allow = ["10.0.0.0/8"], percentiles = [90, 99] }
 //! ```
 //!
-//! Options: `listen`; `udp`, `tcp` (both default true); `percentiles` (default `[90]`);
+//! Options: `listen`; `allow` (the source networks taken; others are counted as
+//! `refused`), required beyond loopback unless `open = true` says anyone may send;
+//! `udp`, `tcp` (both default true); `percentiles` (default `[90]`);
 //! bounds `max_keys` (100,000 names), `max_samples` (1,000,000 timer values per interval),
 //! `max_members` (100,000 per set), `forget_after` (360 idle flushes), `max_line` (8,192
 //! bytes), `max_connections` (256); `recv_buffer` (bytes asked of the kernel, 8 MiB);
 //! `udp_threads` (threads reading the UDP socket, 2).
-//! Figures: `host.job.<job>.received` (metrics), `.bad` (lines), `.dropped` (metrics).
+//! Figures: `host.job.<job>.received` (metrics), `.bad` (lines), `.dropped` (metrics),
+//! `.refused` (datagrams and connections).
 //! The sockets are handed over to the job's next generation on reload; the old generation
 //! flushes what it holds as it stops, so a reload loses no count.
 
@@ -31,6 +34,7 @@ use std::net::{TcpListener, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use spud_plugin_api::kit::access::{self, Allow};
 use spud_plugin_api::kit::intake::Intake;
 use spud_plugin_api::kit::lines::{self, Bounds};
 use spud_plugin_api::kit::listen::{self, Held};
@@ -47,6 +51,12 @@ pub struct Statsd;
 #[serde(crate = "spud_plugin_api::serde", deny_unknown_fields)]
 struct Options {
     listen: String,
+    /// The networks that may send; beyond loopback, this or `open` is required.
+    #[serde(default)]
+    allow: Vec<String>,
+    /// Anyone may send, knowingly.
+    #[serde(default)]
+    open: bool,
     #[serde(default = "yes")]
     udp: bool,
     #[serde(default = "yes")]
@@ -106,6 +116,7 @@ struct Server {
     udp: Option<Held<UdpSocket>>,
     tcp: Option<Held<TcpListener>>,
     bounds: Bounds,
+    allow: Allow,
     percentiles: Vec<f64>,
     interval: Duration,
     state: Arc<State>,
@@ -260,6 +271,7 @@ impl Plugin for Statsd {
         if let Some(p) = o.percentiles.iter().find(|p| !(**p > 0.0 && **p <= 100.0)) {
             return Err(format!("options: percentiles: {p} is not in (0, 100]"));
         }
+        let allow = access::source_lock(&o.listen, &o.allow, o.open)?;
         let udp = match o.udp {
             true => Some(listen::udp(&o.listen, &job.name, Some(o.recv_buffer))?),
             false => None,
@@ -275,6 +287,7 @@ impl Plugin for Statsd {
                 connections: o.max_connections,
                 line: o.max_line,
             },
+            allow,
             percentiles: o.percentiles,
             interval: job.interval,
             state: Arc::new(State {
@@ -299,7 +312,7 @@ impl Service for Server {
     fn run(&mut self) -> Result<(), Error> {
         let state = &self.state;
         let host = &state.host;
-        let (bounds, max_line) = (self.bounds, self.bounds.line);
+        let (bounds, max_line, allow) = (self.bounds, self.bounds.line, &self.allow);
         let mut last = Instant::now();
         let mut next = last + self.interval;
         std::thread::scope(|scope| {
@@ -310,7 +323,7 @@ impl Service for Server {
                     scope.spawn(move || {
                         let (mut buf, mut key) = (vec![0u8; 65536], String::new());
                         while !host.stop_requested(Duration::ZERO) {
-                            if let Ok(n) = udp.recv(&mut buf) {
+                            if let Ok(Some(n)) = allow.recv(udp, &mut buf, &state.intake) {
                                 state.take_datagram(&buf[..n], max_line, pending, &mut key);
                             }
                         }
@@ -319,7 +332,7 @@ impl Service for Server {
             }
             if let Some(tcp) = &self.tcp {
                 let take = move |line: &[u8]| state.take_line(line);
-                scope.spawn(move || lines::serve(tcp, host, &state.intake, bounds, &take));
+                scope.spawn(move || lines::serve(tcp, host, &state.intake, bounds, allow, &take));
             }
             while !host.stop_requested(next.saturating_duration_since(Instant::now())) {
                 if Instant::now() < next {

@@ -34,9 +34,10 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
+/// A private key: its PEM file (refused if others may read it), or `env:NAME` / `file:PATH`.
 fn key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    crate::access::auth::read_secret_file(path)?;
-    PrivateKeyDer::from_pem_file(path)
+    let pem = spud_access::read_secret_setting(path)?;
+    PrivateKeyDer::from_pem_slice(pem.expose().as_bytes())
         .map_err(|e| format!("{}: not a PEM private key: {e}", path.display()))
 }
 

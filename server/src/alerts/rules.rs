@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
+use spud_access::SecretRef;
 use toml::Spanned;
 
 use super::expr::Condition;
@@ -112,7 +113,7 @@ pub struct Receiver {
     pub retry_for: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum ReceiverKind {
     /// Alertmanager's base URL (`http://am:9093`): `POST /api/v2/alerts`.
     Alertmanager { url: String },
@@ -128,6 +129,30 @@ impl Receiver {
             ReceiverKind::Alertmanager { .. } => "alertmanager",
             ReceiverKind::Webhook { .. } => "webhook",
             ReceiverKind::Exec { .. } => "exec",
+        }
+    }
+}
+
+/// A URL as messages show it: its scheme, host and port only. A webhook's path or
+/// credentials often hold its secret, which must not reach a log.
+pub fn shown(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    let more = if rest.len() > authority.len() {
+        "/…"
+    } else {
+        ""
+    };
+    format!("{scheme}://{host}{more}")
+}
+
+impl std::fmt::Debug for ReceiverKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReceiverKind::Alertmanager { url } => write!(f, "Alertmanager({})", shown(url)),
+            ReceiverKind::Webhook { url } => write!(f, "Webhook({})", shown(url)),
+            ReceiverKind::Exec { command } => write!(f, "Exec({command:?})"),
         }
     }
 }
@@ -538,30 +563,38 @@ fn receiver(n: usize, raw: &Spanned<RawReceiver>, p: &mut Problems<'_>) -> Optio
         .unwrap_or_else(|| format!("{kind_name}{}", n + 1));
     let what = |field: &str| format!("[[notify]] {name}: {field}");
     let before = p.list.len();
+    // The URL may be `env:NAME` or `file:PATH` (a webhook's URL often holds its token);
+    // a problem names where it came from, never what it holds.
     let url = |p: &mut Problems<'_>| -> Option<String> {
-        match &r.url {
-            Some(u)
-                if u.get_ref().starts_with("http://") || u.get_ref().starts_with("https://") =>
-            {
-                Some(u.get_ref().trim_end_matches('/').to_string())
+        let Some(u) = &r.url else {
+            p.add(
+                raw.span().start,
+                &what("url"),
+                format!("type = {kind_name:?} needs a url"),
+            );
+            return None;
+        };
+        let written = SecretRef::new(u.get_ref().as_str());
+        let resolved = match written.resolve(p.path.parent()) {
+            Ok(secret) => secret.expose().to_string(),
+            Err(e) => {
+                p.add(u.span().start, &what("url"), e.to_string());
+                return None;
             }
-            Some(u) => {
-                p.add(
-                    u.span().start,
-                    &what("url"),
-                    format!("{:?} is not an http:// or https:// URL", u.get_ref()),
-                );
-                None
-            }
-            None => {
-                p.add(
-                    raw.span().start,
-                    &what("url"),
-                    format!("type = {kind_name:?} needs a url"),
-                );
-                None
-            }
+        };
+        if resolved.starts_with("http://") || resolved.starts_with("https://") {
+            return Some(resolved.trim_end_matches('/').to_string());
         }
+        let shown = match written.source() {
+            "inline" => format!("{resolved:?}"),
+            source => source.to_string(),
+        };
+        p.add(
+            u.span().start,
+            &what("url"),
+            format!("{shown} is not an http:// or https:// URL"),
+        );
+        None
     };
     let kind = match kind_name {
         "alertmanager" => url(p).map(|url| ReceiverKind::Alertmanager { url }),
@@ -627,6 +660,52 @@ mod tests {
 
     fn parse(text: &str) -> Result<RuleSet, RulesError> {
         RuleSet::parse(text, Path::new("alerts.toml"))
+    }
+
+    #[test]
+    fn urls_show_only_their_scheme_and_host() {
+        assert_eq!(
+            shown("https://user:pw@hooks.example.com:8443/services/T0/B0/secret"),
+            "https://hooks.example.com:8443/…"
+        );
+        assert_eq!(shown("http://am:9093"), "http://am:9093");
+        let kind = ReceiverKind::Webhook {
+            url: "https://hooks.example.com/secret-path".into(),
+        };
+        assert_eq!(format!("{kind:?}"), "Webhook(https://hooks.example.com/…)");
+    }
+
+    #[test]
+    fn a_receivers_url_from_the_environment_is_named_by_where_it_came_from() {
+        std::env::set_var(
+            "SPUD_RULES_TEST_HOOK",
+            "https://hooks.example.com/T0/B0/secret",
+        );
+        let rules = "[[alert]]\nname = \"a\"\nkeys = \"x\"\nwarn = \"last > 1\"\n\
+                     [[notify]]\ntype = \"webhook\"\nurl = \"env:SPUD_RULES_TEST_HOOK\"\n";
+        let set = parse(rules).unwrap();
+        assert_eq!(
+            set.receivers[0].kind,
+            ReceiverKind::Webhook {
+                url: "https://hooks.example.com/T0/B0/secret".into()
+            }
+        );
+        std::env::set_var("SPUD_RULES_TEST_NOT_A_URL", "secret-not-a-url");
+        let e = parse(&rules.replace("SPUD_RULES_TEST_HOOK", "SPUD_RULES_TEST_NOT_A_URL"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("env:SPUD_RULES_TEST_NOT_A_URL is not an http"),
+            "{e}"
+        );
+        assert!(!e.contains("secret-not-a-url"), "{e}");
+        let e = parse(&rules.replace("SPUD_RULES_TEST_HOOK", "SPUD_RULES_TEST_UNSET"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("env:SPUD_RULES_TEST_UNSET: the environment variable is not set"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -128,7 +128,7 @@ impl Settings {
         .flatten()
         {
             if path.is_relative() {
-                *path = base.join(&*path);
+                *path = spud_access::anchor_path(base, path);
             }
         }
         self

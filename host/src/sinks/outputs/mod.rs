@@ -38,8 +38,9 @@ pub trait OutputSettings {
     fn name(&self) -> Option<&str>;
     /// Text of its table that finds its line in the config (its URL, say).
     fn locator(&self) -> &str;
-    /// What is wrong with it, if anything.
-    fn problem(&self) -> Option<String>;
+    /// What is wrong with it, if anything; `base` is the config's folder, where its
+    /// relative paths and `file:` secrets start.
+    fn problem(&self, base: &Path) -> Option<String>;
     /// Its `spool` folder, if it has one (as written, relative to the config file).
     fn spool(&self) -> Option<&Path>;
     /// Starts it.
@@ -113,9 +114,10 @@ pub struct Started {
 }
 
 impl Started {
-    /// A path of the output's table, relative to the config file.
+    /// A path of the output's table, relative to the config file (a secret's `file:` or
+    /// `env:` reference kept as such: see `spud_access::anchor_path`).
     pub fn path(&self, p: &Path) -> PathBuf {
-        self.config_path.parent().unwrap_or(Path::new(".")).join(p)
+        spud_access::anchor_path(self.config_path.parent().unwrap_or(Path::new(".")), p)
     }
 
     /// Where an output's samples wait: its `spool` (relative to the config file) bounded by

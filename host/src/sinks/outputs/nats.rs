@@ -20,6 +20,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use serde::Deserialize;
+use spud_access::SecretRef;
 
 use spud_server::Pattern;
 use spud_spool::{Backlog, Record};
@@ -52,9 +53,10 @@ pub struct Settings {
     #[serde(rename = "match", default = "everything")]
     pub pattern: String,
     /// Authentication: a token, a user and password, or a creds file (a JWT and seed).
-    pub token: Option<String>,
+    /// `token`, `password`, `creds` and `tls_key` may be `env:NAME` or `file:PATH`.
+    pub token: Option<SecretRef>,
     pub user: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<SecretRef>,
     pub creds: Option<PathBuf>,
     /// TLS: trust servers this CA signed; present this certificate and key if asked.
     pub tls_ca: Option<PathBuf>,
@@ -107,7 +109,12 @@ impl OutputSettings for Settings {
         self.spool.as_deref()
     }
 
-    fn problem(&self) -> Option<String> {
+    fn problem(&self, base: &std::path::Path) -> Option<String> {
+        for (what, secret) in [("token", &self.token), ("password", &self.password)] {
+            if let Some(Err(e)) = secret.as_ref().map(|s| s.resolve(Some(base))) {
+                return Some(format!("{what}: {e}"));
+            }
+        }
         if self.servers.is_empty() {
             return Some("servers is empty: name at least one nats:// address".into());
         }
@@ -138,6 +145,10 @@ impl OutputSettings for Settings {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Some("tls_cert and tls_key go together".into());
         }
+        let env_key = self.tls_key.as_ref().and_then(|k| k.to_str()).is_some_and(|k| k.starts_with("env:"));
+        if env_key && self.tls_ca.is_none() {
+            return Some("tls_key = \"env:…\" needs tls_ca".into());
+        }
         if self.window == 0 || self.buffer == 0 {
             return Some("window and buffer must be at least 1".into());
         }
@@ -159,7 +170,8 @@ impl OutputSettings for Settings {
             file(&self.tls_cert),
             file(&self.tls_key),
         );
-        Nats::start(name, config, backlog)
+        let base = started.path(std::path::Path::new(""));
+        Nats::start(name, config, base, backlog)
     }
 }
 
@@ -167,6 +179,8 @@ impl OutputSettings for Settings {
 pub struct Nats {
     name: String,
     config: Settings,
+    /// The config's folder, where `file:` secrets start.
+    base: PathBuf,
     pattern: Pattern,
     sending: Sending,
     sent: AtomicU64,
@@ -174,11 +188,12 @@ pub struct Nats {
 }
 
 impl Nats {
-    fn start(name: String, config: Settings, backlog: Arc<Backlog>) -> Arc<Nats> {
+    fn start(name: String, config: Settings, base: PathBuf, backlog: Arc<Backlog>) -> Arc<Nats> {
         let pattern = Pattern::new(&config.pattern).expect("checked with the config");
         let output = Arc::new(Nats {
             name,
             config,
+            base,
             pattern,
             sending: Sending::new(backlog),
             sent: AtomicU64::new(0),
@@ -202,23 +217,38 @@ impl Nats {
             .name(format!("spud-host output {}", self.name))
             .connection_timeout(Duration::from_secs(5))
             .max_reconnects(None);
+        // Secrets are read at each connection, never kept in the settings.
+        let base = self.base.as_path();
         if let Some(creds) = &c.creds {
+            let text = spud_access::read_secret_setting(creds)
+                .map_err(|e| format!("creds: {e}"))?;
             options = options
-                .credentials_file(creds)
-                .await
+                .credentials(text.expose())
                 .map_err(|e| format!("creds {}: {e}", creds.display()))?;
         }
         if let Some(token) = &c.token {
-            options = options.token(token.clone());
+            let token = token.resolve(Some(base)).map_err(|e| format!("token: {e}"))?;
+            options = options.token(token.expose().to_string());
         }
         if let (Some(user), Some(password)) = (&c.user, &c.password) {
-            options = options.user_and_password(user.clone(), password.clone());
+            let password = password
+                .resolve(Some(base))
+                .map_err(|e| format!("password: {e}"))?;
+            options = options.user_and_password(user.clone(), password.expose().to_string());
         }
-        if let Some(ca) = &c.tls_ca {
-            options = options.add_root_certificates(ca.clone()).require_tls(true);
-        }
-        if let (Some(cert), Some(key)) = (&c.tls_cert, &c.tls_key) {
-            options = options.add_client_certificate(cert.clone(), key.clone());
+        match (&c.tls_ca, &c.tls_cert, &c.tls_key) {
+            // One TLS setup for every client of SPUD: keys may be `env:` or `file:`.
+            (Some(ca), cert, key) => {
+                let identity = cert.as_deref().zip(key.as_deref());
+                let tls = spud_server::access::tls::client_config(ca, identity)?;
+                options = options
+                    .tls_client_config((*tls).clone())
+                    .require_tls(true);
+            }
+            (None, Some(cert), Some(key)) => {
+                options = options.add_client_certificate(cert.clone(), key.clone());
+            }
+            _ => {}
         }
         let name = self.name.clone();
         options = options.event_callback(move |event| {

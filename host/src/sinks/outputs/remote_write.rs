@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use spud_access::{Secret, SecretRef};
 use spud_server::faces::metrics::{Exporter, Mapping};
 use spud_server::Pattern;
 use spud_spool::{Backlog, Record};
@@ -39,9 +40,12 @@ pub struct Settings {
     /// Labels added to every series (`instance`, `cluster`...).
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// HTTP headers added to every request (`X-Scope-OrgID` for Mimir...).
+    /// HTTP headers added to every request (`X-Scope-OrgID` for Mimir, `Authorization`);
+    /// each value may be `env:NAME` or `file:PATH` (see `spud_access::SecretRef`).
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, SecretRef>,
+    /// HTTP basic authentication: `{ username = "…", password = "env:NAME" }`.
+    pub basic_auth: Option<BasicAuth>,
     /// Samples per request.
     #[serde(default = "default_batch")]
     pub batch: usize,
@@ -59,6 +63,42 @@ pub struct Settings {
     /// One request's deadline.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+}
+
+/// `basic_auth = { username, password }`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: SecretRef,
+}
+
+impl Settings {
+    /// The headers to send, secrets resolved (`base`: the config's folder): each header's
+    /// value, and basic authentication as an `Authorization` header.
+    fn resolved_headers(&self, base: &std::path::Path) -> Result<Vec<(String, Secret)>, String> {
+        use base64::Engine;
+        let mut headers = Vec::new();
+        for (name, value) in &self.headers {
+            let value = value
+                .resolve(Some(base))
+                .map_err(|e| format!("headers.{name}: {e}"))?;
+            headers.push((name.clone(), value));
+        }
+        if let Some(auth) = &self.basic_auth {
+            let password = auth
+                .password
+                .resolve(Some(base))
+                .map_err(|e| format!("basic_auth.password: {e}"))?;
+            let pair = format!("{}:{}", auth.username, password.expose());
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            headers.push((
+                "Authorization".into(),
+                Secret::new(format!("Basic {encoded}")),
+            ));
+        }
+        Ok(headers)
+    }
 }
 
 fn everything() -> String {
@@ -90,7 +130,10 @@ impl OutputSettings for Settings {
         self.spool.as_deref()
     }
 
-    fn problem(&self) -> Option<String> {
+    fn problem(&self, base: &std::path::Path) -> Option<String> {
+        if let Err(e) = self.resolved_headers(base) {
+            return Some(e);
+        }
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             return Some(format!(
                 "url {:?} must start with http:// or https://",
@@ -109,7 +152,19 @@ impl OutputSettings for Settings {
     fn start(&self, name: String, started: &Started) -> Arc<dyn Output> {
         tracing::info!("output {name}: remote write to {}", self.url);
         let backlog = started.backlog(&name, self.spool.as_deref(), self.spool_max, self.buffer);
-        RemoteWrite::start(name, self.clone(), Arc::clone(&started.exporter), backlog)
+        let base = started.config_path.parent().unwrap_or(std::path::Path::new("."));
+        // Checked with the config; a secret gone since is said, and the header left out.
+        let headers = self.resolved_headers(base).unwrap_or_else(|e| {
+            tracing::error!("output {name}: {e}; sending without its headers");
+            Vec::new()
+        });
+        RemoteWrite::start(
+            name,
+            self.clone(),
+            headers,
+            Arc::clone(&started.exporter),
+            backlog,
+        )
     }
 }
 
@@ -154,6 +209,8 @@ struct Queued {
 pub struct RemoteWrite {
     name: String,
     config: Settings,
+    /// Its headers, secrets resolved.
+    headers: Vec<(String, Secret)>,
     pattern: Pattern,
     exporter: Arc<Exporter>,
     /// Per key: the series it goes to, or None (not matched, or dropped by a rule).
@@ -170,6 +227,7 @@ impl RemoteWrite {
     fn start(
         name: String,
         config: Settings,
+        headers: Vec<(String, Secret)>,
         exporter: Arc<Exporter>,
         backlog: Arc<Backlog>,
     ) -> Arc<RemoteWrite> {
@@ -177,6 +235,7 @@ impl RemoteWrite {
         let output = Arc::new(RemoteWrite {
             name,
             config,
+            headers,
             pattern,
             exporter,
             routes: Mutex::new(HashMap::new()),
@@ -394,8 +453,8 @@ impl RemoteWrite {
                 "User-Agent",
                 concat!("spud-host/", env!("CARGO_PKG_VERSION")),
             );
-        for (k, v) in &self.config.headers {
-            request = request.header(k, v);
+        for (k, v) in &self.headers {
+            request = request.header(k, v.expose());
         }
         let mut response = request
             .send(body)

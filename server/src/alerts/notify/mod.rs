@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver as Inbox, RecvTimeoutError, Sender};
 
 use super::instance::State;
-use super::rules::{Receiver, ReceiverKind};
+use super::rules::{shown, Receiver, ReceiverKind};
 
 /// An alert as receivers see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -358,14 +358,15 @@ fn post_json(agent: &ureq::Agent, url: &str, body: &serde_json::Value) -> Result
         .header("Content-Type", "application/json")
         .header("User-Agent", concat!("spud/", env!("CARGO_PKG_VERSION")))
         .send(&body[..])
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| format!("{}: {}", shown(url), e.to_string().replace(url, "…")))?;
     if response.status().is_success() {
         return Ok(());
     }
     let text = response.body_mut().read_to_string().unwrap_or_default();
     let text: String = text.trim().chars().take(200).collect();
     Err(format!(
-        "{url}: HTTP {}: {text}",
+        "{}: HTTP {}: {text}",
+        shown(url),
         response.status().as_u16()
     ))
 }

@@ -8,7 +8,15 @@
 //! a pty adds (`ssh -tt`) are stripped. Its own figures go to the destination every 5 s as
 //! `replicate.received`, `.sent`, `.buffered`, `.dropped`, `.lag_s` (now minus the newest
 //! sample's time) and `.reconnects`.
+//!
+//! After a break, what was set on the source meanwhile is copied too (`catch_up`): once
+//! subscribed again, each matching key's history newer than the last sample copied is read
+//! on a second connection and pushed, so a transport that drops (an sshd restarted) loses
+//! nothing the source still holds (its last `--history` samples per key).
 
+mod catch_up;
+
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -69,7 +77,11 @@ struct Counts {
     received: AtomicU64,
     reconnects: AtomicU64,
     newest_time: AtomicU64,
+    caught_up: AtomicU64,
 }
+
+/// One sample as copied: key, time, value.
+type Sample = (String, u64, String);
 
 fn now() -> u64 {
     SystemTime::now()
@@ -78,9 +90,9 @@ fn now() -> u64 {
 }
 
 /// The source's two directions, and the child process carrying them, if any.
-struct Source {
-    reader: Box<dyn BufRead>,
-    writer: Box<dyn Write>,
+pub(crate) struct Source {
+    pub(crate) reader: Box<dyn BufRead>,
+    pub(crate) writer: Box<dyn Write>,
     child: Option<Child>,
 }
 
@@ -93,7 +105,10 @@ impl Drop for Source {
     }
 }
 
-fn open(args: &ReplicateArgs, identity: Option<(&Path, &Path)>) -> Result<Source, String> {
+pub(crate) fn open(
+    args: &ReplicateArgs,
+    identity: Option<(&Path, &Path)>,
+) -> Result<Source, String> {
     let token = match &args.from_token_file {
         Some(file) => Some(spud_server::access::auth::read_token_file(file)?),
         None => None,
@@ -138,8 +153,32 @@ fn open(args: &ReplicateArgs, identity: Option<(&Path, &Path)>) -> Result<Source
     })
 }
 
-/// Subscribes and copies until the source goes away. Returns why it stopped.
-fn copy(source: &mut Source, pattern: &str, pusher: &Pusher, counts: &Counts) -> String {
+/// One line from the source, without its line end (a pty in the way turns every line
+/// ending into \r\r\n); None when it is gone, with why.
+pub(crate) fn read_line(reader: &mut dyn BufRead, line: &mut Vec<u8>) -> Result<String, String> {
+    line.clear();
+    match reader.read_until(b'\n', line) {
+        Ok(0) => return Err("the source closed the connection".into()),
+        Err(e) => return Err(format!("reading from the source: {e}")),
+        Ok(_) => {}
+    }
+    while matches!(line.last(), Some(b'\n' | b'\r')) {
+        line.pop();
+    }
+    Ok(String::from_utf8_lossy(line).into_owned())
+}
+
+/// Subscribes, catches up on what `seen` says was missed (after a break), and copies until
+/// the source goes away. Returns why it stopped.
+fn copy(
+    source: &mut Source,
+    args: &ReplicateArgs,
+    identity: Option<(&Path, &Path)>,
+    seen: &mut catch_up::Seen,
+    pusher: &Pusher,
+    counts: &Counts,
+) -> String {
+    let pattern = &args.pattern;
     if let Err(e) = source
         .writer
         .write_all(format!("sub {pattern}\r\n").as_bytes())
@@ -148,23 +187,34 @@ fn copy(source: &mut Source, pattern: &str, pusher: &Pusher, counts: &Counts) ->
         return format!("cannot subscribe: {e}");
     }
     let mut line = Vec::new();
+    let mut pushed_by_catch_up: HashSet<Sample> = HashSet::new();
+    let mut subscribed = false;
     loop {
-        line.clear();
-        match source.reader.read_until(b'\n', &mut line) {
-            Ok(0) => return "the source closed the connection".into(),
-            Err(e) => return format!("reading from the source: {e}"),
-            Ok(_) => {}
-        }
-        // A pty in the way turns every line ending into \r\r\n.
-        while matches!(line.last(), Some(b'\n' | b'\r')) {
-            line.pop();
-        }
-        let text = String::from_utf8_lossy(&line);
+        let text = match read_line(&mut *source.reader, &mut line) {
+            Ok(text) => text,
+            Err(why) => return why,
+        };
         if let Some(err) = text.strip_prefix("ERR ") {
             return format!("the source says: {err}");
         }
         let Some(rest) = text.strip_prefix("SET ") else {
-            continue; // the answer to `sub`, or a pty's echo of what we sent
+            // The answer to `sub` (not `auth`'s): from now on nothing set is missed, so
+            // what was set during the break is read now, on a second connection.
+            if !subscribed && text.starts_with("OK ") && !catch_up::is_auth_answer(&text) {
+                subscribed = true;
+                if seen.after_break() {
+                    match catch_up::run(args, identity, seen, pusher) {
+                        Ok(pushed) => {
+                            counts
+                                .caught_up
+                                .fetch_add(pushed.len() as u64, Ordering::Relaxed);
+                            pushed_by_catch_up = pushed;
+                        }
+                        Err(e) => return format!("catching up: {e}"),
+                    }
+                }
+            }
+            continue; // or a pty's echo of what we sent
         };
         let mut parts = rest.splitn(3, ' ');
         let (Some(time), Some(key), Some(value)) = (parts.next(), parts.next(), parts.next())
@@ -174,7 +224,14 @@ fn copy(source: &mut Source, pattern: &str, pusher: &Pusher, counts: &Counts) ->
         let Ok(time) = time.parse::<u64>() else {
             continue;
         };
+        // A set between the subscription and the catch-up's read arrives both ways.
+        if !pushed_by_catch_up.is_empty()
+            && pushed_by_catch_up.remove(&(key.to_string(), time, value.to_string()))
+        {
+            continue;
+        }
         pusher.push(key, value, time);
+        seen.copied(key, time, value);
         counts.received.fetch_add(1, Ordering::Relaxed);
         counts.newest_time.fetch_max(time, Ordering::Relaxed);
     }
@@ -222,6 +279,11 @@ pub fn run(args: ReplicateArgs, identity: Option<(&Path, &Path)>) -> i32 {
                 &counts.reconnects.load(Ordering::Relaxed).to_string(),
                 t,
             );
+            pusher.push(
+                "replicate.caught_up",
+                &counts.caught_up.load(Ordering::Relaxed).to_string(),
+                t,
+            );
             if newest > 0 {
                 pusher.push("replicate.lag_s", &t.saturating_sub(newest).to_string(), t);
             }
@@ -233,6 +295,7 @@ pub fn run(args: ReplicateArgs, identity: Option<(&Path, &Path)>) -> i32 {
         .or(args.from_cmd.clone())
         .unwrap_or_default();
     let mut backoff = super::Backoff::new();
+    let mut seen = catch_up::Seen::default();
     loop {
         let started = std::time::Instant::now();
         let why = match open(&args, identity) {
@@ -241,7 +304,7 @@ pub fn run(args: ReplicateArgs, identity: Option<(&Path, &Path)>) -> i32 {
                     "spud replicate: copying {} from {from} to {}",
                     args.pattern, args.to
                 );
-                copy(&mut source, &args.pattern, &pusher, &counts)
+                copy(&mut source, &args, identity, &mut seen, &pusher, &counts)
             }
             Err(e) => e,
         };
