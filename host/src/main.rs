@@ -56,7 +56,11 @@ enum Command {
 
 fn main() {
     let args = Args::parse();
-    spud_server::init_logs();
+    // check-config prints its findings; its log says only what went wrong, unless asked.
+    match args.command {
+        Some(Command::CheckConfig) => spud_server::init_logs_at("warn"),
+        _ => spud_server::init_logs(),
+    }
     match args.command {
         Some(Command::Worker) => std::process::exit(loading::worker::serve::main()),
         Some(Command::CheckConfig) => {
