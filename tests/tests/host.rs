@@ -535,6 +535,86 @@ fn a_helper_with_a_typo_is_caught_by_check_config_said_once_and_shown_with_its_j
     );
 }
 
+/// `spud-host import-conf FILE`: the gatherer.toml on stdout, notes on stderr.
+fn import_conf(text: &str) -> (String, String) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    let out = Command::new(binary("spud-host"))
+        .arg("import-conf")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{stderr}");
+    (stdout, stderr)
+}
+
+#[test]
+fn the_originals_stats_conf_imports_into_a_config_that_checks() {
+    // In the original's format (its bin/gatherer's header), with its plugins' arguments.
+    let (toml, notes) = import_conf(
+        "server = 127.0.0.1\nport = 9107\n\
+         memcached.web1: memcached(127.0.0.1:11211, 10)\n\
+         lb: perlbal(127.0.0.1:60000)\nheartbeat: test\n",
+    );
+    assert!(notes.is_empty(), "{notes}");
+    let dir = SpudHost::prepare(&["memcached", "perlbal", "test"], &toml);
+    let out = Command::new(binary("spud-host"))
+        .args(["check-config", "--conf"])
+        .arg(dir.path().join("gatherer.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{toml}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(toml.contains("remote = \"127.0.0.1:9107\""), "{toml}");
+    assert!(
+        toml.contains("interval = \"10s\"\noptions = { address = \"127.0.0.1:11211\" }"),
+        "{toml}"
+    );
+
+    // The original's own conf/ from the seed: its config_generator and the replicator's file.
+    for (file, note) in [
+        (
+            "src/spud/conf/stats.conf",
+            "config_generator read LiveJournal's configuration",
+        ),
+        (
+            "src/spud/conf/stats-local.conf",
+            "ssh_* options belong to the replicator",
+        ),
+    ] {
+        let text = match spud_tests::original_source(file) {
+            Ok(text) => text,
+            Err(e) => {
+                spud_tests::skip(
+                    "the_originals_stats_conf_imports_into_a_config_that_checks (seed part)",
+                    &e,
+                );
+                return;
+            }
+        };
+        let (toml, notes) = import_conf(&text);
+        assert!(notes.contains(note), "{file}: {notes}");
+        let dir = SpudHost::prepare(&[], &toml);
+        let out = Command::new(binary("spud-host"))
+            .args(["check-config", "--conf"])
+            .arg(dir.path().join("gatherer.toml"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}:\n{toml}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
 #[test]
 fn a_remote_server_killed_with_sigkill_loses_nothing_the_host_held() {
     // A subscriber on the first server sees every tick it stored: the server pushes to
