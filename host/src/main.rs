@@ -61,6 +61,8 @@ enum Command {
 }
 
 fn main() {
+    // The manual pages and completions, for the package (see spud-manual).
+    spud_manual::serve(<Args as clap::CommandFactory>::command);
     let args = Args::parse();
     // check-config prints its findings; its log says only what went wrong, unless asked.
     match args.command {
