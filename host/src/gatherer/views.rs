@@ -134,6 +134,9 @@ pub fn jobs(gatherer: &Gatherer) -> serde_json::Value {
             "plugin": plugin,
             "every": every,
             "state": "helper",
+            "generation": 0,
+            "errors": 0,
+            "timeouts": 0,
             "jobs": count,
         });
         if let Some(e) = last_error(&format!("helper.{name}")).filter(|e| !e.is_empty()) {
