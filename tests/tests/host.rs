@@ -478,11 +478,7 @@ fn a_helper_with_a_typo_is_caught_by_check_config_said_once_and_shown_with_its_j
     ));
     let dir = SpudHost::prepare(&["chaos"], &typo);
     let conf = dir.path().join("gatherer.toml");
-    let out = Command::new(binary("spud-host"))
-        .args(["check-config", "--conf"])
-        .arg(&conf)
-        .output()
-        .unwrap();
+    let out = check_config(&conf);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success(), "{stdout}");
     assert!(
@@ -535,6 +531,15 @@ fn a_helper_with_a_typo_is_caught_by_check_config_said_once_and_shown_with_its_j
     );
 }
 
+/// `spud-host check-config --conf CONF`.
+fn check_config(conf: &std::path::Path) -> std::process::Output {
+    Command::new(binary("spud-host"))
+        .args(["check-config", "--conf"])
+        .arg(conf)
+        .output()
+        .unwrap()
+}
+
 /// `spud-host import-conf FILE`: the gatherer.toml on stdout, notes on stderr.
 fn import_conf(text: &str) -> (String, String) {
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -562,11 +567,7 @@ fn the_originals_stats_conf_imports_into_a_config_that_checks() {
     );
     assert!(notes.is_empty(), "{notes}");
     let dir = SpudHost::prepare(&["memcached", "perlbal", "test"], &toml);
-    let out = Command::new(binary("spud-host"))
-        .args(["check-config", "--conf"])
-        .arg(dir.path().join("gatherer.toml"))
-        .output()
-        .unwrap();
+    let out = check_config(&dir.path().join("gatherer.toml"));
     assert!(
         out.status.success(),
         "{toml}\n{}",
@@ -602,11 +603,7 @@ fn the_originals_stats_conf_imports_into_a_config_that_checks() {
         let (toml, notes) = import_conf(&text);
         assert!(notes.contains(note), "{file}: {notes}");
         let dir = SpudHost::prepare(&[], &toml);
-        let out = Command::new(binary("spud-host"))
-            .args(["check-config", "--conf"])
-            .arg(dir.path().join("gatherer.toml"))
-            .output()
-            .unwrap();
+        let out = check_config(&dir.path().join("gatherer.toml"));
         assert!(
             out.status.success(),
             "{file}:\n{toml}\n{}",

@@ -145,9 +145,13 @@ fn the_package_installs_runs_as_its_unit_says_and_purges_clean() {
             .collect()
     };
     let user = line("User").remove(0);
+    // setpriv runs the command in its own place (runuser would stay its parent, and
+    // killing runuser would leave the host running).
     let as_user = |words: &[String]| {
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", &user, "--"])
+        let mut cmd = Command::new("setpriv");
+        cmd.arg(format!("--reuid={user}"))
+            .arg(format!("--regid={user}"))
+            .args(["--init-groups", "--"])
             .args(words)
             .env("RUST_LOG", "info");
         cmd
