@@ -14,6 +14,7 @@ use spud_server::client::endpoint::Endpoint;
 /// Talk to a SPUD stat server, and the tools around it.
 #[derive(Parser, Debug)]
 #[command(
+    name = "spud",
     version,
     about,
     after_help = "Exit codes: 0 success, 1 the server answered with an error or the key is not there, 2 usage, 69 the server cannot be reached; `wrap` exits with its command's code."
@@ -131,6 +132,8 @@ enum Command {
 }
 
 fn main() {
+    // The manual pages and completions, for the package (see spud-manual).
+    spud_manual::serve(<Args as clap::CommandFactory>::command);
     let args = Args::parse();
     let identity = args.tls_cert.as_deref().zip(args.tls_key.as_deref());
     let server = match Endpoint::new(args.server)

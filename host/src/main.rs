@@ -49,16 +49,49 @@ enum Command {
     /// Prints one line per problem, then each plugin's signature status, and exits
     /// non-zero if there is any problem.
     CheckConfig,
+    /// Print the gatherer.toml equivalent of the original gatherer's stats.conf on stdout,
+    /// and on stderr what needs a person's attention.
+    ImportConf {
+        /// The original's config file.
+        file: PathBuf,
+    },
     /// A worker for one isolated job, started by the host itself (see docs/host.md).
     #[command(hide = true)]
     Worker,
 }
 
 fn main() {
+    // The manual pages and completions, for the package (see spud-manual).
+    spud_manual::serve(<Args as clap::CommandFactory>::command);
     let args = Args::parse();
-    spud_server::init_logs();
+    // check-config prints its findings; its log says only what went wrong, unless asked.
+    match args.command {
+        Some(Command::CheckConfig) => spud_server::init_logs_at("warn"),
+        _ => spud_server::init_logs(),
+    }
     match args.command {
         Some(Command::Worker) => std::process::exit(loading::worker::serve::main()),
+        Some(Command::ImportConf { file }) => {
+            let text = match std::fs::read_to_string(&file) {
+                Ok(text) => text,
+                Err(e) => {
+                    eprintln!("spud-host: {}: {e}", file.display());
+                    std::process::exit(1);
+                }
+            };
+            match config::import::import(&text, &file.display().to_string()) {
+                Ok(imported) => {
+                    print!("{}", imported.toml);
+                    for note in &imported.notes {
+                        eprintln!("note: {note}");
+                    }
+                }
+                Err(e) => {
+                    eprintln!("spud-host: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Some(Command::CheckConfig) => {
             let report = reload::check::check(&args.conf);
             loading::library::remove_own_copies();

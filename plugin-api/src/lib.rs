@@ -17,14 +17,15 @@
 //! # A complete collector
 //!
 //! ```
-//! use serde::Deserialize;
+//! use spud_plugin_api::serde::Deserialize;
 //! use spud_plugin_api::{export_plugin, Collector, Error, Host, Job, Plugin, Pull};
 //!
 //! /// Reports how many entries a directory holds.
 //! struct DirCount;
 //!
+//! // Through this crate's `serde`: a plugin depends on `spud-plugin-api` alone.
 //! #[derive(Deserialize)]
-//! #[serde(deny_unknown_fields)]
+//! #[serde(crate = "spud_plugin_api::serde", deny_unknown_fields)]
 //! struct Options {
 //!     path: String,
 //! }
@@ -46,6 +47,7 @@
 //!
 //! impl Pull for Counter {
 //!     fn collect(&mut self) -> Result<(), Error> {
+//!         // An error names what is wrong, not the job: the host adds the job's name.
 //!         let entries = std::fs::read_dir(&self.path)
 //!             .map_err(|e| format!("cannot read {}: {e}", self.path))?
 //!             .count();

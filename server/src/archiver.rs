@@ -36,19 +36,20 @@ pub fn run(
 ) -> impl std::future::Future<Output = ()> {
     server.start_archiving();
     async move {
-        let runtime = tokio::runtime::Handle::current();
-        let _ =
-            tokio::task::spawn_blocking(move || archive(server, place, flush, stop, runtime)).await;
+        // The archiver's thread waits on a channel, not on the runtime's timers: it ends
+        // cleanly even when the runtime goes first (a start that fails after it began). The
+        // sender is dropped when the server stops, or with the runtime.
+        let (stopped, woken) = std::sync::mpsc::channel::<()>();
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            drop(stopped);
+        });
+        let _ = tokio::task::spawn_blocking(move || archive(server, place, flush, woken)).await;
     }
 }
 
-fn archive(
-    server: Server,
-    place: Place,
-    flush: Duration,
-    stop: CancellationToken,
-    runtime: tokio::runtime::Handle,
-) {
+fn archive(server: Server, place: Place, flush: Duration, woken: std::sync::mpsc::Receiver<()>) {
+    let mut stopping = false;
     let dir = place.dir.clone();
     // Made on first start, as the state's folder is.
     if let Err(e) = std::fs::create_dir_all(&dir) {
@@ -75,7 +76,6 @@ fn archive(
         due.push(key, started);
     }
     loop {
-        let stopping = stop.is_cancelled();
         let now = Instant::now();
         for (key, _) in server.changed_since(&mut cursor, &all) {
             due.push(key, now);
@@ -113,9 +113,12 @@ fn archive(
         if stopping {
             return;
         }
-        // Until the next look, or at once when the server stops.
-        let wait = tokio::time::timeout(TICK.min(flush), stop.cancelled());
-        let _ = runtime.block_on(wait);
+        // Until the next look, or at once when the server stops: then one last look that
+        // writes everything.
+        stopping = matches!(
+            woken.recv_timeout(TICK.min(flush)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        );
     }
 }
 

@@ -44,7 +44,13 @@ pub use store::value::{Sample, Value};
 /// Logs to stderr through `tracing`, at `RUST_LOG`'s levels (default `info`), in colour only
 /// on a terminal. For the project's binaries.
 pub fn init_logs() {
-    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    init_logs_at("info");
+}
+
+/// `init_logs`, with `default` as the level when `RUST_LOG` says nothing (a one-shot command
+/// such as `check-config` is quiet unless asked).
+pub fn init_logs_at(default: &str) {
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| default.into());
     // The NATS client logs every attempt to reconnect; the NATS output says an outage once
     // itself. Named in RUST_LOG, its lines are shown.
     let spec = if spec.contains("async_nats") {

@@ -134,6 +134,8 @@ struct Args {
 }
 
 fn main() -> Result<()> {
+    // The manual pages and completions, for the package (see spud-manual).
+    spud_manual::serve(<Args as clap::CommandFactory>::command);
     let args = Args::parse();
     spud_server::init_logs();
     tokio::runtime::Builder::new_multi_thread()

@@ -61,6 +61,28 @@ fn get_set_json_uptime_list_and_exit_codes() {
     let out = spud(&addr, &["get", "nosuchkey"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("nosuchkey: no such key"));
+    // A key with a dot that exists nowhere is no such key too, not an empty pattern: a script
+    // polling for it must not be fooled (the server takes it as a pattern).
+    let out = spud(&addr, &["get", "no.such.key"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).is_empty());
+    assert!(
+        text(&out.stderr).contains("no.such.key: no such key (as a pattern, which matches anywhere in a key, it matches 0 keys"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A part of a key is not the key: the message says what it would match, and how.
+    let out = spud(&addr, &["get", "load"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = spud(&addr, &["get", "web1."]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("it matches 1 key: write web1.* to list them"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = spud(&addr, &["get", "web1.*"]);
+    assert_eq!(out.status.code(), Some(0));
     assert_eq!(spud(&addr, &["set", "bad key", "x"]).status.code(), Some(2));
     let out = spud(&addr, &["uptime"]);
     assert!(

@@ -464,6 +464,155 @@ options = {{ file = "{}" }}
 }
 
 #[test]
+fn a_helper_with_a_typo_is_caught_by_check_config_said_once_and_shown_with_its_jobs() {
+    let targets = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(targets.path(), "made.a").unwrap();
+    let helper = |options: &str| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n\n[[helper]]\nname = \"finder\"\nplugin = \"chaos\"\ninterval = \"200ms\"\noptions = {{ {options} }}\n"
+        )
+    };
+    let typo = helper(&format!(
+        "file = \"{}\", timout = 3",
+        targets.path().display()
+    ));
+    let dir = SpudHost::prepare(&["chaos"], &typo);
+    let conf = dir.path().join("gatherer.toml");
+    let out = check_config(&conf);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("helper finder: ") && stdout.contains("unknown field `timout`"),
+        "{stdout}"
+    );
+    // Quiet unless asked: no log lines around the problems.
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("INFO"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Running anyway: the error is said once, not every round, and reported.
+    let host = SpudHost::start_in(dir);
+    let error = host.wait_for("host.helper.finder.last_error", T, |v| v.contains("timout"));
+    assert!(error.contains("unknown field `timout`"), "{error}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let said = host.process.log().matches("unknown field `timout`").count();
+    assert_eq!(said, 1, "{}", host.process.log());
+
+    // Fixed: the error clears, and the helper and its job show in `jobs` and /api/jobs.
+    let fixed = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace(", timout = 3", "");
+    std::fs::write(&conf, fixed).unwrap();
+    host.wait_for("made.a.tick", T, |v| v.parse::<u64>().unwrap_or(0) >= 1);
+    host.wait_for("host.helper.finder.last_error", T, |v| v.is_empty());
+    let mut c = host.connect();
+    let jobs = c.ask("jobs", "OK done\r\n");
+    assert!(
+        jobs.contains("made.a ") && jobs.contains(" helper=finder"),
+        "{jobs}"
+    );
+    assert!(
+        jobs.contains("finder helper plugin=chaos every=200ms jobs=1"),
+        "{jobs}"
+    );
+    let api = spud_tests::http::get_json(&format!("http://{}/api/jobs", host.http.unwrap()));
+    let all = api.as_array().unwrap();
+    assert!(
+        all.iter()
+            .any(|j| j["name"] == "made.a" && j["helper"] == "finder"),
+        "{api:#}"
+    );
+    assert!(
+        all.iter()
+            .any(|j| j["name"] == "finder" && j["state"] == "helper" && j["jobs"] == 1),
+        "{api:#}"
+    );
+}
+
+/// `spud-host check-config --conf CONF`.
+fn check_config(conf: &std::path::Path) -> std::process::Output {
+    Command::new(binary("spud-host"))
+        .args(["check-config", "--conf"])
+        .arg(conf)
+        .output()
+        .unwrap()
+}
+
+/// `spud-host import-conf FILE`: the gatherer.toml on stdout, notes on stderr.
+fn import_conf(text: &str) -> (String, String) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    let out = Command::new(binary("spud-host"))
+        .arg("import-conf")
+        .arg(file.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{stderr}");
+    (stdout, stderr)
+}
+
+#[test]
+fn the_originals_stats_conf_imports_into_a_config_that_checks() {
+    // In the original's format (its bin/gatherer's header), with its plugins' arguments.
+    let (toml, notes) = import_conf(
+        "server = 127.0.0.1\nport = 9107\n\
+         memcached.web1: memcached(127.0.0.1:11211, 10)\n\
+         lb: perlbal(127.0.0.1:60000)\nheartbeat: test\n",
+    );
+    assert!(notes.is_empty(), "{notes}");
+    let dir = SpudHost::prepare(&["memcached", "perlbal", "test"], &toml);
+    let out = check_config(&dir.path().join("gatherer.toml"));
+    assert!(
+        out.status.success(),
+        "{toml}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(toml.contains("remote = \"127.0.0.1:9107\""), "{toml}");
+    assert!(
+        toml.contains("interval = \"10s\"\noptions = { address = \"127.0.0.1:11211\" }"),
+        "{toml}"
+    );
+
+    // The original's own conf/ from the seed: its config_generator and the replicator's file.
+    for (file, note) in [
+        (
+            "src/spud/conf/stats.conf",
+            "config_generator read LiveJournal's configuration",
+        ),
+        (
+            "src/spud/conf/stats-local.conf",
+            "ssh_* options belong to the replicator",
+        ),
+    ] {
+        let text = match spud_tests::original_source(file) {
+            Ok(text) => text,
+            Err(e) => {
+                spud_tests::skip(
+                    "the_originals_stats_conf_imports_into_a_config_that_checks (seed part)",
+                    &e,
+                );
+                return;
+            }
+        };
+        let (toml, notes) = import_conf(&text);
+        assert!(notes.contains(note), "{file}: {notes}");
+        let dir = SpudHost::prepare(&[], &toml);
+        let out = check_config(&dir.path().join("gatherer.toml"));
+        assert!(
+            out.status.success(),
+            "{file}:\n{toml}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+#[test]
 fn a_remote_server_killed_with_sigkill_loses_nothing_the_host_held() {
     // A subscriber on the first server sees every tick it stored: the server pushes to
     // subscribers before it acknowledges the set. After kill -9, what it stored plus what

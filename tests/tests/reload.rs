@@ -363,6 +363,11 @@ fn helper_jobs_survive_config_reloads_unless_their_helper_changes() {
         let v = values(&mut host.connect(), "found.a.tick");
         v.windows(2).any(|w| w[1] < w[0])
     });
+    // And the reload says so, rather than "nothing that runs changed".
+    host.process.wait_log(
+        "helper finder changed (its options, plugin or interval): restarted",
+        T,
+    );
 }
 
 #[test]

@@ -1,4 +1,7 @@
-//! `spud get KEY|PATTERN`: a key's history, or the newest value of every matching key.
+//! `spud get KEY|PATTERN`: a key's history, or the newest value of every matching key. An
+//! argument without `*` that could be a key is a key: when no such key exists the answer is
+//! exit 1 and says so, even though the server, as the original did, takes an argument with a
+//! `.` that names no key as a pattern (which matches anywhere in a key).
 
 use crate::client::{Client, ClientError};
 use crate::cmd::when;
@@ -39,6 +42,14 @@ pub fn run(server: &Endpoint, arg: &str, json: bool) -> Result<i32, ClientError>
             .iter()
             .enumerate()
             .all(|(i, r)| r.first == (i + 1).to_string());
+    if !history && !arg.contains('*') && spud_plugin_api::is_valid_key(arg) {
+        eprintln!(
+            "spud: {arg}: no such key (as a pattern, which matches anywhere in a key, it matches {} key{}: write {arg}* to list them)",
+            rows.len(),
+            if rows.len() == 1 { "" } else { "s" }
+        );
+        return Ok(1);
+    }
     if json {
         let items: Vec<serde_json::Value> = rows
             .iter()

@@ -1,6 +1,7 @@
 //! `gatherer.toml`: the user's interface. Names here are a contract: add, never rename.
 //! Unknown fields are errors, and every error names the file, the line and the field.
 
+pub mod import;
 mod metrics;
 
 use std::collections::{BTreeMap, HashMap};

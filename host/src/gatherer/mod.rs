@@ -294,8 +294,15 @@ impl Gatherer {
                 owner,
             },
         );
-        if changed || !running {
-            self.start(state, &spec);
+        // A spec that could not start is not tried again (nor said again) until it changes:
+        // a helper asks for its jobs every round.
+        let refused_before = state.refused.get(&spec.name) == Some(&spec);
+        if changed || (!running && !refused_before) {
+            if self.start(state, &spec) {
+                state.refused.remove(&spec.name);
+            } else {
+                state.refused.insert(spec.name.clone(), spec);
+            }
         }
     }
 

@@ -47,6 +47,9 @@ pub struct State {
     /// the files whose stamp moved.
     pub stamps: HashMap<PathBuf, Stamp>,
     pub wanted: BTreeMap<String, Wanted>,
+    /// Wanted jobs whose spec could not start (bad options, say): not tried again until
+    /// their spec changes or their plugin does.
+    pub refused: HashMap<String, JobSpec>,
     /// Running helpers by name, with what stops each one's thread.
     pub helpers: HashMap<String, Arc<Stop>>,
 }
@@ -62,6 +65,7 @@ impl State {
             failed_files: HashMap::new(),
             stamps: HashMap::new(),
             wanted: BTreeMap::new(),
+            refused: HashMap::new(),
             helpers: HashMap::new(),
         }
     }
@@ -105,6 +109,8 @@ pub struct Published {
     pub plugins: Vec<PluginSummary>,
     /// Plugins found but not loaded (nothing names them): name and file.
     pub unused: Vec<(String, PathBuf)>,
+    /// The configured helpers: name, plugin, interval.
+    pub helpers: Vec<(String, String, std::time::Duration)>,
 }
 
 /// A loaded plugin, as the views show it.
@@ -141,6 +147,15 @@ impl Published {
             wanted: state.wanted.values().cloned().collect(),
             plugins,
             unused,
+            helpers: state
+                .config
+                .helpers
+                .iter()
+                .map(|h| {
+                    let every = h.interval.unwrap_or(state.config.host.interval);
+                    (h.called().to_string(), h.plugin.clone(), every)
+                })
+                .collect(),
         }
     }
 

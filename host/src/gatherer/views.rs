@@ -1,9 +1,10 @@
 //! How the gatherer shows itself to people: the `jobs` lines of the line protocol and the
-//! jobs and plugins of the HTTP API.
+//! jobs and plugins of the HTTP API. Helpers show beside the jobs, and a helper's jobs say
+//! which helper made them.
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::gatherer::state::{Published, Wanted};
+use crate::gatherer::state::{Owner, Published, Wanted};
 use crate::gatherer::Gatherer;
 use crate::sinks::Target;
 
@@ -39,16 +40,21 @@ fn view(gatherer: &Gatherer, state: &Published, wanted: &Wanted) -> JobView {
     }
 }
 
-/// The `jobs` listing: one line per wanted job, running or not.
+/// The `jobs` listing: one line per wanted job, running or not (a helper's job names its
+/// helper), then one per helper.
 pub fn job_lines(gatherer: &Gatherer) -> Vec<String> {
     let state = gatherer.published();
-    state
+    let mut lines: Vec<String> = state
         .wanted
         .iter()
         .map(|w| {
             let v = view(gatherer, &state, w);
+            let from = match &w.owner {
+                Owner::Helper(helper) => format!(" helper={helper}"),
+                Owner::Config => String::new(),
+            };
             format!(
-                "{} {} plugin={} generation={} every={} errors={} timeouts={}",
+                "{} {} plugin={} generation={} every={} errors={} timeouts={}{from}",
                 w.spec.name,
                 v.state,
                 w.spec.plugin,
@@ -57,6 +63,29 @@ pub fn job_lines(gatherer: &Gatherer) -> Vec<String> {
                 v.errors,
                 v.timeouts,
             )
+        })
+        .collect();
+    for (name, plugin, every, jobs) in helpers(&state) {
+        lines.push(format!(
+            "{name} helper plugin={plugin} every={every} jobs={jobs}"
+        ));
+    }
+    lines
+}
+
+/// Each configured helper: name, plugin, interval, how many jobs it wants now.
+fn helpers(state: &Published) -> Vec<(String, String, String, usize)> {
+    state
+        .helpers
+        .iter()
+        .map(|(name, plugin, every)| {
+            let jobs = state
+                .wanted
+                .iter()
+                .filter(|w| w.owner == Owner::Helper(name.clone()))
+                .count();
+            let every = humantime::format_duration(*every).to_string();
+            (name.clone(), plugin.clone(), every, jobs)
         })
         .collect()
 }
@@ -68,7 +97,7 @@ pub fn jobs(gatherer: &Gatherer) -> serde_json::Value {
         let Target::Embedded(server) = &gatherer.ctx.sink.target else {
             return None;
         };
-        let history = server.get(&format!("host.job.{name}.last_error"))?;
+        let history = server.get(&format!("host.{name}.last_error"))?;
         Some(history.first()?.value.to_string_lossy())
     };
     let jobs: Vec<serde_json::Value> = state
@@ -89,12 +118,32 @@ pub fn jobs(gatherer: &Gatherer) -> serde_json::Value {
             if let Some(pid) = v.worker_pid {
                 json["worker_pid"] = pid.into();
             }
-            if let Some(e) = last_error(name) {
+            if let Owner::Helper(helper) = &w.owner {
+                json["helper"] = helper.clone().into();
+            }
+            if let Some(e) = last_error(&format!("job.{name}")) {
                 json["last_error"] = e.into();
             }
             json
         })
         .collect();
+    let mut jobs = jobs;
+    for (name, plugin, every, count) in helpers(&state) {
+        let mut json = serde_json::json!({
+            "name": name,
+            "plugin": plugin,
+            "every": every,
+            "state": "helper",
+            "generation": 0,
+            "errors": 0,
+            "timeouts": 0,
+            "jobs": count,
+        });
+        if let Some(e) = last_error(&format!("helper.{name}")).filter(|e| !e.is_empty()) {
+            json["last_error"] = e.into();
+        }
+        jobs.push(json);
+    }
     jobs.into()
 }
 

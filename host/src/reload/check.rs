@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::config::Config;
+use crate::gatherer::helpers;
 use crate::jobs::job::Job;
 use crate::jobs::job_host::Context;
 use crate::loading::loader::Plugin;
@@ -93,7 +94,42 @@ fn jobs_and_rules(
                 "helper: plugin {:?} is not a helper",
                 helper.plugin
             )),
-            Some(_) => {}
+            // Asked once, as the running host would: its options, and each job it returns.
+            Some(p) => {
+                let (interval, timeout) = (config.host.interval, config.host.timeout);
+                let name = helper.called();
+                match helpers::wanted_by(p, helper, &ctx, interval, timeout) {
+                    Err(e) => problems.push(format!("helper {name}: {e}")),
+                    Ok(defs) => {
+                        for def in defs {
+                            let spec = match helpers::spec_of(&def, interval, timeout, config) {
+                                Ok(spec) => spec,
+                                Err(e) => {
+                                    problems.push(format!("helper {name}: {e}"));
+                                    continue;
+                                }
+                            };
+                            let job = spec.name.clone();
+                            match plugins.get(&spec.plugin) {
+                                None => problems.push(format!(
+                                    "helper {name}: job {job}: no plugin declares the name {:?}",
+                                    spec.plugin
+                                )),
+                                Some(plugin) => {
+                                    if let Err(failure) =
+                                        Job::create(spec, Arc::clone(plugin), &ctx)
+                                    {
+                                        problems.push(format!(
+                                            "helper {name}: {}",
+                                            failure.for_job(&job)
+                                        ));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
     problems

@@ -290,6 +290,7 @@ fn install(gatherer: &Gatherer, state: &mut State, plugin: Plugin, path: &Path, 
     let (mut swapped, mut kept) = (0, 0);
     for (spec, job) in made {
         if gatherer.install(&spec, job) {
+            state.refused.remove(&spec.name);
             swapped += 1;
         } else {
             kept += 1;
@@ -429,6 +430,15 @@ pub fn reload_config(gatherer: &Arc<Gatherer>) {
     }
     for helper in &d.helpers_to_remove {
         helpers::stop(gatherer, &mut state, helper.called());
+        if d.helpers_to_add
+            .iter()
+            .any(|h| h.called() == helper.called())
+        {
+            tracing::info!(
+                "helper {} changed (its options, plugin or interval): restarted, its jobs with it",
+                helper.called()
+            );
+        }
     }
     for helper in &d.helpers_to_add {
         helpers::start(gatherer, &mut state, (*helper).clone());

@@ -97,18 +97,22 @@ fn spawn(
         .map(drop)
 }
 
-/// remstats' lock: two hosts must not run one config.
+/// remstats' lock: two hosts must not run one config. The config's folder is locked (an
+/// advisory lock on the folder itself): it needs no write access there (the package's
+/// host, as the spud user, only reads /etc/spud), and it holds whatever an editor does to
+/// the file (a save by rename makes a new file; the folder stays). One host per folder.
 fn lock(config_path: &Path) -> Result<std::fs::File> {
-    let mut name = config_path.as_os_str().to_owned();
-    name.push(".lock");
-    let path = PathBuf::from(name);
-    let file = std::fs::File::create(&path)
-        .with_context(|| format!("cannot create the lock file {}", path.display()))?;
+    let folder = match config_path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file = std::fs::File::open(&folder)
+        .with_context(|| format!("cannot open {} to lock it", folder.display()))?;
     file.try_lock().map_err(|_| {
         anyhow::anyhow!(
-            "another spud-host is already running with {} (it holds {})",
+            "another spud-host is already running with {} (or another config in {}: one host per config folder)",
             config_path.display(),
-            path.display()
+            folder.display()
         )
     })?;
     Ok(file)
